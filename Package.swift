@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The numeric targets are always compiled with optimisation, also in debug builds: an unoptimised
+// convolution is ~50x slower, which would turn the parity tests from seconds into minutes.
+// On x86-64 the Swift compiler's default target is SSE2 only; naming a CPU with AVX2 + FMA
+// (Haswell, 2013, and every later x86-64) is what lets SIMD8<Float> code use ymm registers.
+// Set SWIFTDIFFUSION_PORTABLE=1 to build for baseline x86-64 instead.
+var numericFlags: [String] = ["-Ounchecked"]
+#if arch(x86_64)
+if Context.environment["SWIFTDIFFUSION_PORTABLE"] == nil {
+    numericFlags += ["-target-cpu", "haswell"]
+}
+#endif
+let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags)]
+
+let package = Package(
+    name: "SwiftDiffusion",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "swiftdiffusion", targets: ["swiftdiffusion"]),
+        .library(name: "Compute", targets: ["Compute"]),
+        .library(name: "Weights", targets: ["Weights"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenBLAS (Debian: libopenblas-dev) through its CBLAS header.
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
+        ),
+        // Tensors, ops, CPU kernels and the engine's thread pool.
+        .target(name: "Compute", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        // safetensors, diffusers folders, .npy, checkpoint key conversion.
+        .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
+        // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.
+        .target(name: "Models", dependencies: ["Compute", "Weights"], swiftSettings: numericSettings),
+        // The commands behind the `swiftdiffusion` executable (a library so tests can drive them).
+        .target(
+            name: "SwiftDiffusionCLI",
+            dependencies: [
+                "Compute", "Weights", "Models",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: numericSettings
+        ),
+        .executableTarget(name: "swiftdiffusion", dependencies: ["SwiftDiffusionCLI"]),
+
+        // Shared helpers for tests: golden-file loading and tensor comparison.
+        .target(name: "ParityTesting", dependencies: ["Compute", "Weights"], path: "Tests/ParityTesting"),
+        .testTarget(name: "ComputeTests", dependencies: ["Compute", "ParityTesting"]),
+        .testTarget(name: "WeightsTests", dependencies: ["Weights", "ParityTesting"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "ParityTesting"]),
+    ]
+)

@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// The engine's own fixed set of compute threads.
+///
+/// Heavy math never runs on Swift's cooperative pool (it would starve the server's tasks). A kernel splits
+/// its work into `count` independent pieces and calls `parallelFor`; the calling thread takes part, so a
+/// pool of N threads has N-1 workers. Calls from a worker (nested parallelism) run serially, and callers on
+/// different threads take turns. A thread can be bound to another pool with `ComputePool.run(on:)`, which
+/// is how two guidance branches run side by side on one core each.
+public final class ComputePool: @unchecked Sendable {
+    /// Threads including the caller.
+    public let threadCount: Int
+
+    private var mutex = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var done = pthread_cond_t()
+    private let submitLock = NSLock()
+
+    // Guarded by `mutex`.
+    private var generation = 0
+    private var activeWorkers = 0
+    private var shuttingDown = false
+    private var job: ((Int) -> Void)?
+    private var jobCount = 0
+    private let nextIndex = Atomic<Int>(0)
+
+    /// The process-wide pool, sized by `SWIFTDIFFUSION_THREADS` or the number of active cores.
+    public static let shared: ComputePool = {
+        let env = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_THREADS"].flatMap { Int($0) }
+        return ComputePool(threadCount: max(1, env ?? ProcessInfo.processInfo.activeProcessorCount))
+    }()
+
+    public init(threadCount: Int) {
+        precondition(threadCount >= 1, "a pool needs at least one thread")
+        self.threadCount = threadCount
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&wake, nil)
+        pthread_cond_init(&done, nil)
+        for index in 1..<threadCount {
+            let thread = Thread { [unowned self] in self.workerLoop() }
+            thread.name = "compute-\(index)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    deinit {
+        pthread_mutex_lock(&mutex)
+        shuttingDown = true
+        pthread_cond_broadcast(&wake)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// The pool kernels on this thread use: the one bound with `run(on:)`, else `shared`.
+    public static var current: ComputePool {
+        if let bound = ThreadBinding.boundPool() { return bound }
+        return shared
+    }
+
+    /// Runs `body` with `pool` as this thread's compute pool.
+    public static func run<R>(on pool: ComputePool, _ body: () throws -> R) rethrows -> R {
+        let previous = ThreadBinding.boundPool()
+        ThreadBinding.bind(pool)
+        defer { ThreadBinding.bind(previous) }
+        return try body()
+    }
+
+    /// Calls `body(i)` for every i in 0..<count, spread over the pool's threads. Returns when all are done.
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if count == 1 || threadCount == 1 || ThreadBinding.isInsideParallelRegion() {
+            for i in 0..<count { body(i) }
+            return
+        }
+        submitLock.lock()
+        defer { submitLock.unlock() }
+        withoutActuallyEscaping(body) { escapable in
+            pthread_mutex_lock(&mutex)
+            job = escapable
+            jobCount = count
+            nextIndex.store(0, ordering: .relaxed)
+            activeWorkers = threadCount - 1
+            generation &+= 1
+            pthread_cond_broadcast(&wake)
+            pthread_mutex_unlock(&mutex)
+
+            ThreadBinding.enterParallelRegion()
+            drain(escapable, count: count)
+            ThreadBinding.leaveParallelRegion()
+
+            pthread_mutex_lock(&mutex)
+            while activeWorkers > 0 { pthread_cond_wait(&done, &mutex) }
+            job = nil
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+
+    /// Splits 0..<total into at most `threadCount * oversubscription` contiguous ranges of at least
+    /// `minimumChunk` elements and processes them in parallel.
+    public func parallelRanges(_ total: Int, minimumChunk: Int = 1, oversubscription: Int = 1, _ body: (Range<Int>) -> Void) {
+        if total <= 0 { return }
+        let maxPieces = max(1, total / max(1, minimumChunk))
+        let pieces = min(maxPieces, threadCount * max(1, oversubscription))
+        if pieces == 1 {
+            body(0..<total)
+            return
+        }
+        parallelFor(pieces) { piece in
+            let start = total * piece / pieces
+            let end = total * (piece + 1) / pieces
+            if start < end { body(start..<end) }
+        }
+    }
+
+    private func drain(_ body: (Int) -> Void, count: Int) {
+        while true {
+            let index = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
+            if index >= count { return }
+            body(index)
+        }
+    }
+
+    private func workerLoop() {
+        ThreadBinding.enterParallelRegion()
+        var seen = 0
+        pthread_mutex_lock(&mutex)
+        while true {
+            while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
+            if shuttingDown { break }
+            seen = generation
+            let body = job!
+            let count = jobCount
+            pthread_mutex_unlock(&mutex)
+            drain(body, count: count)
+            pthread_mutex_lock(&mutex)
+            activeWorkers -= 1
+            if activeWorkers == 0 { pthread_cond_signal(&done) }
+        }
+        pthread_mutex_unlock(&mutex)
+    }
+}
+
+/// Per-thread state of the compute layer: the bound pool and whether the thread is already inside a
+/// parallel region.
+enum ThreadBinding {
+    private final class State {
+        var pool: ComputePool?
+        var parallelDepth = 0
+        var scratch: UnsafeMutablePointer<Float>?
+        var scratchCapacity = 0
+
+        deinit { scratch?.deallocate() }
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            guard let pointer else { return }
+            Unmanaged<AnyObject>.fromOpaque(pointer).release()
+        }
+        return key
+    }()
+
+    private static var state: State {
+        if let raw = pthread_getspecific(key) {
+            return Unmanaged<State>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let state = State()
+        pthread_setspecific(key, Unmanaged.passRetained(state).toOpaque())
+        return state
+    }
+
+    static func boundPool() -> ComputePool? { state.pool }
+
+    /// This thread's grow-only scratch buffer of at least `count` floats (contents undefined). Kernels use
+    /// it for im2col panels and attention score tiles instead of allocating per call.
+    static func scratch(count: Int) -> UnsafeMutablePointer<Float> {
+        let state = state
+        if state.scratchCapacity < count || state.scratch == nil {
+            state.scratch?.deallocate()
+            let capacity = max(count, state.scratchCapacity * 2, 1024)
+            state.scratch = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+            state.scratchCapacity = capacity
+        }
+        return state.scratch!
+    }
+    static func bind(_ pool: ComputePool?) { state.pool = pool }
+    static func isInsideParallelRegion() -> Bool { state.parallelDepth > 0 }
+    static func enterParallelRegion() { state.parallelDepth += 1 }
+    static func leaveParallelRegion() { state.parallelDepth -= 1 }
+}

@@ -1,0 +1,117 @@
+/// 2-D convolution on channels-last activations, as im2col panels fed to GEMM.
+
+/// Zero padding on each side of the spatial axes.
+public struct Padding2D: Sendable, Equatable {
+    public var top: Int, bottom: Int, left: Int, right: Int
+
+    public init(top: Int, bottom: Int, left: Int, right: Int) {
+        (self.top, self.bottom, self.left, self.right) = (top, bottom, left, right)
+    }
+
+    /// The same padding on all four sides (PyTorch's `padding=p`).
+    public static func uniform(_ p: Int) -> Padding2D { Padding2D(top: p, bottom: p, left: p, right: p) }
+    public static let none = Padding2D.uniform(0)
+}
+
+/// Converts a PyTorch convolution kernel `[out, in, kh, kw]` to the engine's `[out, kh, kw, in]`
+/// (each output channel's weights contiguous, in im2col column order).
+public func channelsLastKernel(_ kernel: Tensor) -> Tensor {
+    precondition(kernel.rank == 4, "a conv kernel is [out, in, kh, kw], got \(kernel.shape)")
+    return permute(kernel, [0, 2, 3, 1])
+}
+
+/// The inverse of `channelsLastKernel`: `[out, kh, kw, in]` back to PyTorch's `[out, in, kh, kw]`.
+public func pytorchKernel(_ kernel: Tensor) -> Tensor {
+    precondition(kernel.rank == 4, "expected [out, kh, kw, in], got \(kernel.shape)")
+    return permute(kernel, [0, 3, 1, 2])
+}
+
+/// Convolution of `x` `[N, H, W, Cin]` with `weight` `[Cout, KH, KW, Cin]` (see `channelsLastKernel`)
+/// plus an optional bias `[Cout]`. Returns `[N, OH, OW, Cout]`.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none) -> Tensor {
+    precondition(x.rank == 4 && weight.rank == 4, "conv2d needs NHWC input and [O, KH, KW, I] kernel, got \(x.shape), \(weight.shape)")
+    let (batch, height, width, inChannels) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (outChannels, kernelHeight, kernelWidth) = (weight.shape[0], weight.shape[1], weight.shape[2])
+    precondition(weight.shape[3] == inChannels, "conv2d kernel expects \(weight.shape[3]) input channels, input has \(inChannels)")
+    precondition(stride >= 1, "stride must be positive")
+    let outHeight = (height + padding.top + padding.bottom - kernelHeight) / stride + 1
+    let outWidth = (width + padding.left + padding.right - kernelWidth) / stride + 1
+    precondition(outHeight > 0 && outWidth > 0, "conv2d output would be empty for input \(x.shape)")
+    let out = Tensor(uninitializedShape: [batch, outHeight, outWidth, outChannels])
+    let rows = batch * outHeight * outWidth
+    let depth = kernelHeight * kernelWidth * inChannels
+    let src = x.storage.base, dst = out.storage.base, kernel = weight.storage.base
+    var beta: Float = 0
+    if let bias {
+        precondition(bias.count == outChannels, "conv2d bias has \(bias.count) elements, expected \(outChannels)")
+        fillRows(dst, rows: rows, with: bias.storage.base, width: outChannels)
+        beta = 1
+    }
+
+    if kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == .none {
+        GEMM.multiply(
+            transposeB: true, m: rows, n: outChannels, k: inChannels,
+            a: src, lda: inChannels, b: kernel, ldb: inChannels, beta: beta, c: dst, ldc: outChannels)
+        return out
+    }
+
+    // Panels of output rows: each is expanded into an im2col block in the thread's scratch buffer and
+    // multiplied by the kernel with one single-threaded GEMM. Panels are sized to stay near L2.
+    let pool = ComputePool.current
+    let targetRows = max(16, min(512, (1 << 19) / max(depth, 1)))
+    let panelRows = max(8, min(targetRows, (rows + pool.threadCount - 1) / pool.threadCount))
+    let panels = (rows + panelRows - 1) / panelRows
+    let geometry = ConvGeometry(
+        height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
+        kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding)
+    pool.parallelFor(panels) { panel in
+        let first = panel * panelRows
+        let count = min(panelRows, rows - first)
+        let columns = ThreadBinding.scratch(count: count * depth)
+        geometry.im2col(src, rows: first..<(first + count), into: columns)
+        GEMM.serial(false, true, count, outChannels, depth, 1, columns, depth, kernel, depth, beta, dst + first * outChannels, outChannels)
+    }
+    return out
+}
+
+struct ConvGeometry {
+    let height: Int, width: Int, inChannels: Int, outHeight: Int, outWidth: Int
+    let kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Padding2D
+
+    /// Writes the receptive fields of output positions `rows` (flattened n, oy, ox) as rows of `columns`.
+    @inline(__always)
+    func im2col(_ source: UnsafePointer<Float>, rows: Range<Int>, into columns: UnsafeMutablePointer<Float>) {
+        let depth = kernelHeight * kernelWidth * inChannels
+        let perImage = outHeight * outWidth
+        for row in rows {
+            let (n, position) = row.quotientAndRemainder(dividingBy: perImage)
+            let (oy, ox) = position.quotientAndRemainder(dividingBy: outWidth)
+            var target = columns + (row - rows.lowerBound) * depth
+            let image = source + n * height * width * inChannels
+            for kh in 0..<kernelHeight {
+                let iy = oy * stride + kh - padding.top
+                if iy < 0 || iy >= height {
+                    target.update(repeating: 0, count: kernelWidth * inChannels)
+                    target += kernelWidth * inChannels
+                    continue
+                }
+                let x0 = ox * stride - padding.left
+                if x0 >= 0 && x0 + kernelWidth <= width {
+                    // The whole kernel row is inside the image: one contiguous copy.
+                    target.update(from: image + (iy * width + x0) * inChannels, count: kernelWidth * inChannels)
+                    target += kernelWidth * inChannels
+                    continue
+                }
+                for kw in 0..<kernelWidth {
+                    let ix = x0 + kw
+                    if ix < 0 || ix >= width {
+                        target.update(repeating: 0, count: inChannels)
+                    } else {
+                        target.update(from: image + (iy * width + ix) * inChannels, count: inChannels)
+                    }
+                    target += inChannels
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import COpenBLAS
+
+/// Single-precision matrix multiply on OpenBLAS, split over the compute pool.
+///
+/// OpenBLAS's own threads are switched off: the engine's pool owns the cores, and each piece of a split
+/// GEMM is a single-threaded `cblas_sgemm` on a band of rows (or columns) of C.
+public enum GEMM {
+    private static let configureOnce: Void = {
+        openblas_set_num_threads(1)
+    }()
+
+    /// Name of the OpenBLAS kernel set chosen for this CPU (e.g. "Zen", "Haswell").
+    public static var coreName: String {
+        _ = configureOnce
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
+    /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, row-major with leading dimensions.
+    /// `op(X)` is X or its transpose. Splits over `pool` when the product is large enough to gain.
+    public static func multiply(
+        transposeA: Bool = false, transposeB: Bool = false,
+        m: Int, n: Int, k: Int,
+        alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0,
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        pool: ComputePool = .current
+    ) {
+        _ = configureOnce
+        if m == 0 || n == 0 { return }
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let threads = pool.threadCount
+        if threads == 1 || flops < 4e6 {
+            serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        if m >= n || n < 32 {
+            // Bands of rows of C (and of op(A)).
+            let pieces = min(threads, max(1, m / 16))
+            pool.parallelFor(pieces) { piece in
+                let start = (m * piece / pieces) & ~7
+                let end = piece == pieces - 1 ? m : (m * (piece + 1) / pieces) & ~7
+                if start >= end { return }
+                let aPiece = transposeA ? a + start : a + start * lda
+                serial(transposeA, transposeB, end - start, n, k, alpha, aPiece, lda, b, ldb, beta, c + start * ldc, ldc)
+            }
+        } else {
+            // Bands of columns of C (and of op(B)).
+            let pieces = min(threads, max(1, n / 16))
+            pool.parallelFor(pieces) { piece in
+                let start = (n * piece / pieces) & ~7
+                let end = piece == pieces - 1 ? n : (n * (piece + 1) / pieces) & ~7
+                if start >= end { return }
+                let bPiece = transposeB ? b + start * ldb : b + start
+                serial(transposeA, transposeB, m, end - start, k, alpha, a, lda, bPiece, ldb, beta, c + start, ldc)
+            }
+        }
+    }
+
+    /// One single-threaded `cblas_sgemm` call.
+    @inline(__always)
+    static func serial(
+        _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
+        _ = configureOnce
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+}
+
+// MARK: - Ops
+
+/// Matrix product of the last two axes: `a[..., m, k] x b[k, n]` (or `b[n, k]` transposed) -> `[..., m, n]`.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank >= 2 && b.rank == 2, "matmul needs a[..., m, k] and a 2-D b, got \(a.shape) and \(b.shape)")
+    let k = a.shape[a.rank - 1]
+    let m = a.count / max(k, 1)
+    let n = transposeB ? b.shape[0] : b.shape[1]
+    precondition((transposeB ? b.shape[1] : b.shape[0]) == k, "matmul inner dimensions differ: \(a.shape) x \(b.shape)")
+    let out = Tensor(uninitializedShape: Array(a.shape.dropLast()) + [n])
+    GEMM.multiply(
+        transposeB: transposeB, m: m, n: n, k: k,
+        a: a.storage.base, lda: k, b: b.storage.base, ldb: transposeB ? k : n,
+        c: out.storage.base, ldc: n)
+    return out
+}
+
+/// Batched product `a[batch, m, k] x b[batch, k, n]` (b optionally `[batch, n, k]` transposed).
+public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul needs [B,m,k] and [B,k,n]")
+    let (batch, m, k) = (a.shape[0], a.shape[1], a.shape[2])
+    let n = transposeB ? b.shape[1] : b.shape[2]
+    precondition((transposeB ? b.shape[2] : b.shape[1]) == k, "batchedMatmul inner dimensions differ")
+    let out = Tensor(uninitializedShape: [batch, m, n])
+    let pool = ComputePool.current
+    pool.parallelFor(batch) { i in
+        GEMM.multiply(
+            transposeB: transposeB, m: m, n: n, k: k,
+            a: a.storage.base + i * m * k, lda: k, b: b.storage.base + i * k * n, ldb: transposeB ? k : n,
+            c: out.storage.base + i * m * n, ldc: n, pool: pool)
+    }
+    return out
+}
+
+/// `x[..., in] W^T + b`, with W in PyTorch's `[out, in]` layout.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
+    let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
+    precondition(x.shape.last == inFeatures, "linear expects \(inFeatures) input features, got \(x.shape)")
+    let rows = x.count / max(inFeatures, 1)
+    let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outFeatures])
+    var beta: Float = 0
+    if let bias {
+        precondition(bias.count == outFeatures, "bias has \(bias.count) elements, expected \(outFeatures)")
+        fillRows(out.storage.base, rows: rows, with: bias.storage.base, width: outFeatures)
+        beta = 1
+    }
+    GEMM.multiply(
+        transposeB: true, m: rows, n: outFeatures, k: inFeatures,
+        a: x.storage.base, lda: inFeatures, b: weight.storage.base, ldb: inFeatures,
+        beta: beta, c: out.storage.base, ldc: outFeatures)
+    return out
+}
+
+/// Writes `row` into every one of `rows` consecutive rows of `destination`.
+@inline(__always)
+func fillRows(_ destination: UnsafeMutablePointer<Float>, rows: Int, with row: UnsafePointer<Float>, width: Int) {
+    ComputePool.current.parallelRanges(rows, minimumChunk: max(1, 16384 / max(width, 1))) { range in
+        for r in range { (destination + r * width).update(from: row, count: width) }
+    }
+}
+
+extension GEMM {
+    /// `c = a x b` for 2-D tensors with OpenBLAS's own threading (`threads` threads) instead of the
+    /// engine's pool: the machine's BLAS baseline that benchmarks compare the engine against.
+    public static func openBLASReference(_ a: Tensor, _ b: Tensor, into c: Tensor, threads: Int) {
+        _ = configureOnce
+        precondition(a.rank == 2 && b.rank == 2 && c.rank == 2 && a.shape[1] == b.shape[0], "reference GEMM shapes")
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(1) }
+        let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1])
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k), 1,
+            a.storage.base, blasint(k), b.storage.base, blasint(n), 0, c.storage.base, blasint(n))
+    }
+}
+
+extension GEMM {
+    /// One independent single-threaded `c_i = a x b` per pool thread, all at once: the other way to
+    /// measure the machine's aggregate BLAS throughput (no OpenBLAS threading overhead).
+    public static func openBLASReferencePerThread(_ a: Tensor, _ b: Tensor, into outputs: [Tensor], pool: ComputePool = .shared) {
+        precondition(outputs.count >= pool.threadCount, "one output per pool thread")
+        let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1])
+        pool.parallelFor(pool.threadCount) { i in
+            serial(false, false, m, n, k, 1, a.storage.base, k, b.storage.base, n, 0, outputs[i].storage.base, n)
+        }
+    }
+}
+
+/// `output += scale * x W^T` in place, with W `[out, in]` (a runtime LoRA's up projection).
+public func accumulateLinear(into output: Tensor, _ x: Tensor, weight: Tensor, scale: Float) {
+    let (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
+    precondition(x.shape.last == inFeatures && output.shape.last == outFeatures, "accumulateLinear shapes")
+    let rows = x.count / max(inFeatures, 1)
+    precondition(output.count == rows * outFeatures, "accumulateLinear row counts differ")
+    GEMM.multiply(
+        transposeB: true, m: rows, n: outFeatures, k: inFeatures, alpha: scale,
+        a: x.storage.base, lda: inFeatures, b: weight.storage.base, ldb: inFeatures,
+        beta: 1, c: output.storage.base, ldc: outFeatures)
+}

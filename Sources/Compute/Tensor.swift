@@ -1,0 +1,242 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// Contiguous Float32 memory behind a tensor: 64-byte aligned heap memory, or memory another object owns
+/// (a memory-mapped file) and keeps alive.
+public final class TensorStorage: @unchecked Sendable {
+    public let count: Int
+    @usableFromInline let base: UnsafeMutablePointer<Float>
+    private let owner: AnyObject?
+
+    /// Allocates `count` uninitialised floats.
+    public init(count: Int) {
+        precondition(count >= 0, "negative element count")
+        self.count = count
+        let raw = BufferCache.allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.owner = nil
+    }
+
+    /// Wraps memory that `owner` keeps valid for the storage's lifetime (no copy).
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.count = count
+        self.base = pointer
+        self.owner = owner
+    }
+
+    deinit {
+        if owner == nil { BufferCache.release(UnsafeMutableRawPointer(base), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
+    }
+}
+
+/// Keeps freed large tensor buffers for reuse.
+///
+/// A denoising step allocates and frees the same activation sizes thousands of times; fresh multi-MiB
+/// allocations come from `mmap` and pay a page fault per 4 KiB on first touch, which made large GEMMs
+/// run at half speed. Buffers of 64 KiB and more are rounded up to a size class (at most 25% slack) and
+/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 2048) in total.
+enum BufferCache {
+    private struct State {
+        var free: [Int: [UInt]] = [:]  // size class -> addresses
+        var cachedBytes = 0
+    }
+
+    private static let state = Mutex(State())
+    private static let minimumCachedBytes = 64 << 10
+    private static let limitBytes: Int = {
+        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 2048
+        return max(0, megabytes) << 20
+    }()
+
+    /// Rounds up to 2^k * {1, 1.25, 1.5, 1.75}.
+    static func sizeClass(_ bytes: Int) -> Int {
+        if bytes < minimumCachedBytes { return bytes }
+        let power = Int.bitWidth - (bytes - 1).leadingZeroBitCount - 1  // 2^power <= bytes - 1 < 2^(power+1)
+        let quarter = 1 << (power - 2)
+        return ((bytes + quarter - 1) / quarter) * quarter
+    }
+
+    static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+        let size = sizeClass(bytes)
+        if size >= minimumCachedBytes {
+            let reused = state.withLock { state -> UInt? in
+                guard var list = state.free[size], let address = list.popLast() else { return nil }
+                state.free[size] = list
+                state.cachedBytes -= size
+                return address
+            }
+            if let reused, let pointer = UnsafeMutableRawPointer(bitPattern: reused) { return pointer }
+        }
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, size) == 0, let raw else {
+            fatalError("out of memory allocating \(size) bytes for a tensor")
+        }
+        return raw
+    }
+
+    static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+        let size = sizeClass(bytes)
+        if size >= minimumCachedBytes {
+            let kept = state.withLock { state -> Bool in
+                guard state.cachedBytes + size <= limitBytes else { return false }
+                state.free[size, default: []].append(UInt(bitPattern: pointer))
+                state.cachedBytes += size
+                return true
+            }
+            if kept { return }
+        }
+        free(pointer)
+    }
+
+    /// Frees every parked buffer (after a large model is unloaded, for example).
+    static func trim() {
+        let addresses = state.withLock { state -> [UInt] in
+            defer { state.free = [:]; state.cachedBytes = 0 }
+            return state.free.values.flatMap { $0 }
+        }
+        addresses.forEach { free(UnsafeMutableRawPointer(bitPattern: $0)) }
+    }
+}
+
+/// A dense, row-major Float32 tensor. Image activations are channels-last (NHWC).
+///
+/// `Tensor` is a value with reference storage: copies share memory. Ops always return new tensors;
+/// the few in-place operations (LoRA patching, accumulation) say so in their names.
+public struct Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+
+    /// Number of elements.
+    @inlinable public var count: Int { storage.count }
+    @inlinable public var rank: Int { shape.count }
+
+    /// An uninitialised tensor (callers overwrite every element).
+    public init(uninitializedShape shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        self.shape = shape
+        self.storage = TensorStorage(count: shape.reduce(1, *))
+    }
+
+    /// Wraps existing storage; the element counts must agree.
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(shape.reduce(1, *) == storage.count, "shape \(shape) does not match \(storage.count) elements")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// A tensor holding `values` (row-major).
+    public init(shape: [Int], values: [Float]) {
+        self.init(uninitializedShape: shape)
+        precondition(values.count == count, "shape \(shape) needs \(count) values, got \(values.count)")
+        values.withUnsafeBufferPointer { src in
+            storage.base.update(from: src.baseAddress!, count: count)
+        }
+    }
+
+    /// A tensor filled with one value.
+    public init(shape: [Int], repeating value: Float) {
+        self.init(uninitializedShape: shape)
+        storage.base.update(repeating: value, count: count)
+    }
+
+    public static func zeros(_ shape: [Int]) -> Tensor { Tensor(shape: shape, repeating: 0) }
+
+    /// A scalar-valued rank-0 tensor.
+    public init(scalar: Float) { self.init(shape: [], values: [scalar]) }
+
+    /// Builds a tensor by letting `fill` write every element (used by loaders and decoders).
+    public init(shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
+        self.init(uninitializedShape: shape)
+        try fill(UnsafeMutableBufferPointer(start: storage.base, count: count))
+    }
+
+    /// The elements as an array (copy).
+    public var scalars: [Float] {
+        Array(UnsafeBufferPointer(start: storage.base, count: count))
+    }
+
+    /// The same elements viewed with another shape (no copy).
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        var dims = newShape
+        if let inferred = dims.firstIndex(of: -1) {
+            let known = dims.enumerated().filter { $0.offset != inferred }.map(\.element).reduce(1, *)
+            precondition(known > 0 && count % known == 0, "cannot reshape \(shape) to \(newShape)")
+            dims[inferred] = count / known
+        }
+        precondition(dims.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        return Tensor(shape: dims, storage: storage)
+    }
+
+    /// Element at a multi-index (slow; for tests and small lookups).
+    public subscript(indices: Int...) -> Float {
+        precondition(indices.count == rank, "index rank \(indices.count) != tensor rank \(rank)")
+        var offset = 0
+        for (axis, index) in indices.enumerated() {
+            precondition(index >= 0 && index < shape[axis], "index \(index) out of range for axis \(axis) of \(shape)")
+            offset = offset * shape[axis] + index
+        }
+        return storage.base[offset]
+    }
+
+    /// A deep copy with its own storage.
+    public func copy() -> Tensor {
+        let out = Tensor(uninitializedShape: shape)
+        out.storage.base.update(from: storage.base, count: count)
+        return out
+    }
+
+    /// Read access to the elements for code below the model layer (kernels, file writers, image codecs).
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.base, count: count))
+    }
+
+    /// Write access to the elements, shared by every copy of this tensor. For kernels, loaders and
+    /// in-place weight patching.
+    public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
+    }
+
+    /// True when both tensors have the same shape and bit-identical elements.
+    public func isBitwiseEqual(to other: Tensor) -> Bool {
+        shape == other.shape && memcmp(storage.base, other.storage.base, count * MemoryLayout<Float>.stride) == 0
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = scalars.prefix(6).map { "\($0)" }.joined(separator: ", ")
+        return "Tensor(\(shape), [\(preview)\(count > 6 ? ", ..." : "")])"
+    }
+}
+
+/// Statistics used by parity tests and benchmarks.
+extension Tensor {
+    /// Largest absolute element-wise difference between two same-shaped tensors.
+    public func maxAbsDifference(_ other: Tensor) -> Float {
+        precondition(shape == other.shape, "shape mismatch \(shape) vs \(other.shape)")
+        var worst: Float = 0
+        for i in 0..<count {
+            let d = abs(storage.base[i] - other.storage.base[i])
+            if d > worst || d.isNaN { worst = d.isNaN ? .infinity : d }
+        }
+        return worst
+    }
+
+    /// Largest absolute element.
+    public var maxAbs: Float {
+        var worst: Float = 0
+        for i in 0..<count { worst = max(worst, abs(storage.base[i])) }
+        return worst
+    }
+
+    public var mean: Float {
+        var sum: Double = 0
+        for i in 0..<count { sum += Double(storage.base[i]) }
+        return Float(sum / Double(max(count, 1)))
+    }
+}

@@ -1,0 +1,101 @@
+import Compute
+
+/// A low-rank update `scale * up(down(x))` added to a layer's output without touching its weight
+/// (runtime LoRA). `down` is `[rank, in]` for linear layers and a channels-last kernel
+/// `[rank, kh, kw, in]` for convolutions; `up` is `[out, rank]`.
+public struct LowRankAdapter: Sendable {
+    public let down: Tensor
+    public let up: Tensor
+    public let scale: Float
+
+    public init(down: Tensor, up: Tensor, scale: Float) {
+        self.down = down
+        self.up = up
+        self.scale = scale
+    }
+
+    public var rank: Int { up.shape[1] }
+}
+
+/// `y = x W^T + b`, W in PyTorch's `[out, in]` layout.
+public final class Linear: @unchecked Sendable {
+    public let path: String
+    /// The weight; LoRA merging updates it in place.
+    public let weight: Tensor
+    public let bias: Tensor?
+    /// Runtime LoRA updates applied after the base projection.
+    public var adapters: [LowRankAdapter] = []
+
+    public init(path: String, weight: Tensor, bias: Tensor?) {
+        self.path = path
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = linear(x, weight: weight, bias: bias)
+        for adapter in adapters {
+            let hidden = linear(x, weight: adapter.down)
+            accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
+        }
+        return y
+    }
+}
+
+/// 2-D convolution on NHWC activations; the kernel is kept channels-last (`[out, kh, kw, in]`).
+public final class Conv2D: @unchecked Sendable {
+    public let path: String
+    /// Channels-last kernel; LoRA merging updates it in place.
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: Padding2D
+    public var adapters: [LowRankAdapter] = []
+
+    /// Takes the kernel in PyTorch's `[out, in, kh, kw]` layout and converts it once.
+    public init(path: String, pytorchWeight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D) {
+        self.path = path
+        self.weight = channelsLastKernel(pytorchWeight)
+        self.bias = bias
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public var outChannels: Int { weight.shape[0] }
+    public var kernelSize: Int { weight.shape[1] }
+    public var inChannels: Int { weight.shape[3] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        for adapter in adapters {
+            let hidden = conv2d(x, weight: adapter.down, bias: nil, stride: stride, padding: padding)
+            accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
+        }
+        return y
+    }
+}
+
+public struct GroupNorm: Sendable {
+    public let groups: Int
+    public let epsilon: Float
+    public let weight: Tensor?
+    public let bias: Tensor?
+
+    /// Normalises `[N, ..., C]`; `fusedSiLU` applies SiLU in the same pass.
+    public func callAsFunction(_ x: Tensor, fusedSiLU: Bool = false) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon, fusedSiLU: fusedSiLU)
+    }
+}
+
+public struct LayerNorm: Sendable {
+    public let epsilon: Float
+    public let weight: Tensor?
+    public let bias: Tensor?
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        layerNorm(x, weight: weight, bias: bias, epsilon: epsilon)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// `swiftdiffusion bench ...`: benchmarks that print ratios against a baseline measured in the same run.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
+        subcommands: [OpsBenchmarkCommand.self]
+    )
+}

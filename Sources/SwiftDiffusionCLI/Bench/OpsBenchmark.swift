@@ -1,0 +1,135 @@
+import ArgumentParser
+import Compute
+
+/// `swiftdiffusion bench ops`: GFLOP/s of the engine's GEMM, convolution and attention on SD 1.5 UNet
+/// shapes, next to the machine's OpenBLAS peak measured in the same run.
+struct OpsBenchmarkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ops",
+        abstract: "GFLOP/s of GEMM, convolution and attention on SD 1.5 shapes vs the machine's BLAS peak."
+    )
+
+    @Option(help: "Timed repetitions per case (the median is reported).")
+    var repetitions = 5
+
+    @Option(help: "Size of the square GEMM that measures the BLAS peak.")
+    var peakSize = 2048
+
+    @Flag(help: "Only a few small cases (a quick smoke run).")
+    var quick = false
+
+    func run() throws {
+        let threads = ComputePool.shared.threadCount
+        print("SwiftDiffusion bench ops: \(threads) compute threads, OpenBLAS core \(GEMM.coreName)")
+        let peak = measurePeak(size: quick ? 512 : peakSize)
+        print("BLAS peak, OpenBLAS sgemm \(peak.size)^3 (the better of two ways, median of \(repetitions)):")
+        print("  one call on OpenBLAS's own \(threads) threads:        \(peak.threaded.formatted(1)) GFLOP/s")
+        print("  one single-threaded call per core, concurrently: \(peak.perThread.formatted(1)) GFLOP/s")
+        print("  peak = \(peak.gflops.formatted(1)) GFLOP/s")
+        print("")
+
+        let table = TablePrinter(columns: [("case", 44), ("shape", 26), ("ms", 9), ("GFLOP/s", 8), ("of peak", 8)])
+        table.header()
+        for benchmark in cases() {
+            let seconds = Timing.median(repetitions: repetitions, benchmark.run)
+            let gflops = benchmark.flops / seconds / 1e9
+            table.row([
+                benchmark.name, benchmark.shape, (seconds * 1000).formatted(2), gflops.formatted(1),
+                "\((100 * gflops / peak.gflops).formatted(0))%",
+            ])
+        }
+    }
+
+    struct Case {
+        let name: String
+        let shape: String
+        let flops: Double
+        let run: () -> Void
+    }
+
+    private func measurePeak(size: Int) -> (size: Int, threaded: Double, perThread: Double, gflops: Double) {
+        let threads = ComputePool.shared.threadCount
+        let a = randomTensor([size, size]), b = randomTensor([size, size])
+        let outputs = (0..<threads).map { _ in Tensor.zeros([size, size]) }
+        let flops = 2 * Double(size * size * size)
+        let threadedSeconds = Timing.median(repetitions: repetitions) {
+            GEMM.openBLASReference(a, b, into: outputs[0], threads: threads)
+        }
+        let perThreadSeconds = Timing.median(repetitions: repetitions) {
+            GEMM.openBLASReferencePerThread(a, b, into: outputs)
+        }
+        let threaded = flops / threadedSeconds / 1e9
+        let perThread = Double(threads) * flops / perThreadSeconds / 1e9
+        return (size, threaded, perThread, max(threaded, perThread))
+    }
+
+    private func cases() -> [Case] {
+        var list: [Case] = []
+        // GEMMs of the SD 1.5 UNet at 512x512 (batch 1): conv im2col shapes, projections, feed-forward.
+        let gemms: [(String, Int, Int, Int)] =
+            quick
+            ? [("gemm 1024x320x2880", 1024, 320, 2880)]
+            : [
+                ("gemm: conv3x3 320 @64x64 as im2col", 4096, 320, 2880),
+                ("gemm: conv3x3 640 @32x32 as im2col", 1024, 640, 5760),
+                ("gemm: conv3x3 1280 @16x16 as im2col", 256, 1280, 11520),
+                ("gemm: attention projection 320", 4096, 320, 320),
+                ("gemm: GEGLU 320 -> 2560", 4096, 2560, 320),
+                ("gemm: feed-forward 1280 -> 320", 4096, 320, 1280),
+                ("gemm: cross-attention K/V 768 -> 320", 77, 320, 768),
+            ]
+        for (name, m, n, k) in gemms {
+            let a = randomTensor([m, k]), b = randomTensor([k, n])
+            list.append(Case(name: name, shape: "\(m)x\(n)x\(k)", flops: 2 * Double(m * n * k)) { _ = matmul(a, b) })
+        }
+        // Convolutions through the engine's conv2d (im2col panels + GEMM), NHWC, batch 1.
+        let convs: [(String, Int, Int, Int, Int, Int)] =
+            quick
+            ? [("conv3x3 64 @32x32", 32, 64, 64, 3, 1)]
+            : [
+                ("conv3x3 320 -> 320 @64x64", 64, 320, 320, 3, 1),
+                ("conv3x3 640 -> 640 @32x32", 32, 640, 640, 3, 1),
+                ("conv3x3 1280 -> 1280 @16x16", 16, 1280, 1280, 3, 1),
+                ("conv3x3 stride 2 320 @64x64", 64, 320, 320, 3, 2),
+                ("conv1x1 640 -> 320 @64x64", 64, 640, 320, 1, 1),
+            ]
+        for (name, size, cin, cout, k, stride) in convs {
+            let x = randomTensor([1, size, size, cin])
+            let w = randomTensor([cout, k, k, cin]), bias = randomTensor([cout])
+            let outSize = (size + 2 * (k / 2) - k) / stride + 1
+            let flops = 2 * Double(outSize * outSize * cout * k * k * cin)
+            list.append(Case(name: name, shape: "\(size)x\(size)x\(cin) k\(k) s\(stride)", flops: flops) {
+                _ = conv2d(x, weight: w, bias: bias, stride: stride, padding: .uniform(k / 2))
+            })
+        }
+        // Attention: SD 1.5's first level (4096 tokens, 8 heads x 40) self and cross, batch 1.
+        let attentions: [(String, Int, Int, Int, Int)] =
+            quick
+            ? [("self-attention 1024 tok 8x40", 1024, 1024, 8, 40)]
+            : [
+                ("self-attention 4096 tok, 8 heads x 40", 4096, 4096, 8, 40),
+                ("self-attention 1024 tok, 8 heads x 80", 1024, 1024, 8, 80),
+                ("cross-attention 4096 x 77 tok, 8 x 40", 4096, 77, 8, 40),
+            ]
+        for (name, queries, keys, heads, dim) in attentions {
+            let q = randomTensor([1, queries, heads * dim])
+            let k = randomTensor([1, keys, heads * dim]), v = randomTensor([1, keys, heads * dim])
+            let flops = 4 * Double(queries * keys * heads * dim)
+            list.append(Case(name: name, shape: "\(queries)x\(keys) h\(heads) d\(dim)", flops: flops) {
+                _ = attention(query: q, key: k, value: v, heads: heads)
+            })
+        }
+        return list
+    }
+}
+
+/// A tensor of uniform values in [-1, 1) from a fixed-seed generator.
+func randomTensor(_ shape: [Int], seed: UInt64 = 0x5eed) -> Tensor {
+    var state = seed &+ UInt64(shape.reduce(1, *))
+    return Tensor(shape: shape) { buffer in
+        for i in buffer.indices {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            buffer[i] = Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Wall-clock timing helpers for the benchmarks.
+enum Timing {
+    /// Seconds taken by `body`.
+    static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// Median seconds over `repetitions` timed runs after `warmup` untimed ones.
+    static func median(repetitions: Int, warmup: Int = 1, _ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<warmup { try body() }
+        var samples: [Double] = []
+        for _ in 0..<repetitions { samples.append(try seconds(body)) }
+        return samples.sorted()[samples.count / 2]
+    }
+}
+
+/// Fixed-width table printing.
+struct TablePrinter {
+    let columns: [(title: String, width: Int)]
+
+    func header() {
+        print(columns.map { $0.title.padding(toLength: $0.width, withPad: " ", startingAt: 0) }.joined(separator: " "))
+        print(columns.map { String(repeating: "-", count: $0.width) }.joined(separator: " "))
+    }
+
+    func row(_ values: [String]) {
+        print(zip(columns, values).map { column, value in
+            value.count >= column.width ? value : value.padding(toLength: column.width, withPad: " ", startingAt: 0)
+        }.joined(separator: " "))
+    }
+}
+
+extension Double {
+    func formatted(_ digits: Int) -> String { String(format: "%.\(digits)f", self) }
+}

@@ -1,0 +1,81 @@
+import Compute
+
+/// A set of named tensors: one safetensors file, a sharded set, a folder's weights, or tensors in memory.
+///
+/// Model loaders take a `WeightSource` and ask for parameters by their checkpoint names, so the same
+/// loader reads a diffusers folder, a sharded download, a golden fixture or weights built in a test.
+public protocol WeightSource: Sendable {
+    /// Every tensor name, sorted.
+    var names: [String] { get }
+    /// Where the tensors come from (a path), for error messages.
+    var sourceDescription: String { get }
+    func contains(_ name: String) -> Bool
+    /// The tensor's shape, without loading its data.
+    func shape(of name: String) throws -> [Int]
+    /// The tensor as Float32 (a fresh copy the caller owns).
+    func tensor(_ name: String) throws -> Tensor
+}
+
+extension WeightSource {
+    /// The tensor, checked to have `shape`; a loader's way to say which shape a parameter must have.
+    public func tensor(_ name: String, shape expected: [Int]) throws -> Tensor {
+        let actual = try shape(of: name)
+        guard actual == expected else {
+            throw WeightsError.shapeMismatch(source: sourceDescription, tensor: name, expected: expected, actual: actual)
+        }
+        return try tensor(name)
+    }
+
+    /// The tensors whose names start with `prefix`, with the prefix removed (e.g. `"model.diffusion_model."`
+    /// of a single-file checkpoint, or `"param."` of a golden fixture).
+    public func scoped(to prefix: String) -> PrefixedWeights {
+        PrefixedWeights(base: self, prefix: prefix)
+    }
+}
+
+/// A view of another source restricted to one name prefix, with the prefix stripped.
+public struct PrefixedWeights: WeightSource {
+    public let base: any WeightSource
+    public let prefix: String
+    public let names: [String]
+
+    public init(base: any WeightSource, prefix: String) {
+        self.base = base
+        self.prefix = prefix
+        self.names = base.names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    }
+
+    public var sourceDescription: String { "\(base.sourceDescription) [\(prefix)*]" }
+    public func contains(_ name: String) -> Bool { base.contains(prefix + name) }
+    public func shape(of name: String) throws -> [Int] { try base.shape(of: prefix + name) }
+    public func tensor(_ name: String) throws -> Tensor { try base.tensor(prefix + name) }
+}
+
+/// Tensors held in memory, for tests and for weights computed at run time (e.g. merged LoRA).
+public struct InMemoryWeights: WeightSource {
+    public let tensors: [String: Tensor]
+    public let names: [String]
+    public let sourceDescription: String
+
+    public init(_ tensors: [String: Tensor], description: String = "<memory>") {
+        self.tensors = tensors
+        self.names = tensors.keys.sorted()
+        self.sourceDescription = description
+    }
+
+    public func contains(_ name: String) -> Bool { tensors[name] != nil }
+
+    public func shape(of name: String) throws -> [Int] {
+        guard let tensor = tensors[name] else {
+            throw WeightsError.tensorNotFound(source: sourceDescription, tensor: name)
+        }
+        return tensor.shape
+    }
+
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let tensor = tensors[name] else {
+            throw WeightsError.tensorNotFound(source: sourceDescription, tensor: name)
+        }
+        return tensor.copy()
+    }
+}

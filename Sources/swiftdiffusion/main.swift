@@ -1,0 +1,2 @@
+import SwiftDiffusionCLI
+SwiftDiffusionCommand.main()

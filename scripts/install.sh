@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set-up for a fresh Debian 12 machine with the Swift toolchain on PATH: installs the system libraries,
+# builds the release binary and runs the main job.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libopenblas-dev libpng-dev libjpeg62-turbo-dev pkg-config)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+swift build -c release --product swiftdiffusion
+./.build/release/swiftdiffusion bench ops --quick
