@@ -39,11 +39,15 @@ let package = Package(
         .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
         // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.
         .target(name: "Models", dependencies: ["Compute", "Weights"], swiftSettings: numericSettings),
+        // Schedulers (DDIM, PNDM, Euler, Euler ancestral, DPM++ 2M, LCM, ...) and PyTorch-compatible noise.
+        .target(name: "Samplers", dependencies: ["Compute"], swiftSettings: numericSettings),
+        // One request's workflow: encode the prompt, denoise, decode; step hooks.
+        .target(name: "Pipelines", dependencies: ["Compute", "Weights", "Models", "Samplers"], swiftSettings: numericSettings),
         // The commands behind the `swiftdiffusion` executable (a library so tests can drive them).
         .target(
             name: "SwiftDiffusionCLI",
             dependencies: [
-                "Compute", "Weights", "Models",
+                "Compute", "Weights", "Models", "Samplers", "Pipelines",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: numericSettings
@@ -55,5 +59,7 @@ let package = Package(
         .testTarget(name: "ComputeTests", dependencies: ["Compute", "ParityTesting"]),
         .testTarget(name: "WeightsTests", dependencies: ["Weights", "ParityTesting"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "ParityTesting"]),
+        .testTarget(name: "SamplersTests", dependencies: ["Samplers", "ParityTesting"]),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
     ]
 )

@@ -107,3 +107,15 @@ func softmaxRow(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePoin
     }
     for i in (vectors * 8)..<count { destination[i] *= inverse }
 }
+
+/// max(x, 0)
+public func relu(_ x: Tensor) -> Tensor {
+    map(x) { v in
+        var r = v
+        r.replace(with: 0, where: r .< 0)
+        return r
+    }
+}
+
+/// Hyperbolic tangent.
+public func tanh(_ x: Tensor) -> Tensor { map(x, vtanh) }

@@ -1,9 +1,10 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Foundation
 
 /// A read-only memory mapping of a whole file. Weight files are mapped, never read into a `Data`, so a
 /// multi-gigabyte checkpoint costs page cache, not heap, and only the tensors actually used are paged in.

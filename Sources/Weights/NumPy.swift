@@ -93,7 +93,8 @@ public enum NumPy {
             throw invalid(
                 "header length \(headerLength) runs past the end of the file (\(bytes.count) bytes); truncated?")
         }
-        let header = try parseHeader(UnsafeRawBufferPointer(rebasing: bytes[headerStart..<(headerStart + headerLength)]), path: path)
+        let header = try parseHeader(
+            UnsafeRawBufferPointer(rebasing: bytes[headerStart..<(headerStart + headerLength)]), path: path)
 
         let elementSize: Int
         switch header.descr {

@@ -1,10 +1,11 @@
+import Compute
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Compute
-import Foundation
 
 /// Writes Float32 tensors to a `.safetensors` file laid out as the reference implementation lays it out:
 /// `__metadata__` first, tensors in sorted name order (data in the same order), header padded with
@@ -110,7 +111,9 @@ public enum SafeTensorsWriter {
             buffer.withUnsafeMutableBufferPointer { out in
                 for i in 0..<count { out[i] = FloatConversion.half(from: values[start + i]).littleEndian }
             }
-            try buffer.withUnsafeBytes { try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: $0[0..<(count * 2)]), path: path) }
+            try buffer.withUnsafeBytes {
+                try writeAll(descriptor, UnsafeRawBufferPointer(rebasing: $0[0..<(count * 2)]), path: path)
+            }
             start += count
         }
     }

@@ -6,8 +6,17 @@ import XCTest
 /// A golden fixture: `Tests/Fixtures/<name>.safetensors`, written by the Python reference generator, holding
 /// `input.*`, `param.*` and `output.*` tensors in PyTorch layouts and string attributes in `__metadata__`.
 public struct Golden: Sendable {
-    /// The command that regenerates fixtures, quoted in errors.
-    public static let regenerateCommand = "python tools/parity/generate.py"
+    /// The command that regenerates fixture `name` (`ops/<case>` or `blocks/<case>`), quoted in errors.
+    public static func regenerateCommand(for name: String) -> String {
+        let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+        let script: String
+        switch parts.first {
+        case "ops": script = "make_op_goldens.py"
+        case "blocks": script = "make_block_goldens.py"
+        default: return "the matching script in tools/parity/ (see tools/parity/README.md)"
+        }
+        return "/work/venv/bin/python tools/parity/\(script) --only \(parts.last ?? name)"
+    }
 
     /// `Tests/Fixtures`, found from this source file's path so tests work from any working directory;
     /// `SWIFTDIFFUSION_FIXTURES` overrides it.
@@ -112,11 +121,11 @@ public enum GoldenError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .missing(let name, let path):
-            return "golden fixture '\(name)' is missing (\(path)); regenerate it with `\(Golden.regenerateCommand) "
-                + "\(name)` (see tools/parity/) and commit it"
+            return "golden fixture '\(name)' is missing (\(path)); regenerate it with "
+                + "`\(Golden.regenerateCommand(for: name))` from the repository root (see tools/parity/README.md)"
         case .unreadable(let name, let reason):
             return "golden fixture '\(name)' is unusable: \(reason); regenerate it with "
-                + "`\(Golden.regenerateCommand) \(name)`"
+                + "`\(Golden.regenerateCommand(for: name))` (see tools/parity/README.md)"
         case .missingAttribute(let name, let key, let available):
             return "golden fixture '\(name)' has no attribute '\(key)' (has: \(available.joined(separator: ", ")))"
         case .badAttribute(let name, let key, let value, let expected):

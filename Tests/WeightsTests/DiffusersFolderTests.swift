@@ -33,9 +33,11 @@ final class DiffusersFolderTests: XCTestCase {
         try directory.write(modelIndex, to: "model_index.json")
         try directory.write(#"{"_class_name": "UNet2DConditionModel", "in_channels": 4}"#, to: "unet/config.json")
         try SafeTensorsWriter.write(one(1), to: directory.file("unet/diffusion_pytorch_model.safetensors"))
-        try SafeTensorsWriter.write(one(2), precision: .float16, to: directory.file("unet/diffusion_pytorch_model.fp16.safetensors"))
+        try SafeTensorsWriter.write(
+            one(2), precision: .float16, to: directory.file("unet/diffusion_pytorch_model.fp16.safetensors"))
         try directory.write(#"{"latent_channels": 4}"#, to: "vae/config.json")
-        try SafeTensorsWriter.write(one(3), precision: .float16, to: directory.file("vae/diffusion_pytorch_model.fp16.safetensors"))
+        try SafeTensorsWriter.write(
+            one(3), precision: .float16, to: directory.file("vae/diffusion_pytorch_model.fp16.safetensors"))
         try directory.write(#"{"hidden_size": 32}"#, to: "text_encoder/config.json")
         try SafeTensorsWriter.write(one(4), to: directory.file("text_encoder/model.safetensors"))
         try directory.write(#"{"model_max_length": 77}"#, to: "tokenizer/tokenizer_config.json")
@@ -54,7 +56,8 @@ final class DiffusersFolderTests: XCTestCase {
         let unet = try pipeline.component("unet")
         XCTAssertEqual(unet.name, "unet")
         XCTAssertEqual(unet.spec?.className, "UNet2DConditionModel")
-        XCTAssertEqual(String(decoding: try unet.configData, as: UTF8.self), #"{"_class_name": "UNet2DConditionModel", "in_channels": 4}"#)
+        XCTAssertEqual(
+            String(decoding: try unet.configData, as: UTF8.self), #"{"_class_name": "UNet2DConditionModel", "in_channels": 4}"#)
 
         let scheduler = try pipeline.component("scheduler")
         XCTAssertEqual(String(decoding: try scheduler.configData, as: UTF8.self), #"{"num_train_timesteps": 1000}"#)
@@ -71,7 +74,8 @@ final class DiffusersFolderTests: XCTestCase {
         let pipeline = try DiffusersPipelineFolder(makePipeline())
         // unet has both: the full-precision file wins.
         XCTAssertEqual(try pipeline.component("unet").weights().tensor("w").scalars, [1])
-        XCTAssertTrue(try pipeline.component("unet").weights().sourceDescription.hasSuffix("unet/diffusion_pytorch_model.safetensors"))
+        XCTAssertTrue(
+            try pipeline.component("unet").weights().sourceDescription.hasSuffix("unet/diffusion_pytorch_model.safetensors"))
         // vae has only the fp16 variant.
         XCTAssertEqual(try pipeline.component("vae").weights().tensor("w").scalars, [3])
         // text encoders use transformers' name.

@@ -11,7 +11,8 @@ final class SafeTensorsTests: XCTestCase {
 
     /// Writes a file from a header and data region and opens it.
     private func open(header: String, data: [UInt8] = [], headerLength: UInt64? = nil) throws -> SafeTensorsFile {
-        let url = try directory.write(safetensorsBytes(header: header, data: data, headerLength: headerLength), to: "t.safetensors")
+        let url = try directory.write(
+            safetensorsBytes(header: header, data: data, headerLength: headerLength), to: "t.safetensors")
         return try SafeTensorsFile(contentsOf: url)
     }
 

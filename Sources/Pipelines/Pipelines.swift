@@ -1,0 +1,1 @@
+// Text-to-image and image-to-image workflows; see the files of this module.

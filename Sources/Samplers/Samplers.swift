@@ -1,0 +1,1 @@
+// Schedulers and seeded noise; see the files of this module.
