@@ -33,21 +33,31 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
         ),
+        // Image codecs from Debian: libpng (simplified API), libjpeg-turbo (TurboJPEG API), zlib (CRC-32).
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .systemLibrary(
+            name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Tensors, ops, CPU kernels and the engine's thread pool.
         .target(name: "Compute", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
         // safetensors, diffusers folders, .npy, checkpoint key conversion.
         .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
         // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.
         .target(name: "Models", dependencies: ["Compute", "Weights"], swiftSettings: numericSettings),
+        // LoRA formats -> one canonical form; key maps; merged and runtime application.
+        .target(name: "Adapters", dependencies: ["Compute", "Weights", "Models"], swiftSettings: numericSettings),
         // Schedulers (DDIM, PNDM, Euler, Euler ancestral, DPM++ 2M, LCM, ...) and PyTorch-compatible noise.
         .target(name: "Samplers", dependencies: ["Compute"], swiftSettings: numericSettings),
         // One request's workflow: encode the prompt, denoise, decode; step hooks.
-        .target(name: "Pipelines", dependencies: ["Compute", "Weights", "Models", "Samplers"], swiftSettings: numericSettings),
+        .target(name: "Pipelines", dependencies: ["Compute", "Weights", "Models", "Adapters", "Samplers", "Imaging"], swiftSettings: numericSettings),
+        // PNG/JPEG in and out, image <-> tensor conversion, ControlNet preprocessors.
+        .target(name: "Imaging", dependencies: ["Compute", "CPNG", "CTurboJPEG", "CZlib"], swiftSettings: numericSettings),
         // The commands behind the `swiftdiffusion` executable (a library so tests can drive them).
         .target(
             name: "SwiftDiffusionCLI",
             dependencies: [
-                "Compute", "Weights", "Models", "Samplers", "Pipelines",
+                "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: numericSettings
@@ -60,6 +70,8 @@ let package = Package(
         .testTarget(name: "WeightsTests", dependencies: ["Weights", "ParityTesting"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "ParityTesting"]),
         .testTarget(name: "SamplersTests", dependencies: ["Samplers", "ParityTesting"]),
+        .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "ParityTesting"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "ParityTesting"]),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
     ]
 )

@@ -14,6 +14,9 @@ public protocol WeightSource: Sendable {
     func shape(of name: String) throws -> [Int]
     /// The tensor as Float32 (a fresh copy the caller owns).
     func tensor(_ name: String) throws -> Tensor
+    /// The tensor, which must have `shape` (the shape the architecture needs). Sources that synthesise
+    /// parameters (random weights for benchmarks) implement this; files use the default, which checks.
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor
 }
 
 extension WeightSource {
@@ -49,6 +52,7 @@ public struct PrefixedWeights: WeightSource {
     public func contains(_ name: String) -> Bool { base.contains(prefix + name) }
     public func shape(of name: String) throws -> [Int] { try base.shape(of: prefix + name) }
     public func tensor(_ name: String) throws -> Tensor { try base.tensor(prefix + name) }
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor { try base.tensor(prefix + name, shape: shape) }
 }
 
 /// Tensors held in memory, for tests and for weights computed at run time (e.g. merged LoRA).
@@ -77,5 +81,52 @@ public struct InMemoryWeights: WeightSource {
             throw WeightsError.tensorNotFound(source: sourceDescription, tensor: name)
         }
         return tensor.copy()
+    }
+}
+
+/// Parameters drawn at random for any name and shape asked for: builds a full-size architecture without
+/// any weight file (benchmarks). Weights ~ U(-a, a) with a = sqrt(3 / fan_in), so activations keep their
+/// scale through deep stacks; 1-D parameters (biases, norm shifts) are small, norm scales are near one.
+public struct RandomWeights: WeightSource {
+    public let seed: UInt64
+
+    public init(seed: UInt64 = 0) { self.seed = seed }
+
+    public var names: [String] { [] }
+    public var sourceDescription: String { "<random weights, seed \(seed)>" }
+    public func contains(_ name: String) -> Bool { true }
+
+    public func shape(of name: String) throws -> [Int] {
+        throw WeightsError.tensorNotFound(source: sourceDescription, tensor: name + " (random weights need the shape)")
+    }
+
+    public func tensor(_ name: String) throws -> Tensor {
+        throw WeightsError.tensorNotFound(source: sourceDescription, tensor: name + " (random weights need the shape)")
+    }
+
+    public func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        var state = seed ^ UInt64(truncatingIfNeeded: name.hashValueStable)
+        let fanIn = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : 1
+        let isNormScale = shape.count == 1 && name.hasSuffix("weight")
+        let amplitude: Float = shape.count >= 2 ? (3 / Float(max(fanIn, 1))).squareRoot() : 0.05
+        return Tensor(shape: shape) { buffer in
+            for i in buffer.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let unit = Float(state >> 40) / Float(1 << 24) * 2 - 1
+                buffer[i] = (isNormScale ? 1 : 0) + amplitude * unit
+            }
+        }
+    }
+}
+
+extension String {
+    /// FNV-1a: a hash that is the same in every process (Swift's `hashValue` is randomly seeded).
+    var hashValueStable: UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return hash
     }
 }

@@ -54,7 +54,8 @@ def attrs_json(attrs: dict) -> str:
 def _to_f32_bytes(t: torch.Tensor) -> tuple[list[int], bytes]:
     a = t.detach().to(torch.float32).contiguous().cpu().numpy()
     a = np.ascontiguousarray(a, dtype="<f4")
-    return list(a.shape), a.tobytes()
+    # np.ascontiguousarray turns 0-d arrays into 1-d; keep the tensor's own shape (kohya alphas are 0-d).
+    return list(t.shape), a.tobytes()
 
 
 def write_golden(
@@ -93,7 +94,13 @@ def write_golden(
                 raise ValueError(f"metadata key {k} is reserved")
             metadata[k] = str(v)
 
-    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    return write_safetensors(path, tensors, metadata)
+
+
+def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> int:
+    """Write float32 tensors (sorted keys) and string metadata deterministically; returns the size in bytes."""
+    metadata = {k: str(v) for k, v in (metadata or {}).items()}
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
     blobs = []
     offset = 0
     for key in sorted(tensors):
@@ -122,7 +129,7 @@ def _verify(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
-        if f.metadata() != metadata:
+        if (f.metadata() or {}) != metadata:
             raise AssertionError(f"{path}: metadata mismatch")
         if sorted(f.keys()) != sorted(tensors):
             raise AssertionError(f"{path}: key mismatch")

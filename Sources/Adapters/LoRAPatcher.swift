@@ -1,0 +1,103 @@
+import Compute
+import Models
+
+/// One LoRA as a request uses it: resolved against the model, with separate strengths for the UNet and
+/// the text encoder(s) (A1111's `<lora:name:unet:te>`, diffusers' `set_adapters` weights).
+public struct LoRAApplication: Sendable {
+    public let lora: ResolvedLoRA
+    public let unetWeight: Float
+    public let textEncoderWeight: Float
+
+    public init(_ lora: ResolvedLoRA, weight: Float = 1) {
+        self.init(lora, unetWeight: weight, textEncoderWeight: weight)
+    }
+
+    public init(_ lora: ResolvedLoRA, unetWeight: Float, textEncoderWeight: Float) {
+        self.lora = lora
+        self.unetWeight = unetWeight
+        self.textEncoderWeight = textEncoderWeight
+    }
+
+    func strength(for component: LoRAComponent) -> Float {
+        component == .unet ? unetWeight : textEncoderWeight
+    }
+}
+
+/// Applies LoRAs to a model's layers, in one of two modes.
+///
+/// - **merged**: `W += Σ_i w_i (α_i / r_i) up_i · down_i` in place (one GEMM per layer and LoRA), after
+///   saving a copy of each touched weight; `restore()` copies the pristine weights back, so the model is
+///   bitwise what it was (no drift across requests).
+/// - **runtime**: the low-rank product is added to the layer's output, `W` untouched; what batching
+///   requests with different LoRAs needs.
+///
+/// A patcher serves one model; it must not be shared by requests running at the same time.
+public final class LoRAPatcher: @unchecked Sendable {
+    private var pristine: [ObjectIdentifier: (weight: Tensor, saved: Tensor)] = [:]
+    private var runtimeLayers: [ObjectIdentifier: PatchableLayer] = [:]
+
+    public init() {}
+
+    /// True while merged weights or runtime adapters are applied.
+    public var isPatched: Bool { !pristine.isEmpty || !runtimeLayers.isEmpty }
+
+    /// Number of weights currently holding merged deltas.
+    public var mergedLayerCount: Int { pristine.count }
+
+    /// Merges the LoRAs into the weights in place.
+    public func merge(_ applications: [LoRAApplication]) {
+        for application in applications {
+            for entry in application.lora.entries {
+                let strength = application.strength(for: entry.component)
+                if strength == 0 { continue }
+                let weight = entry.layer.weight
+                let key = ObjectIdentifier(weight.storage)
+                if pristine[key] == nil { pristine[key] = (weight, weight.copy()) }
+                let flatDown = entry.down.reshaped([entry.down.shape[0], entry.down.count / entry.down.shape[0]])
+                addMatmul(into: weight, entry.up, flatDown, scale: strength * entry.scale)
+            }
+        }
+    }
+
+    /// Copies every merged weight back from its saved original (bitwise restore).
+    public func restore() {
+        for (_, entry) in pristine { copyInPlace(entry.weight, from: entry.saved) }
+        pristine.removeAll()
+    }
+
+    /// Adds the LoRAs as runtime adapters (weights untouched).
+    public func attachRuntime(_ applications: [LoRAApplication]) {
+        for application in applications {
+            for entry in application.lora.entries {
+                let strength = application.strength(for: entry.component)
+                if strength == 0 { continue }
+                let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
+                switch entry.layer {
+                case .linear(let layer):
+                    layer.adapters.append(adapter)
+                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
+                case .conv(let layer):
+                    layer.adapters.append(adapter)
+                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
+                }
+            }
+        }
+    }
+
+    /// Removes every runtime adapter this patcher attached.
+    public func detachRuntime() {
+        for (_, layer) in runtimeLayers {
+            switch layer {
+            case .linear(let layer): layer.adapters.removeAll()
+            case .conv(let layer): layer.adapters.removeAll()
+            }
+        }
+        runtimeLayers.removeAll()
+    }
+
+    /// Undoes everything: merged weights and runtime adapters.
+    public func reset() {
+        restore()
+        detachRuntime()
+    }
+}
