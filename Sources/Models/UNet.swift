@@ -32,16 +32,10 @@ public struct ControlResiduals: Sendable {
     }
 }
 
-/// diffusers `UNet2DConditionModel` for SD 1.x, SD 2.x and SDXL, built from its `config.json`.
-///
-/// The forward pass can run in two halves: `downAndMid` (time embedding, down blocks, mid block) and
-/// `up` (up blocks and output head). ControlNet residuals are only needed by the second half, which is
-/// what lets a ControlNet run concurrently with the first.
-public final class UNet2DConditionModel: @unchecked Sendable {
-    public let configuration: UNet2DConditionConfiguration
-    /// Every linear and conv layer by parameter path (for LoRA).
-    public let registry: LayerRegistry
-
+/// The first half of a UNet: time embedding, `conv_in`, down blocks and mid block. `UNet2DConditionModel`
+/// and `ControlNetModel` both have it, with the same parameter names.
+final class UNetDownPath: @unchecked Sendable {
+    let configuration: UNet2DConditionConfiguration
     let timeProjection: Timesteps
     let timeEmbedding: TimestepEmbedding
     let addTimeProjection: Timesteps?
@@ -49,19 +43,9 @@ public final class UNet2DConditionModel: @unchecked Sendable {
     let convIn: Conv2D
     let downBlocks: [UNetDownBlock]
     let midBlock: UNetMidBlock2DCrossAttn?
-    let upBlocks: [UNetUpBlock]
-    let convNormOut: GroupNorm
-    let convOut: Conv2D
 
-    public convenience init(configData: Data, weights: any WeightSource, source: String = "unet/config.json") throws {
-        try self.init(configuration: decodeConfig(UNet2DConditionConfiguration.self, from: configData, source: source), weights: weights)
-    }
-
-    public init(configuration config: UNet2DConditionConfiguration, weights: any WeightSource) throws {
-        try config.validate()
+    init(_ loader: ModuleLoader, _ config: UNet2DConditionConfiguration, withMidBlock: Bool) throws {
         configuration = config
-        let loader = ModuleLoader(weights: weights)
-        registry = loader.registry
         let blockCount = config.blockOutChannels.count
         let channels = config.blockOutChannels
         let timeEmbedDim = channels[0] * 4
@@ -86,27 +70,25 @@ public final class UNet2DConditionModel: @unchecked Sendable {
         }
         convIn = try loader.conv2d("conv_in", in: config.inChannels, out: channels[0], kernel: config.convInKernel)
 
-        func crossAttention(_ type: String, _ i: Int) -> CrossAttentionSettings? {
-            guard type.hasPrefix("CrossAttn") else { return nil }
-            return CrossAttentionSettings(
-                heads: heads[i], transformerLayers: transformerLayers[i], contextDim: contextDims[i],
-                useLinearProjection: config.useLinearProjection, onlyCrossAttention: onlyCross[i])
-        }
-
         var down: [UNetDownBlock] = []
         var outputChannels = channels[0]
         for (i, type) in config.downBlockTypes.enumerated() {
             let inputChannels = outputChannels
             outputChannels = channels[i]
+            let settings =
+                type.hasPrefix("CrossAttn")
+                ? CrossAttentionSettings(
+                    heads: heads[i], transformerLayers: transformerLayers[i], contextDim: contextDims[i],
+                    useLinearProjection: config.useLinearProjection, onlyCrossAttention: onlyCross[i]) : nil
             down.append(
                 try UNetDownBlock(
                     loader.child("down_blocks", i), inChannels: inputChannels, outChannels: outputChannels, layers: layers[i],
                     timeEmbeddingChannels: timeEmbedDim, groups: groups, epsilon: epsilon, addDownsample: i < blockCount - 1,
-                    downsamplePadding: config.downsamplePadding, crossAttention: crossAttention(type, i)))
+                    downsamplePadding: config.downsamplePadding, crossAttention: settings))
         }
         downBlocks = down
 
-        if config.midBlockType != nil {
+        if withMidBlock {
             midBlock = try UNetMidBlock2DCrossAttn(
                 loader.child("mid_block"), channels: channels[blockCount - 1], timeEmbeddingChannels: timeEmbedDim, groups: groups,
                 epsilon: epsilon,
@@ -116,42 +98,10 @@ public final class UNet2DConditionModel: @unchecked Sendable {
         } else {
             midBlock = nil
         }
-
-        let reversedChannels = Array(channels.reversed())
-        let reversedHeads = Array(heads.reversed()), reversedLayers = Array(layers.reversed())
-        let reversedContext = Array(contextDims.reversed()), reversedTransformers = Array(transformerLayers.reversed())
-        let reversedOnlyCross = Array(onlyCross.reversed())
-        var up: [UNetUpBlock] = []
-        outputChannels = reversedChannels[0]
-        for (i, type) in config.upBlockTypes.enumerated() {
-            let previousOutput = outputChannels
-            outputChannels = reversedChannels[i]
-            let inputChannels = reversedChannels[min(i + 1, blockCount - 1)]
-            let settings =
-                type.hasPrefix("CrossAttn")
-                ? CrossAttentionSettings(
-                    heads: reversedHeads[i], transformerLayers: reversedTransformers[i], contextDim: reversedContext[i],
-                    useLinearProjection: config.useLinearProjection, onlyCrossAttention: reversedOnlyCross[i]) : nil
-            up.append(
-                try UNetUpBlock(
-                    loader.child("up_blocks", i), inChannels: inputChannels, previousOutputChannels: previousOutput,
-                    outChannels: outputChannels, layers: reversedLayers[i] + 1, timeEmbeddingChannels: timeEmbedDim, groups: groups,
-                    epsilon: epsilon, addUpsample: i < blockCount - 1, crossAttention: settings))
-        }
-        upBlocks = up
-        convNormOut = try loader.groupNorm("conv_norm_out", groups: groups, channels: channels[0], epsilon: epsilon)
-        convOut = try loader.conv2d("conv_out", in: channels[0], out: config.outChannels, kernel: config.convOutKernel)
     }
 
-    /// Down path outputs: the mid-block output, the skips for the up path and the time embedding.
-    public struct DownPath: Sendable {
-        public var sample: Tensor
-        public var skips: [Tensor]
-        public var timeEmbedding: Tensor
-    }
-
-    /// Number of skip tensors the down path produces (= ControlNet down residuals expected).
-    public var skipCount: Int { 1 + downBlocks.reduce(0) { $0 + $1.layerCount + ($1.downsampler == nil ? 0 : 1) } }
+    /// Number of skip tensors the down path produces (= ControlNet down residuals).
+    var skipCount: Int { 1 + downBlocks.reduce(0) { $0 + $1.layerCount + ($1.downsampler == nil ? 0 : 1) } }
 
     /// The time embedding for a batch: `timesteps` has one value per sample or a single shared value.
     func embedTime(_ timesteps: [Float], batch: Int, conditioning: UNetConditioning) throws -> Tensor {
@@ -170,10 +120,12 @@ public final class UNet2DConditionModel: @unchecked Sendable {
         return embedding
     }
 
-    /// Time embedding, `conv_in`, down blocks and mid block. `sample` is NHWC latents `[B, H, W, C]`.
-    public func downAndMid(_ sample: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> DownPath {
+    /// Runs the down path; `hint` (a ControlNet's conditioning embedding) is added after `conv_in`.
+    func callAsFunction(_ sample: Tensor, timesteps: [Float], conditioning: UNetConditioning, hint: Tensor? = nil) throws
+        -> UNet2DConditionModel.DownPath
+    {
         guard sample.rank == 4, sample.shape[3] == configuration.inChannels else {
-            throw ModelError.invalidInput("UNet expects NHWC latents with \(configuration.inChannels) channels, got \(sample.shape)")
+            throw ModelError.invalidInput("expected NHWC latents with \(configuration.inChannels) channels, got \(sample.shape)")
         }
         let batch = sample.shape[0]
         guard conditioning.context.shape[0] == batch else {
@@ -181,6 +133,12 @@ public final class UNet2DConditionModel: @unchecked Sendable {
         }
         let embedding = try embedTime(timesteps, batch: batch, conditioning: conditioning)
         var h = convIn(sample)
+        if let hint {
+            guard hint.shape == h.shape else {
+                throw ModelError.invalidInput("control hint embeds to \(hint.shape), the latents to \(h.shape)")
+            }
+            h = h + hint
+        }
         var skips = [h]
         for block in downBlocks {
             let (output, states) = block(h, timeEmbedding: embedding, context: conditioning.context)
@@ -188,7 +146,81 @@ public final class UNet2DConditionModel: @unchecked Sendable {
             skips += states
         }
         if let midBlock { h = midBlock(h, timeEmbedding: embedding, context: conditioning.context) }
-        return DownPath(sample: h, skips: skips, timeEmbedding: embedding)
+        return UNet2DConditionModel.DownPath(sample: h, skips: skips, timeEmbedding: embedding)
+    }
+}
+
+/// diffusers `UNet2DConditionModel` for SD 1.x, SD 2.x and SDXL, built from its `config.json`.
+///
+/// The forward pass can run in two halves: `downAndMid` (time embedding, down blocks, mid block) and
+/// `up` (up blocks and output head). ControlNet residuals are only needed by the second half, which is
+/// what lets a ControlNet run concurrently with the first.
+public final class UNet2DConditionModel: @unchecked Sendable {
+    public let configuration: UNet2DConditionConfiguration
+    /// Every linear and conv layer by parameter path (for LoRA).
+    public let registry: LayerRegistry
+
+    let downPath: UNetDownPath
+    let upBlocks: [UNetUpBlock]
+    let convNormOut: GroupNorm
+    let convOut: Conv2D
+
+    public convenience init(configData: Data, weights: any WeightSource, source: String = "unet/config.json") throws {
+        try self.init(configuration: decodeConfig(UNet2DConditionConfiguration.self, from: configData, source: source), weights: weights)
+    }
+
+    public init(configuration config: UNet2DConditionConfiguration, weights: any WeightSource) throws {
+        try config.validate()
+        configuration = config
+        let loader = ModuleLoader(weights: weights)
+        registry = loader.registry
+        downPath = try UNetDownPath(loader, config, withMidBlock: config.midBlockType != nil)
+
+        let blockCount = config.blockOutChannels.count
+        let timeEmbedDim = config.blockOutChannels[0] * 4
+        let reversedChannels = Array(config.blockOutChannels.reversed())
+        let reversedHeads = Array(try config.headsPerBlock().reversed())
+        let reversedLayers = Array(try config.layersPerBlock.values(count: blockCount, field: "layers_per_block").reversed())
+        let reversedContext = Array(try config.crossAttentionDim.values(count: blockCount, field: "cross_attention_dim").reversed())
+        let reversedTransformers = Array(
+            try config.transformerLayersPerBlock.values(count: blockCount, field: "transformer_layers_per_block").reversed())
+        let reversedOnlyCross = Array(try config.onlyCrossAttention.values(count: blockCount, field: "only_cross_attention").reversed())
+        var up: [UNetUpBlock] = []
+        var outputChannels = reversedChannels[0]
+        for (i, type) in config.upBlockTypes.enumerated() {
+            let previousOutput = outputChannels
+            outputChannels = reversedChannels[i]
+            let inputChannels = reversedChannels[min(i + 1, blockCount - 1)]
+            let settings =
+                type.hasPrefix("CrossAttn")
+                ? CrossAttentionSettings(
+                    heads: reversedHeads[i], transformerLayers: reversedTransformers[i], contextDim: reversedContext[i],
+                    useLinearProjection: config.useLinearProjection, onlyCrossAttention: reversedOnlyCross[i]) : nil
+            up.append(
+                try UNetUpBlock(
+                    loader.child("up_blocks", i), inChannels: inputChannels, previousOutputChannels: previousOutput,
+                    outChannels: outputChannels, layers: reversedLayers[i] + 1, timeEmbeddingChannels: timeEmbedDim,
+                    groups: config.normNumGroups, epsilon: config.normEps, addUpsample: i < blockCount - 1, crossAttention: settings))
+        }
+        upBlocks = up
+        convNormOut = try loader.groupNorm(
+            "conv_norm_out", groups: config.normNumGroups, channels: config.blockOutChannels[0], epsilon: config.normEps)
+        convOut = try loader.conv2d("conv_out", in: config.blockOutChannels[0], out: config.outChannels, kernel: config.convOutKernel)
+    }
+
+    /// Down path outputs: the mid-block output, the skips for the up path and the time embedding.
+    public struct DownPath: Sendable {
+        public var sample: Tensor
+        public var skips: [Tensor]
+        public var timeEmbedding: Tensor
+    }
+
+    /// Number of skip tensors the down path produces (= ControlNet down residuals expected).
+    public var skipCount: Int { downPath.skipCount }
+
+    /// Time embedding, `conv_in`, down blocks and mid block. `sample` is NHWC latents `[B, H, W, C]`.
+    public func downAndMid(_ sample: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> DownPath {
+        try downPath(sample, timesteps: timesteps, conditioning: conditioning)
     }
 
     /// Up blocks and output head, after adding ControlNet residuals (if any) to the skips and mid output.

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import golden_io as gio  # noqa: E402
 
-from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel  # noqa: E402
+from diffusers import AutoencoderKL, AutoencoderTiny, ControlNetModel, UNet2DConditionModel  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_OUT = os.path.join(REPO, "Tests", "Fixtures", "components")
@@ -147,6 +147,55 @@ def case_unet_odd_size(name, g):
     config = dict(TINY_UNET, block_out_channels=(8, 8, 16), down_block_types=("CrossAttnDownBlock2D",) * 2 + ("DownBlock2D",),
                   up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 2)
     return unet_case(g, name, config, batch=1, size=(7, 5))
+
+
+def controlnet_case(g, unet_config, extra_inputs=None):
+    unet = UNet2DConditionModel(**unet_config)
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 8)).eval()
+    gio.init_params(model, g)
+    batch = 2
+    sample = gio.randn(g, batch, 4, 8, 8)
+    context = gio.randn(g, batch, 7, unet_config["cross_attention_dim"])
+    cond = torch.rand(batch, 3, 64, 64, generator=g)
+    timestep = torch.tensor([615.0])
+    inputs = {"sample": sample, "timestep": timestep, "encoder_hidden_states": context, "controlnet_cond": cond}
+    kwargs = {}
+    if extra_inputs:
+        inputs.update(extra_inputs)
+        kwargs["added_cond_kwargs"] = {"text_embeds": extra_inputs["text_embeds"], "time_ids": extra_inputs["time_ids"]}
+    outputs = {}
+    with torch.no_grad():
+        down, mid = model(sample, timestep, context, cond, conditioning_scale=1.0, return_dict=False, **kwargs)
+        for i, r in enumerate(down):
+            outputs[f"down.{i}"] = r
+        outputs["mid"] = mid
+        down, mid = model(sample, timestep, context, cond, conditioning_scale=0.8, guess_mode=True, return_dict=False, **kwargs)
+        for i, r in enumerate(down):
+            outputs[f"guess_down.{i}"] = r
+        outputs["guess_mid"] = mid
+    return dict(
+        module=gio.class_path(model), config=config_json(model), inputs=inputs, params=gio.module_params(model),
+        outputs=outputs,
+        forward="output.down.*/mid = m(sample, timestep, context, controlnet_cond, conditioning_scale=1); "
+        "output.guess_* with conditioning_scale=0.8, guess_mode=True")
+
+
+@case
+def case_controlnet_sd1(name, g):
+    return controlnet_case(g, dict(TINY_UNET))
+
+
+@case
+def case_controlnet_sdxl(name, g):
+    config = dict(
+        TINY_UNET, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=20,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + 12)
+    extra = {
+        "text_embeds": gio.randn(g, 2, 12),
+        "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [64.0, 64.0, 0.0, 0.0, 64.0, 64.0]]),
+    }
+    return controlnet_case(g, config, extra)
 
 
 @case
