@@ -1,2 +1,2 @@
 import SwiftDiffusionCLI
-SwiftDiffusionCommand.main()
+SwiftDiffusionCommand.runMain()
