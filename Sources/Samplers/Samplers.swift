@@ -1,1 +1,0 @@
-// Schedulers and seeded noise; see the files of this module.
