@@ -50,6 +50,17 @@ public final class CLIPTokenizer: @unchecked Sendable {
         try self.init(files: CLIPTokenizerFiles(folder: folder))
     }
 
+    /// The tokenizer in `folder` with another pad token: single-file checkpoints carry no tokenizer, and SD 2.x
+    /// and SDXL's second encoder pad with `!` where the shared CLIP vocabulary's files say `<|endoftext|>`.
+    public convenience init(folder: URL, padToken: String) throws {
+        var files = try CLIPTokenizerFiles(folder: folder)
+        if files.padToken.content != padToken {
+            files.padToken = CLIPAddedToken(
+                content: padToken, id: -1, normalized: false, lstrip: false, rstrip: false, singleWord: false, special: true)
+        }
+        try self.init(files: files)
+    }
+
     init(files: CLIPTokenizerFiles) throws {
         let vocabulary = files.vocabulary
         self.vocabulary = vocabulary

@@ -1,0 +1,211 @@
+import Adapters
+import Compute
+import Dispatch
+import Foundation
+import Imaging
+import Models
+import Samplers
+
+/// One request's workflow on a loaded model: encode the prompt, denoise (text-to-image or
+/// image-to-image, with ControlNets), decode. Matches diffusers' `StableDiffusionPipeline`,
+/// `StableDiffusionImg2ImgPipeline`, `StableDiffusionControlNetPipeline` and `StableDiffusionXLPipeline`.
+///
+/// A pipeline runs one request at a time on its model (LoRA patching mutates the model's weights).
+public final class DiffusionPipeline: @unchecked Sendable {
+    public let model: StableDiffusionModel
+    private let patcher = LoRAPatcher()
+
+    public init(model: StableDiffusionModel) {
+        self.model = model
+    }
+
+    /// How LoRAs are applied for a request.
+    public enum LoRAMode: String, Sendable {
+        /// Merged into the weights before the request and restored (bitwise) after it.
+        case merged
+        /// Added to each patched layer's output; weights untouched.
+        case runtime
+    }
+
+    /// Checks a request against the model before any work starts.
+    public func validate(_ request: GenerationRequest) throws {
+        let multiple = model.sizeMultiple
+        guard request.width > 0, request.height > 0, request.width % multiple == 0, request.height % multiple == 0 else {
+            throw GenerationError.invalidRequest("width and height must be positive multiples of \(multiple), got \(request.width)x\(request.height)")
+        }
+        guard request.steps >= 1 else { throw GenerationError.invalidRequest("steps must be at least 1") }
+        guard request.count >= 1 else { throw GenerationError.invalidRequest("count must be at least 1") }
+        guard request.guidanceScale.isFinite, request.guidanceScale >= 0 else {
+            throw GenerationError.invalidRequest("guidance scale must be a non-negative number")
+        }
+        if let image = request.initImage, image.width != request.width || image.height != request.height {
+            throw GenerationError.invalidRequest("the init image is \(image.width)x\(image.height), the request \(request.width)x\(request.height)")
+        }
+        if request.initImage != nil, !(request.strength > 0 && request.strength <= 1) {
+            throw GenerationError.invalidRequest("strength must be in (0, 1], got \(request.strength)")
+        }
+        if let latents = request.initLatents {
+            let expected = [request.count, model.unet.configuration.inChannels, request.height / model.vaeScaleFactor, request.width / model.vaeScaleFactor]
+            guard latents.shape == expected else {
+                throw GenerationError.invalidRequest("init latents have shape \(latents.shape), expected \(expected) (NCHW)")
+            }
+        }
+        for control in request.controls {
+            guard control.image.width == request.width, control.image.height == request.height else {
+                throw GenerationError.invalidRequest("control images must be \(request.width)x\(request.height), got \(control.image.width)x\(control.image.height)")
+            }
+            guard control.start >= 0, control.end <= 1, control.start < control.end else {
+                throw GenerationError.invalidRequest("control start/end must satisfy 0 <= start < end <= 1")
+            }
+            let controlContext = try control.model.configuration.unet.crossAttentionDim.values(count: 1, field: "cross_attention_dim")
+            let unetContext = try model.unet.configuration.crossAttentionDim.values(count: 1, field: "cross_attention_dim")
+            if case .shared = control.model.configuration.unet.crossAttentionDim, controlContext != unetContext {
+                throw GenerationError.invalidRequest("the ControlNet was made for a different base model (context \(controlContext) vs \(unetContext))")
+            }
+        }
+    }
+
+    /// Runs a request. `loras` are applied for its duration (and removed after, also on error).
+    public func generate(
+        _ request: GenerationRequest, loras: [LoRAApplication] = [], loraMode: LoRAMode = .merged, hooks: GenerationHooks = GenerationHooks()
+    ) throws -> GenerationResult {
+        try validate(request)
+        defer { patcher.reset() }
+        apply(loras, mode: loraMode)
+        var timings: [String: Double] = [:]
+        func timed<T>(_ stage: GenerationStage, _ body: () throws -> T) rethrows -> T {
+            hooks.stage(stage)
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timings[stage.rawValue, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            return try body()
+        }
+
+        let prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
+        var generator = TorchGenerator(seed: request.seed)
+        var scheduler = try model.scheduler(request.sampler)
+        let latentShape = (
+            batch: request.count, channels: model.unet.configuration.inChannels, height: request.height / model.vaeScaleFactor,
+            width: request.width / model.vaeScaleFactor
+        )
+
+        // Starting latents and the steps to run.
+        var latents: Tensor
+        var stepRange: Range<Int>
+        if let image = request.initImage {
+            stepRange = try scheduler.setImg2ImgTimesteps(request.steps, strength: Double(request.strength))
+            guard !stepRange.isEmpty else {
+                throw GenerationError.invalidRequest("strength \(request.strength) with \(request.steps) steps leaves no step to run")
+            }
+            let encoded = try timed(.encodeImage) { () throws -> Tensor in
+                let (mean, logVariance) = try model.vae.encode(image.tensor())
+                // retrieve_latents(sample_mode="sample"): mean + std * randn, drawn first from the generator.
+                let noise = generator.randnNHWC(batch: 1, channels: mean.shape[3], height: mean.shape[1], width: mean.shape[2])
+                let sample = mean + map(logVariance) { vexp($0 * 0.5) } * noise
+                return repeatBatch(sample * model.vae.scalingFactor, request.count)
+            }
+            let noise = generator.randnNHWC(
+                batch: latentShape.batch, channels: latentShape.channels, height: latentShape.height, width: latentShape.width)
+            latents = try scheduler.addNoise(to: encoded, noise: noise, stepIndex: stepRange.lowerBound)
+        } else {
+            try scheduler.setTimesteps(request.steps)
+            stepRange = 0..<scheduler.timesteps.count
+            let initial =
+                request.initLatents.map(nchwToNHWC)
+                ?? generator.randnNHWC(
+                    batch: latentShape.batch, channels: latentShape.channels, height: latentShape.height, width: latentShape.width)
+            latents = initial * scheduler.initNoiseSigma
+        }
+
+        // Guidance-distilled UNets (LCM) take the guidance as an embedding and run a single branch.
+        let distilled = model.unet.configuration.timeCondProjDim != nil
+        let guided = request.usesGuidance && !distilled
+        var conditioning = guided ? prompt.conditioning : prompt.positive
+        if let dim = model.unet.configuration.timeCondProjDim {
+            conditioning.timestepCondition = repeatBatch(
+                guidanceScaleEmbedding(request.guidanceScale - 1, dim: dim), conditioning.context.shape[0])
+        }
+        let controlImages = request.controls.map { control in
+            repeatBatch(control.image.unitTensor(), control.guessMode ? request.count : (guided ? 2 : 1) * request.count)
+        }
+
+        var noiseSource = LatentNoise(generator: generator, layout: .nhwc)
+        try timed(.denoise) {
+            let total = stepRange.count
+            for (position, stepIndex) in stepRange.enumerated() {
+                try hooks.beforeStep(position, total)
+                let timestep = [scheduler.timesteps[stepIndex]]
+                let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
+                let control = try controlResiduals(
+                    request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex,
+                    position: position,
+                    total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
+                var prediction = try model.unet(input, timesteps: timestep, conditioning: conditioning, control: control)
+                if guided {
+                    let halves = chunk(prediction, 2, axis: 0)
+                    // uncond + scale * (cond - uncond)
+                    prediction = halves[0] + (halves[1] - halves[0]) * request.guidanceScale
+                }
+                latents = try scheduler.step(modelOutput: prediction, stepIndex: stepIndex, sample: latents, noise: &noiseSource).prevSample
+                hooks.afterStep(position, total)
+            }
+        }
+
+        var images: [RGBImage] = []
+        if request.decode {
+            images = try timed(.decode) { RGBImage.images(fromSigned: try model.vae.decodeScaled(latents)) }
+        }
+        return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings)
+    }
+
+    private func apply(_ loras: [LoRAApplication], mode: LoRAMode) {
+        guard !loras.isEmpty else { return }
+        switch mode {
+        case .merged: patcher.merge(loras)
+        case .runtime: patcher.attachRuntime(loras)
+        }
+    }
+
+    /// Summed residuals of the ControlNets active at this step (diffusers' MultiControlNet), or nil.
+    private func controlResiduals(
+        _ request: GenerationRequest, scheduler: any Scheduler, images: [Tensor], input: Tensor, latents: Tensor, stepIndex: Int, position: Int, total: Int,
+        timestep: [Float], conditioning: UNetConditioning, positive: UNetConditioning, guided: Bool
+    ) throws -> ControlResiduals? {
+        var all: [ControlResiduals] = []
+        for (control, image) in zip(request.controls, images) {
+            let scale = control.scale * control.keep(step: position, of: total)
+            if scale == 0 { continue }
+            if control.guessMode && guided {
+                // Guess mode: the ControlNet sees only the conditional batch; the unconditional half gets zeros.
+                let conditionalInput = try scheduler.scaleModelInput(latents, stepIndex: stepIndex)
+                let residuals = try control.model(
+                    conditionalInput, timesteps: timestep, conditioning: positive, controlImage: image,
+                    scaling: .init(conditioningScale: scale, guessMode: true))
+                all.append(
+                    ControlResiduals(
+                        down: residuals.down.map { concat([Tensor.zeros($0.shape), $0], axis: 0) },
+                        mid: concat([Tensor.zeros(residuals.mid.shape), residuals.mid], axis: 0)))
+            } else {
+                all.append(
+                    try control.model(
+                        input, timesteps: timestep, conditioning: conditioning, controlImage: image,
+                        scaling: .init(conditioningScale: scale, guessMode: control.guessMode)))
+            }
+        }
+        return ControlResiduals.sum(all)
+    }
+}
+
+/// diffusers' `get_guidance_scale_embedding`: sinusoidal features of `w * 1000`, `[1, dim]`.
+func guidanceScaleEmbedding(_ w: Float, dim: Int) -> Tensor {
+    let half = dim / 2
+    let step = logf(10000) / Float(half - 1)
+    let scaled = w * 1000
+    return Tensor(shape: [1, dim]) { buffer in
+        for i in 0..<half {
+            let angle = scaled * expf(Float(i) * -step)
+            buffer[i] = sinf(angle)
+            buffer[half + i] = cosf(angle)
+        }
+        if dim % 2 == 1 { buffer[dim - 1] = 0 }
+    }
+}

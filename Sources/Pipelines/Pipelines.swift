@@ -1,1 +1,0 @@
-// Text-to-image and image-to-image workflows; see the files of this module.

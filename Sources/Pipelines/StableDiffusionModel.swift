@@ -1,0 +1,173 @@
+import Adapters
+import Compute
+import Foundation
+import Models
+import Samplers
+import Weights
+
+/// Which Stable Diffusion generation a model belongs to.
+public enum ModelFamily: String, Sendable, Codable {
+    case sd1 = "sd1"
+    case sd2 = "sd2"
+    case sdxl = "sdxl"
+
+    public var displayName: String {
+        switch self {
+        case .sd1: "SD 1.x"
+        case .sd2: "SD 2.x"
+        case .sdxl: "SDXL"
+        }
+    }
+}
+
+/// Why a model could not be loaded.
+public enum ModelLoadError: Error, CustomStringConvertible, Sendable {
+    case missingComponent(String, path: String)
+    case mismatch(String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .missingComponent(let component, let path): "'\(path)' has no \(component) component"
+        case .mismatch(let detail): "the model's components do not fit together: \(detail)"
+        case .unsupported(let detail): "unsupported model: \(detail)"
+        }
+    }
+}
+
+/// A loaded Stable Diffusion model: tokenizer(s), text encoder(s), UNet, VAE and its scheduler config.
+///
+/// Loads diffusers folders and single-file (original layout) `.safetensors` checkpoints; one code path
+/// serves SD 1.x, SD 2.x and SDXL, full-size or tiny.
+public final class StableDiffusionModel: @unchecked Sendable {
+    public let name: String
+    public let source: URL
+    public let family: ModelFamily
+    public let tokenizer: CLIPTokenizer
+    public let tokenizer2: CLIPTokenizer?
+    public let textEncoder: CLIPTextModel
+    public let textEncoder2: CLIPTextModelWithProjection?
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    public let schedulerConfiguration: SchedulerConfiguration
+    /// SDXL: zero unconditional embeddings when no negative prompt is given (diffusers' default).
+    public let forceZerosForEmptyPrompt: Bool
+
+    /// Opens a diffusers folder or a single-file checkpoint. `tokenizerFolder` supplies the CLIP vocabulary
+    /// for single-file checkpoints, which carry none.
+    public convenience init(contentsOf url: URL, tokenizerFolder: URL? = nil, predictionType: String? = nil) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw WeightsError.missingFile(path: url.path, what: "model")
+        }
+        if isDirectory.boolValue {
+            try self.init(folder: url)
+        } else {
+            try self.init(checkpoint: url, tokenizerFolder: tokenizerFolder, predictionType: predictionType)
+        }
+    }
+
+    /// A diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, ...).
+    public init(folder url: URL) throws {
+        let folder = try DiffusersPipelineFolder(url)
+        func component(_ name: String) throws -> ComponentFolder {
+            guard folder.components[name] != nil else { throw ModelLoadError.missingComponent(name, path: url.path) }
+            return try folder.component(name)
+        }
+        let hasSecondEncoder = folder.components["text_encoder_2"] != nil
+        name = url.lastPathComponent
+        source = url
+        tokenizer = try CLIPTokenizer(folder: try component("tokenizer").url)
+        textEncoder = try CLIPTextModel(component: try component("text_encoder"))
+        if hasSecondEncoder {
+            tokenizer2 = try CLIPTokenizer(folder: try component("tokenizer_2").url)
+            textEncoder2 = try CLIPTextModelWithProjection(component: try component("text_encoder_2"))
+        } else {
+            tokenizer2 = nil
+            textEncoder2 = nil
+        }
+        let unetFolder = try component("unet")
+        unet = try UNet2DConditionModel(configData: try unetFolder.configData, weights: try unetFolder.weights(), source: unetFolder.url.path)
+        let vaeFolder = try component("vae")
+        vae = try AutoencoderKL(configData: try vaeFolder.configData, weights: try vaeFolder.weights(), source: vaeFolder.url.path)
+        schedulerConfiguration = try SchedulerConfiguration(jsonData: try component("scheduler").configData)
+        forceZerosForEmptyPrompt = Self.readForceZeros(url)
+        family = try Self.family(unet: unet, textEncoder2: textEncoder2)
+        try validate()
+    }
+
+    /// A single `.safetensors` checkpoint in the original (LDM/SGM) layout.
+    public init(checkpoint url: URL, tokenizerFolder: URL?, predictionType: String? = nil) throws {
+        let checkpoint = try SingleFileCheckpoint(url: url, predictionType: predictionType)
+        guard let tokenizerFolder else {
+            throw ModelLoadError.unsupported("'\(url.path)' is a single-file checkpoint and carries no tokenizer; a CLIP tokenizer folder is needed")
+        }
+        guard let textWeights = checkpoint.textEncoder else { throw ModelLoadError.missingComponent("text encoder", path: url.path) }
+        guard let vaeWeights = checkpoint.vae else { throw ModelLoadError.missingComponent("VAE", path: url.path) }
+        name = url.deletingPathExtension().lastPathComponent
+        source = url
+        tokenizer = try CLIPTokenizer(folder: tokenizerFolder, padToken: checkpoint.padToken(tokenizer: "tokenizer") ?? "<|endoftext|>")
+        textEncoder = try CLIPTextModel(configData: try checkpoint.configData(for: "text_encoder"), weights: textWeights)
+        if let second = checkpoint.textEncoder2 {
+            tokenizer2 = try CLIPTokenizer(folder: tokenizerFolder, padToken: checkpoint.padToken(tokenizer: "tokenizer_2") ?? "!")
+            textEncoder2 = try CLIPTextModelWithProjection(configData: try checkpoint.configData(for: "text_encoder_2"), weights: second)
+        } else {
+            tokenizer2 = nil
+            textEncoder2 = nil
+        }
+        unet = try UNet2DConditionModel(configData: try checkpoint.configData(for: "unet"), weights: checkpoint.unet)
+        vae = try AutoencoderKL(configData: try checkpoint.configData(for: "vae"), weights: vaeWeights)
+        schedulerConfiguration = try SchedulerConfiguration(jsonData: try checkpoint.configData(for: "scheduler"))
+        forceZerosForEmptyPrompt = checkpoint.family == .sdxl
+        family = try Self.family(unet: unet, textEncoder2: textEncoder2)
+        try validate()
+    }
+
+    private static func readForceZeros(_ url: URL) -> Bool {
+        guard let data = try? Data(contentsOf: url.appendingPathComponent("model_index.json")),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return false }
+        return (object["force_zeros_for_empty_prompt"] as? Bool) ?? false
+    }
+
+    private static func family(unet: UNet2DConditionModel, textEncoder2: CLIPTextModelWithProjection?) throws -> ModelFamily {
+        if unet.configuration.additionEmbedType == "text_time" {
+            guard textEncoder2 != nil else { throw ModelLoadError.mismatch("an SDXL UNet needs a second text encoder (text_encoder_2)") }
+            return .sdxl
+        }
+        return unet.configuration.useLinearProjection ? .sd2 : .sd1
+    }
+
+    private func validate() throws {
+        let contextWidth = textEncoder.configuration.hiddenSize + (textEncoder2?.configuration.hiddenSize ?? 0)
+        let dims = try unet.configuration.crossAttentionDim.values(
+            count: unet.configuration.blockOutChannels.count, field: "cross_attention_dim")
+        if let dim = dims.first, dim != contextWidth {
+            throw ModelLoadError.mismatch("the UNet cross-attends to \(dim) features, the text encoder(s) produce \(contextWidth)")
+        }
+        guard unet.configuration.inChannels == vae.configuration.latentChannels else {
+            throw ModelLoadError.unsupported(
+                "UNet takes \(unet.configuration.inChannels) channels, the VAE makes \(vae.configuration.latentChannels) (inpainting models are not supported)")
+        }
+    }
+
+    /// Pixels per latent cell.
+    public var vaeScaleFactor: Int { vae.downscaleFactor }
+
+    /// Width and height must be multiples of this.
+    public var sizeMultiple: Int { vaeScaleFactor }
+
+    /// The layers LoRAs patch, by component.
+    public var loraTargets: LoRATargets {
+        var registries: [LoRAComponent: LayerRegistry] = [.unet: unet.registry, .textEncoder: textEncoder.registry]
+        if let textEncoder2 { registries[.textEncoder2] = textEncoder2.registry }
+        let layers = (try? unet.configuration.layersPerBlock.values(count: unet.configuration.blockOutChannels.count, field: ""))?.first ?? 2
+        return LoRATargets(registries: registries, unetLayersPerBlock: layers)
+    }
+
+    /// The scheduler for a sampler, configured from this model's `scheduler_config.json` as diffusers'
+    /// `from_config` would.
+    public func scheduler(_ sampler: SamplerKind) throws -> any Scheduler {
+        try sampler.makeScheduler(configuration: schedulerConfiguration)
+    }
+}
