@@ -1,0 +1,236 @@
+import Adapters
+import ArgumentParser
+import Compute
+import Foundation
+import Imaging
+import Models
+import Pipelines
+import Samplers
+import Weights
+
+/// `swiftdiffusion generate`: text-to-image and image-to-image on the command line.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate images from a prompt (text-to-image or image-to-image), with LoRAs and ControlNets.",
+        discussion: """
+            With no --model, the embedded default model draws (shapes in named colours on coloured backgrounds).
+            Examples:
+              swiftdiffusion generate "a red circle on a blue background"
+              swiftdiffusion generate --model ~/models/sd15 --sampler "DPM++ 2M Karras" --steps 25 "a castle"
+              swiftdiffusion generate --lora loras/outline.safetensors:0.8 "a green star on a white background"
+              swiftdiffusion generate --control models/shapes-sd-controlnet-canny:outline.png:1.0 \\
+                  --control-preprocessor none "a yellow square on a black background"
+            """
+    )
+
+    @Argument(help: "The prompt (or use --prompt).")
+    var positionalPrompt: String?
+
+    @Option(help: "The prompt.")
+    var prompt: String?
+
+    @Option(name: .customLong("negative-prompt"), help: "What the image should not contain.")
+    var negativePrompt: String?
+
+    @Option(help: "A diffusers model folder or a single-file .safetensors checkpoint (default: the embedded model).")
+    var model: String?
+
+    @Option(help: "Image width in pixels (default: the model's native size).")
+    var width: Int?
+
+    @Option(help: "Image height in pixels (default: the model's native size).")
+    var height: Int?
+
+    @Option(help: "Denoising steps.")
+    var steps = 20
+
+    @Option(help: "Sampler: ddim, pndm, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, lcm (AUTOMATIC1111 names work too).")
+    var sampler = "euler_a"
+
+    @Option(help: "Classifier-free guidance scale.")
+    var cfg: Float = 7.5
+
+    @Option(help: "Random seed (default: a random one, printed).")
+    var seed: UInt64?
+
+    @Option(help: "Number of images.")
+    var count = 1
+
+    @Option(name: .customLong("clip-skip"), help: "Skip the last N-1 layers of the text encoder (A1111's 'Clip skip', 1 = none).")
+    var clipSkip: Int?
+
+    @Option(name: .customLong("init-image"), help: "Image-to-image: the starting image (PNG or JPEG), resized to the output size.")
+    var initImage: String?
+
+    @Option(help: "Image-to-image: denoising strength in (0, 1].")
+    var strength: Float = 0.75
+
+    @Option(name: .customLong("init-latents"), help: "Starting latents (float32 .npy, NCHW as diffusers) instead of drawing them from the seed.")
+    var initLatents: String?
+
+    @Option(name: .customLong("output-latents"), help: "Write the final latents (float32 .npy, NCHW) here.")
+    var outputLatents: String?
+
+    @Option(name: [.short, .long], help: "Output PNG (with several images: NAME-1.png, NAME-2.png, ...).")
+    var output: String?
+
+    @Option(name: .customLong("lora"), help: "PATH[:WEIGHT]; repeatable. A LoRA in kohya, diffusers or PEFT format.")
+    var loras: [String] = []
+
+    @Option(name: .customLong("lora-mode"), help: "merged (patch weights, restore after) or runtime (add the low-rank product per layer).")
+    var loraMode = "merged"
+
+    @Option(name: .customLong("control"), help: "MODEL:IMAGE[:SCALE[:START:END]]; repeatable. A ControlNet folder and its control image.")
+    var controls: [String] = []
+
+    @Option(name: .customLong("control-preprocessor"), help: "canny, threshold, scribble, invert or none (for ready-made maps).")
+    var controlPreprocessor = "canny"
+
+    @Option(name: .customLong("control-resize"), help: "just_resize, crop_and_resize or resize_and_fill.")
+    var controlResize = "crop_and_resize"
+
+    @Option(help: "A CLIP tokenizer folder for single-file checkpoints (default: the embedded model's).")
+    var tokenizer: String?
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    var resolvedPrompt: String? { prompt ?? positionalPrompt }
+
+    func validate() throws {
+        guard let resolvedPrompt, !resolvedPrompt.isEmpty else { throw ValidationError("give a prompt (argument or --prompt)") }
+        if prompt != nil && positionalPrompt != nil { throw ValidationError("give the prompt once, as an argument or with --prompt") }
+        guard (1...1000).contains(steps) else { throw ValidationError("--steps must be between 1 and 1000") }
+        guard (1...64).contains(count) else { throw ValidationError("--count must be between 1 and 64") }
+        guard cfg.isFinite, cfg >= 0, cfg <= 100 else { throw ValidationError("--cfg must be between 0 and 100") }
+        if let clipSkip, !(1...12).contains(clipSkip) { throw ValidationError("--clip-skip must be between 1 and 12") }
+        guard strength > 0, strength <= 1 else { throw ValidationError("--strength must be in (0, 1]") }
+        guard DiffusionPipeline.LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("--lora-mode must be merged or runtime") }
+        if let width, !(8...4096).contains(width) { throw ValidationError("--width must be between 8 and 4096") }
+        if let height, !(8...4096).contains(height) { throw ValidationError("--height must be between 8 and 4096") }
+    }
+
+    func run() throws {
+        do {
+            try generate()
+        } catch let error as CLIError {
+            throw error
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+
+    private func generate() throws {
+        let sampler = try SamplerKind.named(self.sampler)
+        let modelURL = try ModelLocation.resolve(model)
+        let status = StatusPrinter(quiet: quiet)
+        status.line("loading \(modelURL.path)")
+        let tokenizerFolder = try tokenizer.map { URL(fileURLWithPath: $0) } ?? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
+        let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder)
+        let pipeline = DiffusionPipeline(model: loaded)
+        let nativeSize = (loaded.unet.configuration.sampleSize ?? 64) * loaded.vaeScaleFactor
+        let width = self.width ?? nativeSize, height = self.height ?? nativeSize
+        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+
+        var request = GenerationRequest(
+            prompt: resolvedPrompt ?? "", negativePrompt: negativePrompt, width: width, height: height, steps: steps, sampler: sampler,
+            guidanceScale: cfg, seed: seed, count: count, clipSkip: clipSkip.map { $0 - 1 }, strength: strength)
+        if let initImage {
+            request.initImage = try ImageCodec.read(contentsOf: URL(fileURLWithPath: initImage)).resized(width: width, height: height)
+        }
+        if let initLatents { request.initLatents = try NumPy.read(contentsOf: URL(fileURLWithPath: initLatents)) }
+
+        var loraApplications: [LoRAApplication] = []
+        var loraLabels: [(name: String, weight: Float)] = []
+        for spec in loras {
+            let (path, weight) = try Self.splitWeight(spec)
+            let network = try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path))
+            let resolved = try LoRAKeyMap.resolve(network, targets: loaded.loraTargets)
+            if !resolved.unmatched.isEmpty {
+                status.warning("\(path): \(resolved.unmatched.count) LoRA modules match no layer of the model: "
+                    + resolved.unmatched.prefix(8).joined(separator: ", ") + (resolved.unmatched.count > 8 ? ", ..." : ""))
+            }
+            if !network.ignoredKeys.isEmpty { status.warning("\(path): ignored \(network.ignoredKeys.count) tensors (unsupported LoRA variants)") }
+            loraApplications.append(LoRAApplication(resolved, weight: weight))
+            loraLabels.append((URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent, weight))
+        }
+
+        let preprocessor = try ControlPreprocessor.named(controlPreprocessor)
+        guard let resize = ResizeMode(name: controlResize) else { throw CLIError("unknown --control-resize '\(controlResize)'") }
+        var controlLabels: [String] = []
+        for spec in controls {
+            let parsed = try ControlSpec(spec)
+            let folder = try ComponentFolder(URL(fileURLWithPath: parsed.model))
+            let controlnet = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: folder.url.path)
+            let image = try ImageCodec.read(contentsOf: URL(fileURLWithPath: parsed.image))
+            let prepared = preprocessor(resize.apply(to: image, width: width, height: height))
+            request.controls.append(ControlInput(model: controlnet, image: prepared, scale: parsed.scale, start: parsed.start, end: parsed.end))
+            controlLabels.append("\(URL(fileURLWithPath: parsed.model).lastPathComponent), \(preprocessor.name), weight \(parsed.scale)")
+        }
+
+        let progress = ProgressBar(enabled: !quiet)
+        let hooks = GenerationHooks(
+            stage: { stage in progress.stage(stage.rawValue) },
+            afterStep: { step, total in progress.step(step + 1, of: total) })
+        status.line("generating \(count) image(s) \(width)x\(height), \(steps) steps, \(sampler.a1111Name), cfg \(cfg), seed \(seed)")
+        let result = try pipeline.generate(
+            request, loras: loraApplications, loraMode: DiffusionPipeline.LoRAMode(rawValue: loraMode) ?? .merged, hooks: hooks)
+        progress.finish()
+
+        if let outputLatents { try NumPy.write(result.latents, to: URL(fileURLWithPath: outputLatents)) }
+        let infotext = Infotext(request: request, modelName: loaded.name, loras: loraLabels, controls: controlLabels).text
+        let base = output ?? "swiftdiffusion-\(seed).png"
+        for (index, image) in result.images.enumerated() {
+            let path = result.images.count == 1 ? base : Self.numbered(base, index + 1)
+            let png = try ImageCodec.encodePNG(image, textChunks: [("parameters", infotext)])
+            try png.write(to: URL(fileURLWithPath: path))
+            print(path)
+        }
+        let timings = result.timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }
+        status.line("done: " + timings.joined(separator: ", "))
+    }
+
+    /// `path:weight` -> (path, weight); a trailing part that is not a number belongs to the path.
+    static func splitWeight(_ spec: String) throws -> (String, Float) {
+        if let colon = spec.lastIndex(of: ":"), let weight = Float(spec[spec.index(after: colon)...]) {
+            guard weight.isFinite, abs(weight) <= 10 else { throw CLIError("LoRA weight \(weight) is out of range (-10...10)") }
+            return (String(spec[..<colon]), weight)
+        }
+        return (spec, 1)
+    }
+
+    static func numbered(_ path: String, _ index: Int) -> String {
+        let url = URL(fileURLWithPath: path)
+        let ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
+        return url.deletingPathExtension().path + "-\(index).\(ext)"
+    }
+}
+
+/// `MODEL:IMAGE[:SCALE[:START:END]]`
+struct ControlSpec {
+    var model: String
+    var image: String
+    var scale: Float = 1
+    var start: Float = 0
+    var end: Float = 1
+
+    init(_ spec: String) throws {
+        let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 || parts.count == 3 || parts.count == 5, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw CLIError("--control expects MODEL:IMAGE[:SCALE[:START:END]], got '\(spec)'")
+        }
+        model = parts[0]
+        image = parts[1]
+        let numbers = try parts.dropFirst(2).map { text -> Float in
+            guard let value = Float(text), value.isFinite else { throw CLIError("--control: '\(text)' is not a number in '\(spec)'") }
+            return value
+        }
+        if numbers.count >= 1 { scale = numbers[0] }
+        if numbers.count == 3 { (start, end) = (numbers[1], numbers[2]) }
+        guard start >= 0, end <= 1, start < end else { throw CLIError("--control: need 0 <= START < END <= 1 in '\(spec)'") }
+        guard abs(scale) <= 10 else { throw CLIError("--control: scale \(scale) is out of range") }
+    }
+}
