@@ -31,18 +31,28 @@ public struct LoRAApplication: Sendable {
 /// - **runtime**: the low-rank product is added to the layer's output, `W` untouched; what batching
 ///   requests with different LoRAs needs.
 ///
+/// The saved copies are kept after `restore()` (they still equal the weights), so later requests that patch
+/// the same layers only pay a memory copy, not an allocation: the patcher trades one extra copy of the
+/// patched weights in memory for cheap repeated patching. `releaseSavedCopies()` frees them.
+///
 /// A patcher serves one model; it must not be shared by requests running at the same time.
 public final class LoRAPatcher: @unchecked Sendable {
-    private var pristine: [ObjectIdentifier: (weight: Tensor, saved: Tensor)] = [:]
+    /// Originals of the weights ever patched, by weight storage.
+    private var saved: [ObjectIdentifier: (weight: Tensor, copy: Tensor)] = [:]
+    /// Weights currently holding merged deltas.
+    private var merged: Set<ObjectIdentifier> = []
     private var runtimeLayers: [ObjectIdentifier: PatchableLayer] = [:]
 
     public init() {}
 
     /// True while merged weights or runtime adapters are applied.
-    public var isPatched: Bool { !pristine.isEmpty || !runtimeLayers.isEmpty }
+    public var isPatched: Bool { !merged.isEmpty || !runtimeLayers.isEmpty }
 
     /// Number of weights currently holding merged deltas.
-    public var mergedLayerCount: Int { pristine.count }
+    public var mergedLayerCount: Int { merged.count }
+
+    /// Bytes held by saved original weights.
+    public var savedBytes: Int { saved.values.reduce(0) { $0 + $1.copy.count * MemoryLayout<Float>.stride } }
 
     /// Merges the LoRAs into the weights in place.
     public func merge(_ applications: [LoRAApplication]) {
@@ -52,7 +62,8 @@ public final class LoRAPatcher: @unchecked Sendable {
                 if strength == 0 { continue }
                 let weight = entry.layer.weight
                 let key = ObjectIdentifier(weight.storage)
-                if pristine[key] == nil { pristine[key] = (weight, weight.copy()) }
+                if saved[key] == nil { saved[key] = (weight, weight.copy()) }
+                merged.insert(key)
                 let flatDown = entry.down.reshaped([entry.down.shape[0], entry.down.count / entry.down.shape[0]])
                 addMatmul(into: weight, entry.up, flatDown, scale: strength * entry.scale)
             }
@@ -61,8 +72,17 @@ public final class LoRAPatcher: @unchecked Sendable {
 
     /// Copies every merged weight back from its saved original (bitwise restore).
     public func restore() {
-        for (_, entry) in pristine { copyInPlace(entry.weight, from: entry.saved) }
-        pristine.removeAll()
+        let keys = Array(merged)
+        ComputePool.current.parallelFor(keys.count) { i in
+            if let entry = saved[keys[i]] { copyInPlace(entry.weight, from: entry.copy) }
+        }
+        merged.removeAll()
+    }
+
+    /// Frees the saved originals (only while nothing is merged).
+    public func releaseSavedCopies() {
+        precondition(merged.isEmpty, "restore() before releasing the saved weights")
+        saved.removeAll()
     }
 
     /// Adds the LoRAs as runtime adapters (weights untouched).
