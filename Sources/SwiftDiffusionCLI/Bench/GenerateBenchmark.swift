@@ -1,0 +1,70 @@
+import ArgumentParser
+import Compute
+import Foundation
+import Pipelines
+import Samplers
+
+/// `swiftdiffusion bench generate`: seconds per complete image (prompt encoding, denoising with guidance,
+/// VAE decode) on a loaded model, the model load excluded. tools/bench/compare_generate.py runs it next to
+/// diffusers on the same model.
+struct GenerateBenchmarkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Seconds per generated image on a model (load excluded); --json for one JSON line."
+    )
+
+    @Option(help: "Model folder or checkpoint (default: the embedded model).")
+    var model: String?
+
+    @Option(help: "Image width and height.")
+    var size: Int?
+
+    @Option(help: "Denoising steps.")
+    var steps = 20
+
+    @Option(help: "Sampler.")
+    var sampler = "dpmpp_2m"
+
+    @Option(help: "Guidance scale.")
+    var cfg: Float = 6
+
+    @Option(help: "Timed repetitions (the median is reported).")
+    var repetitions = 5
+
+    @Flag(help: "Print one JSON line.")
+    var json = false
+
+    func run() throws {
+        let url = try ModelLocation.resolve(model)
+        let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
+        let loaded = try StableDiffusionModel(contentsOf: url, tokenizerFolder: tokenizer)
+        let pipeline = DiffusionPipeline(model: loaded)
+        let side = size ?? (loaded.unet.configuration.sampleSize ?? 64) * loaded.vaeScaleFactor
+        var request = GenerationRequest(
+            prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
+            sampler: try SamplerKind.named(sampler), guidanceScale: cfg, seed: 0)
+        var times: [Double] = []
+        var stages: [String: [Double]] = [:]
+        for repetition in 0...repetitions {
+            request.seed = UInt64(repetition)
+            var result: GenerationResult?
+            let seconds = try Timing.seconds { result = try pipeline.generate(request) }
+            if repetition == 0 { continue }  // warm-up
+            times.append(seconds)
+            for (stage, value) in result?.timings ?? [:] { stages[stage, default: []].append(value) }
+        }
+        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        if json {
+            var object: [String: Any] = [
+                "median_seconds": median(times), "all_seconds": times, "threads": ComputePool.shared.threadCount, "size": side,
+                "steps": steps,
+            ]
+            for (stage, values) in stages { object["\(stage)_seconds"] = median(values) }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("\(loaded.name): \(side)x\(side), \(steps) steps, \(request.sampler.a1111Name), cfg \(cfg): median \(median(times).formatted(3)) s/image")
+            for (stage, values) in stages.sorted(by: { $0.key < $1.key }) { print("  \(stage): \(median(values).formatted(3)) s") }
+        }
+    }
+}
