@@ -67,7 +67,8 @@ public final class DiffusionPipeline: @unchecked Sendable {
 
     /// Runs a request. `loras` are applied for its duration (and removed after, also on error).
     public func generate(
-        _ request: GenerationRequest, loras: [LoRAApplication] = [], loraMode: LoRAMode = .merged, hooks: GenerationHooks = GenerationHooks()
+        _ request: GenerationRequest, loras: [LoRAApplication] = [], deferredLoRAs: DeferredLoRAs? = nil, loraMode: LoRAMode = .merged,
+        hooks: GenerationHooks = GenerationHooks()
     ) throws -> GenerationResult {
         try validate(request)
         defer { patcher.reset() }
@@ -80,7 +81,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
             return try body()
         }
 
-        let prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
+        var prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
         var generator = TorchGenerator(seed: request.seed)
         var scheduler = try model.scheduler(request.sampler)
         let latentShape = (
@@ -129,10 +130,28 @@ public final class DiffusionPipeline: @unchecked Sendable {
         }
 
         var noiseSource = LatentNoise(generator: generator, layout: .nhwc)
+        var pending = deferredLoRAs
+        var patchStep: Int?
         try timed(.denoise) {
             let total = stepRange.count
             for (position, stepIndex) in stepRange.enumerated() {
                 try hooks.beforeStep(position, total)
+                if let deferred = pending {
+                    // Bounded asynchronous LoRA loading: patch in at the first boundary after loading, at the latest at the deadline.
+                    let ready = position >= min(deferred.deadlineStep, total - 1) ? try deferred.wait() : try deferred.poll()
+                    if let ready {
+                        pending = nil
+                        patchStep = position
+                        apply(ready, mode: loraMode)
+                        if ready.contains(where: { $0.lora.entries.contains { $0.component != .unet } }) {
+                            // Text-encoder LoRAs change the conditioning: encode the prompt again.
+                            prompt = try PromptEncoder(model: model).encode(request)
+                            let timestepCondition = conditioning.timestepCondition
+                            conditioning = guided ? prompt.conditioning : prompt.positive
+                            conditioning.timestepCondition = timestepCondition
+                        }
+                    }
+                }
                 let timestep = [scheduler.timesteps[stepIndex]]
                 let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
                 let control = try controlResiduals(
@@ -154,7 +173,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
         if request.decode {
             images = try timed(.decode) { RGBImage.images(fromSigned: try model.vae.decodeScaled(latents)) }
         }
-        return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings)
+        return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
     }
 
     private func apply(_ loras: [LoRAApplication], mode: LoRAMode) {

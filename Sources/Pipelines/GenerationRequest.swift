@@ -1,3 +1,4 @@
+import Adapters
 import Compute
 import Foundation
 import Imaging
@@ -94,6 +95,8 @@ public struct GenerationResult: Sendable {
     public var images: [RGBImage]
     /// Seconds per stage: "encode_prompt", "denoise", "decode" (and "encode_image" for img2img).
     public var timings: [String: Double]
+    /// With deferred LoRAs: the step (0-based) before which they were patched in, nil if there were none.
+    public var loraPatchStep: Int?
 }
 
 /// Why a request cannot run, in words a user can act on.
@@ -134,5 +137,25 @@ public struct GenerationHooks: @unchecked Sendable {
         self.stage = stage
         self.beforeStep = beforeStep
         self.afterStep = afterStep
+    }
+}
+
+/// LoRAs that are still loading when denoising starts (bounded asynchronous LoRA loading, the paper's BAL).
+///
+/// The loop starts with the base weights and patches the LoRAs in at the first step boundary after they
+/// are ready, and never later than `deadlineStep`: there it blocks until they are. Text-encoder parts
+/// are applied by re-encoding the prompt at that boundary.
+public struct DeferredLoRAs: @unchecked Sendable {
+    /// Latest step (0-based) at which the LoRAs must be in: the loop waits there if loading is late.
+    public var deadlineStep: Int
+    /// Non-blocking: the LoRAs if loading has finished (throws the loading error, if any).
+    public var poll: () throws -> [LoRAApplication]?
+    /// Blocking: waits for loading to finish.
+    public var wait: () throws -> [LoRAApplication]
+
+    public init(deadlineStep: Int, poll: @escaping () throws -> [LoRAApplication]?, wait: @escaping () throws -> [LoRAApplication]) {
+        self.deadlineStep = deadlineStep
+        self.poll = poll
+        self.wait = wait
     }
 }
