@@ -16,7 +16,7 @@ let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags)]
 
 let package = Package(
     name: "SwiftDiffusion",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "swiftdiffusion", targets: ["swiftdiffusion"]),
         .library(name: "Compute", targets: ["Compute"]),
@@ -24,6 +24,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/mattpolzin/OpenAPIKit", from: "6.4.0"),
     ],
     targets: [
         // OpenBLAS (Debian: libopenblas-dev) through its CBLAS header.
@@ -53,12 +61,37 @@ let package = Package(
         .target(name: "Pipelines", dependencies: ["Compute", "Weights", "Models", "Adapters", "Samplers", "Imaging"], swiftSettings: numericSettings),
         // PNG/JPEG in and out, image <-> tensor conversion, ControlNet preprocessors.
         .target(name: "Imaging", dependencies: ["Compute", "CPNG", "CTurboJPEG", "CZlib"], swiftSettings: numericSettings),
+        // Jobs, queue and scheduler, caches, bounded asynchronous LoRA loading, job store, metrics. No HTTP.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // HTTP surfaces: native /v1 API, AUTOMATIC1111 /sdapi/v1, OpenAI images, operations routes, web page.
+        .target(
+            name: "Server",
+            dependencies: [
+                "Serving", "Imaging", "Pipelines", "Samplers",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources")]
+        ),
         // The commands behind the `swiftdiffusion` executable (a library so tests can drive them).
         .target(
             name: "SwiftDiffusionCLI",
             dependencies: [
-                "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging",
+                "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging", "Serving", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: numericSettings
         ),
@@ -72,6 +105,15 @@ let package = Package(
         .testTarget(name: "SamplersTests", dependencies: ["Samplers", "ParityTesting"]),
         .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "ParityTesting"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "ParityTesting"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "ParityTesting"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "Server", "Serving", "ParityTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "OpenAPIKit", package: "OpenAPIKit"),
+            ]
+        ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
     ]
 )

@@ -33,6 +33,8 @@ public struct GenerationRequest: Sendable {
     public var controls: [ControlInput]
     /// Whether to decode the latents to images (off for latents-only requests).
     public var decode: Bool
+    /// How the prompts are read.
+    public var promptSyntax: PromptSyntax = .plain
 
     public init(
         prompt: String, negativePrompt: String? = nil, width: Int = 512, height: Int = 512, steps: Int = 20,
@@ -59,6 +61,15 @@ public struct GenerationRequest: Sendable {
 
     /// True when classifier-free guidance runs an unconditional branch.
     public var usesGuidance: Bool { guidanceScale > 1 }
+}
+
+/// How prompt text is read.
+public enum PromptSyntax: String, Codable, Sendable {
+    /// Plain text, as diffusers reads it (truncated to the tokenizer's 77 tokens).
+    case plain
+    /// AUTOMATIC1111: `(word:1.2)`, `(word)`, `[word]` emphasis and prompts longer than 75 tokens, encoded in
+    /// 75-token chunks.
+    case a1111
 }
 
 /// One ControlNet in a request: the model, its conditioning image (already preprocessed and sized to the

@@ -1,2 +1,2 @@
 import SwiftDiffusionCLI
-SwiftDiffusionCommand.runMain()
+await SwiftDiffusionCommand.runMain()

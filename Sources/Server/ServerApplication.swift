@@ -1,0 +1,42 @@
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+import Serving
+
+/// Server settings (the `serve` command fills them from flags, environment and a config file).
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 7860
+    /// Bearer tokens accepted on every route but health; empty means no authentication.
+    public var tokens: Set<String> = []
+
+    public init() {}
+}
+
+/// Builds the HTTP application: every API surface on one router, on one engine.
+public enum ServerApplication {
+    public static func router(engine: GenerationEngine, configuration: ServerConfiguration) -> Router<ServerRequestContext> {
+        let router = Router(context: ServerRequestContext.self)
+        router.add(middleware: ErrorMappingMiddleware())
+        router.add(middleware: AuthMiddleware(tokens: configuration.tokens))
+        OperationsAPI(engine: engine, metrics: MetricsBootstrap.registry).register(on: router)
+        NativeAPI(engine: engine).register(on: router)
+        OpenAIAPI(engine: engine).register(on: router)
+        WebPage().register(on: router)
+        return router
+    }
+
+    public static func application(engine: GenerationEngine, configuration: ServerConfiguration, logger: Logger)
+        -> some ApplicationProtocol
+    {
+        Application(
+            router: router(engine: engine, configuration: configuration),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SwiftDiffusion"),
+            services: [engine],
+            logger: logger)
+    }
+
+    /// Bootstraps metrics before anything records them.
+    public static func bootstrapMetrics() { _ = MetricsBootstrap.registry }
+}

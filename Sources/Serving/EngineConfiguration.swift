@@ -1,0 +1,64 @@
+import Foundation
+
+/// Limits on what one request may ask for; checked before a job is queued.
+public struct RequestLimits: Codable, Sendable, Equatable {
+    public var maximumSide = 2048
+    public var maximumPixels = 2048 * 2048
+    public var maximumSteps = 150
+    public var maximumCount = 8
+    public var maximumLoRAs = 8
+    public var maximumControls = 4
+    public var maximumPromptCharacters = 8000
+    public var maximumImageBytes = 20 << 20
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maximumSide = "max_side", maximumPixels = "max_pixels", maximumSteps = "max_steps", maximumCount = "max_images"
+        case maximumLoRAs = "max_loras", maximumControls = "max_controls", maximumPromptCharacters = "max_prompt_characters"
+        case maximumImageBytes = "max_image_bytes"
+    }
+}
+
+/// How the engine runs jobs.
+public struct EngineConfiguration: Sendable {
+    /// Queued jobs beyond this are refused with "queue full" (HTTP 429).
+    public var queueCapacity = 32
+    /// A queued job that has waited this long runs next, whatever the grouping by adapters prefers.
+    public var maximumGroupingWait: TimeInterval = 30
+    /// Bounded asynchronous LoRA loading: LoRAs must be patched in by this fraction of the steps (the
+    /// paper's K = 20 of 50 steps is 0.4). 0 turns it off (LoRAs load before denoising starts).
+    public var loraDeadlineFraction: Double = 0.4
+    /// How LoRAs are applied: merged into the weights (restored after) or added at run time.
+    public var loraMode = "merged"
+    /// Base models kept loaded at once.
+    public var loadedModelLimit = 1
+    /// Parsed LoRA files kept in memory, in bytes.
+    public var loraCacheBytes = 2 << 30
+    /// Finished jobs and their images are deleted after this many seconds.
+    public var retention: TimeInterval = 24 * 3600
+    public var limits = RequestLimits()
+
+    public init() {}
+}
+
+/// Why the engine refused or could not find something; the HTTP layer maps each case to a status code.
+public enum EngineError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The request is malformed or out of limits (400).
+    case invalidRequest(String)
+    /// A named model, LoRA, ControlNet or job does not exist (404).
+    case notFound(String)
+    /// The queue is full; retry after the given seconds (429).
+    case queueFull(retryAfter: Int)
+    /// The job is already finished (409).
+    case conflict(String)
+    /// The engine is not running (503).
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .invalidRequest(let message), .notFound(let message), .conflict(let message), .unavailable(let message): message
+        case .queueFull(let retryAfter): "the queue is full; retry in about \(retryAfter) s"
+        }
+    }
+}

@@ -1,0 +1,296 @@
+import Foundation
+import Logging
+import Metrics
+import Pipelines
+import ServiceLifecycle
+
+/// The one engine the CLI, the HTTP server and the benchmarks drive: accepts jobs into a bounded queue,
+/// stores them durably, runs them one at a time on a dedicated compute thread, reports progress as events,
+/// and cancels queued or running jobs.
+public actor GenerationEngine: Service {
+    public nonisolated let configuration: EngineConfiguration
+    public nonisolated let repository: ModelRepository
+    let store: any JobStore
+    let logger: Logger
+    let executor: JobExecutor
+    let compute = ComputeThread(name: "generation")
+    let events = JobEventHub()
+
+    private var queue: JobQueue
+    private var lastGroup: String?
+    private var running: (record: JobRecord, control: JobControl)?
+    private var wakeUp: CheckedContinuation<Void, Never>?
+    private var started = false
+    /// Recent job durations, for Retry-After and ETA estimates.
+    private var recentDurations: [Double] = []
+
+    public init(configuration: EngineConfiguration, repository: ModelRepository, store: any JobStore, logger: Logger) {
+        self.configuration = configuration
+        self.repository = repository
+        self.store = store
+        self.logger = logger
+        self.executor = JobExecutor(repository: repository, configuration: configuration, logger: logger)
+        self.queue = JobQueue(capacity: configuration.queueCapacity, maximumWait: configuration.maximumGroupingWait)
+    }
+
+    // MARK: - Service
+
+    /// Re-queues jobs a previous run left unfinished, then runs jobs until the service group shuts down.
+    public func run() async throws {
+        try await restoreUnfinishedJobs()
+        started = true
+        let retentionTask = Task { [weak self] in await self?.enforceRetentionPeriodically() }
+        defer { retentionTask.cancel() }
+        await withGracefulShutdownHandler {
+            await self.runLoop()
+        } onGracefulShutdown: {
+            Task { await self.shutDown() }
+        }
+    }
+
+    /// True once the engine runs jobs (`/readyz`).
+    public var isReady: Bool { started }
+
+    private var shuttingDown = false
+
+    private func shutDown() {
+        shuttingDown = true
+        wakeUp?.resume()
+        wakeUp = nil
+    }
+
+    private func restoreUnfinishedJobs() async throws {
+        let unfinished = try await store.unfinishedJobs()
+        for var job in unfinished {
+            if job.status == .running {
+                // Interrupted by the restart: it runs again from the start.
+                job.status = .queued
+                job.progress = JobProgress()
+                job.startedAt = nil
+                try await store.update(job)
+            }
+            queue.append(id: job.id, group: job.spec.groupKey, at: job.createdAt)
+        }
+        if !unfinished.isEmpty { logger.info("resuming queued jobs", metadata: ["count": "\(unfinished.count)"]) }
+        Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+    }
+
+    private func runLoop() async {
+        while !Task.isCancelled && !shuttingDown {
+            guard let next = queue.popNext(lastGroup: lastGroup) else {
+                await withCheckedContinuation { continuation in wakeUp = continuation }
+                continue
+            }
+            Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+            await execute(next.id)
+            lastGroup = next.group
+        }
+    }
+
+    private func signalWork() {
+        wakeUp?.resume()
+        wakeUp = nil
+    }
+
+    // MARK: - Jobs
+
+    /// Validates and queues a job. Throws `EngineError` (invalid, not found, queue full).
+    public func submit(_ spec: JobSpec) async throws -> JobRecord {
+        var spec = spec
+        try executor.validate(spec)
+        guard !queue.isFull else {
+            Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
+            throw EngineError.queueFull(retryAfter: retryAfterEstimate())
+        }
+        if spec.seed == nil { spec.seed = UInt64.random(in: 0..<(1 << 32)) }
+        if spec.model == nil { spec.model = repository.defaultModel }
+        let job = JobRecord(id: UUID().uuidString.lowercased(), spec: spec)
+        try await store.insert(job)
+        queue.append(id: job.id, group: spec.groupKey)
+        Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+        Counter(label: "swiftdiffusion_jobs_submitted_total").increment()
+        await events.publish(JobEvent(type: "queued", job: job, queuePosition: queuePosition(job.id)))
+        signalWork()
+        return job
+    }
+
+    public func job(_ id: String) async throws -> JobRecord {
+        guard let job = try await store.job(id: id) else { throw EngineError.notFound("no job '\(id)'") }
+        if let running, running.record.id == id { return running.record }
+        return job
+    }
+
+    public func outputs(_ id: String) async throws -> [Data] {
+        let job = try await self.job(id)
+        guard job.status == .succeeded else { throw EngineError.conflict("job '\(id)' has no results (status \(job.status.rawValue))") }
+        return try await store.outputs(jobID: id)
+    }
+
+    /// 1-based position of a queued job, nil otherwise.
+    public func queuePosition(_ id: String) -> Int? {
+        queue.position(of: id, lastGroup: running?.record.spec.groupKey ?? lastGroup)
+    }
+
+    public var queueDepth: Int { queue.count }
+
+    /// The running job's record (progress included), if any.
+    public var currentJob: JobRecord? { running?.record }
+
+    /// Cancels a queued job at once, or a running one at its next step boundary.
+    @discardableResult
+    public func cancel(_ id: String) async throws -> JobRecord {
+        if let running, running.record.id == id {
+            running.control.cancel()
+            return running.record
+        }
+        var job = try await self.job(id)
+        guard !job.status.isFinished else { throw EngineError.conflict("job '\(id)' already \(job.status.rawValue)") }
+        _ = queue.remove(id: id)
+        Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+        job.status = .cancelled
+        job.finishedAt = Date()
+        try await store.update(job)
+        Counter(label: "swiftdiffusion_jobs_total", dimensions: [("outcome", "cancelled")]).increment()
+        await events.publish(JobEvent(type: "cancelled", job: job))
+        return job
+    }
+
+    /// Cancels the running job, if any (AUTOMATIC1111's `/interrupt`).
+    public func interruptCurrent() {
+        running?.control.cancel()
+    }
+
+    /// The job's events: its current state first, then everything until it finishes.
+    public func events(_ id: String) async throws -> AsyncStream<JobEvent> {
+        let job = try await self.job(id)
+        let type: String
+        switch job.status {
+        case .queued: type = "queued"
+        case .running: type = "started"
+        case .succeeded: type = "completed"
+        case .failed: type = "failed"
+        case .cancelled: type = "cancelled"
+        }
+        let current = JobEvent(
+            type: type, job: job, stage: job.status == .running ? job.progress.stage : nil, step: job.progress.step,
+            total: job.progress.total, queuePosition: queuePosition(id), error: job.error)
+        return await events.subscribe(id, current: current)
+    }
+
+    /// Runs a job now and waits for it (AUTOMATIC1111's synchronous txt2img): queue, then await completion.
+    public func submitAndWait(_ spec: JobSpec) async throws -> JobRecord {
+        let job = try await submit(spec)
+        let stream = try await events(job.id)
+        for await event in stream where event.isTerminal { break }
+        return try await self.job(job.id)
+    }
+
+    public func counts() async throws -> [JobStatus: Int] { try await store.counts() }
+
+    // MARK: - Execution
+
+    private func execute(_ id: String) async {
+        guard var job = try? await store.job(id: id), job.status == .queued else { return }
+        job.status = .running
+        job.startedAt = Date()
+        job.attempts += 1
+        job.timings["queue"] = job.startedAt!.timeIntervalSince(job.createdAt)
+        job.progress = JobProgress(stage: "starting", step: 0, total: job.spec.steps)
+        let (progressStream, progressContinuation) = AsyncStream.makeStream(of: JobProgress.self, bufferingPolicy: .bufferingNewest(64))
+        let control = JobControl(progress: progressContinuation)
+        running = (job, control)
+        try? await store.update(job)
+        await events.publish(JobEvent(type: "started", job: job))
+        logger.info("job started", metadata: ["job": "\(id)", "model": "\(job.spec.model ?? "")", "loras": "\(job.spec.loras.count)"])
+
+        // Prefetch the next job's LoRAs while this one runs.
+        if let next = queue.peekNext(lastGroup: job.spec.groupKey), let nextJob = try? await store.job(id: next.id) {
+            executor.loras.prefetch(executor.loraPaths(nextJob.spec))
+        }
+
+        let progressTask = Task { [weak self] in
+            var stepStart = Date()
+            for await progress in progressStream {
+                if progress.step <= 1 { stepStart = Date() }
+                await self?.report(progress, id: id, stepStart: stepStart)
+            }
+        }
+        let executor = self.executor
+        let snapshot = job
+        let outcome: Result<ExecutionResult, Error>
+        do {
+            outcome = .success(try await compute.run { try executor.execute(snapshot, control: control) })
+        } catch {
+            outcome = .failure(error)
+        }
+        progressContinuation.finish()
+        await progressTask.value
+
+        job = running?.record ?? job
+        running = nil
+        job.finishedAt = Date()
+        job.timings["total"] = job.finishedAt!.timeIntervalSince(job.startedAt ?? job.createdAt)
+        switch outcome {
+        case .success(let result):
+            job.status = .succeeded
+            job.imageCount = result.images.count
+            job.infotext = result.infotext
+            job.loraPatchStep = result.loraPatchStep
+            job.progress = JobProgress(stage: "done", step: job.spec.steps, total: job.spec.steps)
+            for (stage, seconds) in result.timings { job.timings[stage] = seconds }
+            do {
+                try await store.saveOutputs(jobID: id, images: result.images)
+                try await store.update(job)
+            } catch {
+                job.status = .failed
+                job.error = "could not store the results: \(error)"
+                try? await store.update(job)
+            }
+            recentDurations = Array((recentDurations + [job.timings["total"] ?? 0]).suffix(20))
+        case .failure(let error):
+            if case GenerationError.cancelled = error {
+                job.status = .cancelled
+            } else {
+                job.status = .failed
+                job.error = "\(error)"
+                logger.error("job failed", metadata: ["job": "\(id)", "error": "\(error)"])
+            }
+            try? await store.update(job)
+        }
+        Counter(label: "swiftdiffusion_jobs_total", dimensions: [("outcome", job.status.rawValue)]).increment()
+        Timer(label: "swiftdiffusion_job_seconds", dimensions: [("outcome", job.status.rawValue)]).recordSeconds(job.timings["total"] ?? 0)
+        let type = job.status == .succeeded ? "completed" : job.status == .cancelled ? "cancelled" : "failed"
+        await events.publish(JobEvent(type: type, job: job, error: job.error))
+        logger.info("job finished", metadata: ["job": "\(id)", "status": "\(job.status.rawValue)"])
+    }
+
+    private func report(_ progress: JobProgress, id: String, stepStart: Date) async {
+        guard var current = running, current.record.id == id else { return }
+        let stageChanged = current.record.progress.stage != progress.stage
+        current.record.progress = progress
+        running = current
+        if stageChanged && progress.stage != "denoise" || (stageChanged && progress.step == 0) {
+            await events.publish(JobEvent(type: "stage", job: current.record, stage: progress.stage, step: progress.step, total: progress.total))
+        }
+        if progress.stage == "denoise" && progress.step > 0 {
+            let elapsed = Date().timeIntervalSince(stepStart)
+            let eta = progress.step > 0 ? elapsed / Double(progress.step) * Double(progress.total - progress.step) : nil
+            await events.publish(
+                JobEvent(type: "step", job: current.record, stage: progress.stage, step: progress.step, total: progress.total, etaSeconds: eta))
+        }
+    }
+
+    /// Seconds a refused client should wait: the typical job time times the work ahead, at least 1.
+    private func retryAfterEstimate() -> Int {
+        let typical = recentDurations.isEmpty ? 5 : recentDurations.reduce(0, +) / Double(recentDurations.count)
+        return max(1, Int((typical * Double(max(1, queue.count / 4))).rounded(.up)))
+    }
+
+    private func enforceRetentionPeriodically() async {
+        while !Task.isCancelled {
+            let removed = (try? await store.deleteFinished(before: Date().addingTimeInterval(-configuration.retention))) ?? 0
+            if removed > 0 { logger.info("deleted expired jobs", metadata: ["count": "\(removed)"]) }
+            try? await Task.sleep(for: .seconds(600))
+        }
+    }
+}

@@ -1,0 +1,250 @@
+import Adapters
+import Compute
+import Foundation
+import Imaging
+import Logging
+import Metrics
+import Models
+import Pipelines
+import Samplers
+import Weights
+
+/// A running job's way to report progress and learn it was cancelled; shared between the engine and the
+/// compute thread.
+final class JobControl: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+    let progress: AsyncStream<JobProgress>.Continuation
+
+    init(progress: AsyncStream<JobProgress>.Continuation) {
+        self.progress = progress
+    }
+
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        lock.unlock()
+    }
+
+    var isCancelled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled
+    }
+}
+
+/// What a finished job produced.
+struct ExecutionResult: Sendable {
+    var images: [Data]
+    var infotext: String
+    var timings: [String: Double]
+    var loraPatchStep: Int?
+}
+
+/// Turns stored job specs into pipeline runs: loads (and caches) base models and ControlNets, prepares
+/// images, starts LoRA loading in the background, runs the pipeline and encodes the PNGs.
+///
+/// Everything but `validate` runs on the engine's compute thread, one job at a time.
+final class JobExecutor: @unchecked Sendable {
+    let repository: ModelRepository
+    let configuration: EngineConfiguration
+    let loras: LoRALibrary
+    let logger: Logger
+    private var pipelines: [(id: String, pipeline: DiffusionPipeline)] = []
+    private var controlnets: [String: ControlNetModel] = [:]
+
+    init(repository: ModelRepository, configuration: EngineConfiguration, logger: Logger) {
+        self.repository = repository
+        self.configuration = configuration
+        self.loras = LoRALibrary(capacityBytes: configuration.loraCacheBytes)
+        self.logger = logger
+    }
+
+    /// Checks a spec at submission: limits, names and values. Throws `EngineError.invalidRequest` or `.notFound`.
+    func validate(_ spec: JobSpec) throws {
+        let limits = configuration.limits
+        func invalid(_ message: String) -> EngineError { .invalidRequest(message) }
+        guard !spec.prompt.isEmpty || !spec.controls.isEmpty || spec.initImage != nil else { throw invalid("prompt must not be empty") }
+        guard spec.prompt.count <= limits.maximumPromptCharacters, (spec.negativePrompt?.count ?? 0) <= limits.maximumPromptCharacters else {
+            throw invalid("prompts are limited to \(limits.maximumPromptCharacters) characters")
+        }
+        if let width = spec.width { guard (8...limits.maximumSide).contains(width) else { throw invalid("width must be between 8 and \(limits.maximumSide)") } }
+        if let height = spec.height {
+            guard (8...limits.maximumSide).contains(height) else { throw invalid("height must be between 8 and \(limits.maximumSide)") }
+        }
+        if let width = spec.width, let height = spec.height, width * height > limits.maximumPixels {
+            throw invalid("width x height must be at most \(limits.maximumPixels) pixels")
+        }
+        guard (1...limits.maximumSteps).contains(spec.steps) else { throw invalid("steps must be between 1 and \(limits.maximumSteps)") }
+        guard (1...limits.maximumCount).contains(spec.count) else { throw invalid("the number of images must be between 1 and \(limits.maximumCount)") }
+        guard spec.cfg.isFinite, (0...50).contains(spec.cfg) else { throw invalid("cfg must be between 0 and 50") }
+        guard spec.strength.isFinite, spec.strength > 0, spec.strength <= 1 else { throw invalid("strength must be in (0, 1]") }
+        if let clipSkip = spec.clipSkip, !(1...12).contains(clipSkip) { throw invalid("clip_skip must be between 1 and 12") }
+        if let deadline = spec.loraDeadlineStep, deadline < 0 { throw invalid("lora_deadline_step must not be negative") }
+        do { _ = try SamplerKind.named(spec.sampler) } catch { throw invalid("\(error)") }
+        guard spec.loras.count <= limits.maximumLoRAs else { throw invalid("at most \(limits.maximumLoRAs) LoRAs per request") }
+        guard spec.controls.count <= limits.maximumControls else { throw invalid("at most \(limits.maximumControls) ControlNets per request") }
+        let modelID = spec.model ?? repository.defaultModel
+        guard let modelID, repository.entry(.checkpoint, modelID) != nil else {
+            throw EngineError.notFound("unknown model '\(spec.model ?? "")'; see /v1/models")
+        }
+        for lora in spec.loras {
+            guard repository.entry(.lora, lora.name) != nil else { throw EngineError.notFound("unknown LoRA '\(lora.name)'; see /v1/loras") }
+            guard lora.weight.isFinite, abs(lora.weight) <= 10, (lora.textEncoderWeight ?? 0).isFinite else {
+                throw invalid("LoRA weights must be between -10 and 10")
+            }
+        }
+        for control in spec.controls {
+            guard repository.entry(.controlnet, control.model) != nil else {
+                throw EngineError.notFound("unknown ControlNet '\(control.model)'; see /v1/controlnets")
+            }
+            guard control.weight.isFinite, abs(control.weight) <= 10 else { throw invalid("ControlNet weight must be between -10 and 10") }
+            guard control.start >= 0, control.end <= 1, control.start < control.end else {
+                throw invalid("ControlNet start/end must satisfy 0 <= start < end <= 1")
+            }
+            do { _ = try ControlPreprocessor.named(control.preprocessor) } catch { throw invalid("\(error)") }
+            guard ResizeMode(name: control.resizeMode) != nil else {
+                throw invalid("unknown resize mode '\(control.resizeMode)' (just_resize, crop_and_resize, resize_and_fill)")
+            }
+            try checkImage(control.image, what: "ControlNet image")
+        }
+        if let image = spec.initImage { try checkImage(image, what: "init image") }
+    }
+
+    /// Decodes enough of an image to know it is a PNG or JPEG within the limits.
+    private func checkImage(_ data: Data, what: String) throws {
+        guard data.count <= configuration.limits.maximumImageBytes else {
+            throw EngineError.invalidRequest("\(what) is larger than \(configuration.limits.maximumImageBytes) bytes")
+        }
+        do {
+            _ = try ImageCodec.decode(data, limits: ImageLimits(maximumBytes: configuration.limits.maximumImageBytes))
+        } catch {
+            throw EngineError.invalidRequest("\(what): \(error)")
+        }
+    }
+
+    /// The pipeline for a model id, loading it (and evicting the least recently used one) if needed.
+    func pipeline(for modelID: String) throws -> DiffusionPipeline {
+        if let index = pipelines.firstIndex(where: { $0.id == modelID }) {
+            let entry = pipelines.remove(at: index)
+            pipelines.append(entry)
+            Counter(label: "swiftdiffusion_model_cache_total", dimensions: [("result", "hit")]).increment()
+            return entry.pipeline
+        }
+        Counter(label: "swiftdiffusion_model_cache_total", dimensions: [("result", "miss")]).increment()
+        guard let entry = repository.entry(.checkpoint, modelID) else { throw EngineError.notFound("unknown model '\(modelID)'") }
+        while pipelines.count >= max(1, configuration.loadedModelLimit) {
+            let evicted = pipelines.removeFirst()
+            loras.forgetModel(evicted.id)
+            logger.info("unloaded model", metadata: ["model": "\(evicted.id)"])
+        }
+        let tokenizer = repository.embeddedModels.map { $0.appendingPathComponent("shapes-sd/tokenizer") }
+        let start = Date()
+        let model = try StableDiffusionModel(contentsOf: URL(fileURLWithPath: entry.path), tokenizerFolder: tokenizer)
+        Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
+        logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
+        let pipeline = DiffusionPipeline(model: model)
+        pipelines.append((modelID, pipeline))
+        return pipeline
+    }
+
+    private func controlnet(_ id: String) throws -> ControlNetModel {
+        if let cached = controlnets[id] {
+            Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "controlnet"), ("result", "hit")]).increment()
+            return cached
+        }
+        Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "controlnet"), ("result", "miss")]).increment()
+        guard let entry = repository.entry(.controlnet, id) else { throw EngineError.notFound("unknown ControlNet '\(id)'") }
+        let folder = try ComponentFolder(URL(fileURLWithPath: entry.path))
+        let model = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: entry.path)
+        controlnets[id] = model
+        return model
+    }
+
+    /// LoRA file paths of a spec (for prefetching the next job's adapters).
+    func loraPaths(_ spec: JobSpec) -> [String] {
+        spec.loras.compactMap { repository.entry(.lora, $0.name)?.path }
+    }
+
+    /// Runs one job to completion (or cancellation) on the calling (compute) thread.
+    func execute(_ job: JobRecord, control: JobControl) throws -> ExecutionResult {
+        let spec = job.spec
+        guard let modelID = spec.model ?? repository.defaultModel else { throw EngineError.notFound("no model is available") }
+        control.progress.yield(JobProgress(stage: "load_model", step: 0, total: spec.steps))
+        let pipeline = try pipeline(for: modelID)
+        let model = pipeline.model
+        let nativeSize = (model.unet.configuration.sampleSize ?? 64) * model.vaeScaleFactor
+        let width = spec.width ?? nativeSize, height = spec.height ?? nativeSize
+        let multiple = model.sizeMultiple
+        guard width % multiple == 0, height % multiple == 0 else {
+            throw EngineError.invalidRequest("width and height must be multiples of \(multiple) for this model")
+        }
+        var request = GenerationRequest(
+            prompt: spec.prompt, negativePrompt: spec.negativePrompt, width: width, height: height, steps: spec.steps,
+            sampler: try SamplerKind.named(spec.sampler), guidanceScale: spec.cfg, seed: spec.seed ?? 0, count: spec.count,
+            clipSkip: spec.clipSkip.map { $0 - 1 }, strength: spec.strength)
+        request.promptSyntax = spec.promptSyntax == .a1111 ? .a1111 : .plain
+        if let data = spec.initImage {
+            request.initImage = try ImageCodec.decode(data).resized(width: width, height: height)
+        }
+        if !spec.controls.isEmpty { control.progress.yield(JobProgress(stage: "control_preprocess", step: 0, total: spec.steps)) }
+        for unit in spec.controls {
+            let preprocessor = try ControlPreprocessor.named(unit.preprocessor, thresholdA: unit.thresholdA, thresholdB: unit.thresholdB)
+            let resize = ResizeMode(name: unit.resizeMode) ?? .cropAndResize
+            let image = preprocessor(resize.apply(to: try ImageCodec.decode(unit.image), width: width, height: height))
+            request.controls.append(
+                ControlInput(model: try controlnet(unit.model), image: image, scale: unit.weight, start: unit.start, end: unit.end, guessMode: unit.guessMode))
+        }
+
+        // LoRAs: already cached ones are applied up front; otherwise they load in the background and are
+        // patched in by the deadline step (bounded asynchronous loading).
+        var immediate: [LoRAApplication] = []
+        var deferred: DeferredLoRAs?
+        let loraSpecs = try spec.loras.map { lora -> (path: String, unetWeight: Float, textEncoderWeight: Float) in
+            guard let entry = repository.entry(.lora, lora.name) else { throw EngineError.notFound("unknown LoRA '\(lora.name)'") }
+            return (entry.path, lora.weight, lora.textEncoderWeight ?? lora.weight)
+        }
+        if !loraSpecs.isEmpty {
+            let allCached = loraSpecs.allSatisfy { loras.isCached($0.path) }
+            for spec in loraSpecs {
+                let cached = loras.isCached(spec.path)
+                Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
+            }
+            let deadline = spec.loraDeadlineStep ?? Int((configuration.loraDeadlineFraction * Double(spec.steps)).rounded(.down))
+            if allCached || deadline == 0 {
+                immediate = try loraSpecs.map { spec in
+                    LoRAApplication(
+                        try loras.resolve(path: spec.path, modelKey: modelID, targets: model.loraTargets), unetWeight: spec.unetWeight,
+                        textEncoderWeight: spec.textEncoderWeight)
+                }
+            } else {
+                let pending = loras.load(loraSpecs, modelKey: modelID, targets: model.loraTargets)
+                deferred = DeferredLoRAs(deadlineStep: deadline, poll: { try pending.poll() }, wait: { try pending.wait() })
+            }
+        }
+
+        let started = Date()
+        let hooks = GenerationHooks(
+            stage: { stage in control.progress.yield(JobProgress(stage: stage.rawValue, step: 0, total: spec.steps)) },
+            beforeStep: { _, _ in if control.isCancelled { throw GenerationError.cancelled } },
+            afterStep: { step, total in control.progress.yield(JobProgress(stage: "denoise", step: step + 1, total: total)) })
+        let result = try pipeline.generate(
+            request, loras: immediate, deferredLoRAs: deferred, loraMode: DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged,
+            hooks: hooks)
+        for (stage, seconds) in result.timings {
+            Timer(label: "swiftdiffusion_stage_seconds", dimensions: [("stage", stage)]).recordSeconds(seconds)
+        }
+        let infotext = Infotext(
+            request: request, modelName: modelID, loras: spec.loras.map { ($0.name, $0.weight) },
+            controls: spec.controls.map { "\($0.model), \($0.preprocessor), weight \($0.weight)" }
+        ).text
+        let images = try result.images.map { try ImageCodec.encodePNG($0, textChunks: [("parameters", infotext)]) }
+        var timings = result.timings
+        timings["generate"] = Date().timeIntervalSince(started)
+        return ExecutionResult(images: images, infotext: infotext, timings: timings, loraPatchStep: result.loraPatchStep)
+    }
+}
+
+extension Timer {
+    func recordSeconds(_ seconds: Double) { recordNanoseconds(Int64(seconds * 1e9)) }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Hummingbird
+import Logging
+import Server
+import Serving
+import SystemPackage
+
+/// `swiftdiffusion serve`: the HTTP server (native async API, AUTOMATIC1111 and OpenAI surfaces, web page).
+///
+/// Settings come from, highest priority first: flags, `SWIFTDIFFUSION_*` environment variables
+/// (`SWIFTDIFFUSION_PORT`, `SWIFTDIFFUSION_QUEUE_CAPACITY`, ...), and a JSON file given with `--config`
+/// (`{"port": 7860, "queue": {"capacity": 32}, ...}`).
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve text-to-image over HTTP: native /v1 jobs API, AUTOMATIC1111 /sdapi/v1, OpenAI /v1/images/generations."
+    )
+
+    @Option(help: "Address to listen on (config key: host).")
+    var host: String?
+
+    @Option(help: "Port (config key: port; default 7860, AUTOMATIC1111's).")
+    var port: Int?
+
+    @Option(name: .customLong("models"), help: "A models folder to scan (repeatable; config key: models, comma-separated).")
+    var models: [String] = []
+
+    @Option(help: "A JSON configuration file.")
+    var config: String?
+
+    @Option(help: "Job database: a SQLite file path, or 'memory' (config key: database; default ./swiftdiffusion-jobs.sqlite).")
+    var database: String?
+
+    @Option(name: .customLong("token"), help: "A bearer token clients must send (repeatable; config key: tokens, comma-separated).")
+    var tokens: [String] = []
+
+    @Option(name: .customLong("queue-capacity"), help: "Queued jobs beyond this get 429 (config key: queue.capacity; default 32).")
+    var queueCapacity: Int?
+
+    @Option(name: .customLong("lora-deadline"), help: "Bounded async LoRA loading: patch LoRAs in by this fraction of the steps; 0 = load first (config key: lora.deadline; default 0.4).")
+    var loraDeadline: Double?
+
+    @Option(name: .customLong("lora-mode"), help: "merged or runtime (config key: lora.mode; default merged).")
+    var loraMode: String?
+
+    @Option(name: .customLong("loaded-models"), help: "Base models kept loaded (config key: models_loaded; default 1).")
+    var loadedModels: Int?
+
+    @Option(name: .customLong("retention-hours"), help: "Keep finished jobs this long (config key: retention_hours; default 24).")
+    var retentionHours: Double?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error (config key: log_level; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        let settings = try await settingsReader()
+        var logger = Logger(label: "swiftdiffusion")
+        logger.logLevel = Logger.Level(rawValue: settings.string(forKey: "log_level", default: "info")) ?? .info
+        ServerApplication.bootstrapMetrics()
+
+        var engineConfiguration = EngineConfiguration()
+        engineConfiguration.queueCapacity = settings.int(forKey: "queue.capacity", default: engineConfiguration.queueCapacity)
+        engineConfiguration.loraDeadlineFraction = settings.double(forKey: "lora.deadline", default: engineConfiguration.loraDeadlineFraction)
+        engineConfiguration.loraMode = settings.string(forKey: "lora.mode", default: engineConfiguration.loraMode)
+        engineConfiguration.loadedModelLimit = settings.int(forKey: "models_loaded", default: engineConfiguration.loadedModelLimit)
+        engineConfiguration.retention = 3600 * settings.double(forKey: "retention_hours", default: 24)
+        guard engineConfiguration.queueCapacity >= 1, (0...1).contains(engineConfiguration.loraDeadlineFraction),
+            ["merged", "runtime"].contains(engineConfiguration.loraMode)
+        else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
+
+        let roots = settings.string(forKey: "models", default: "").split(separator: ",").map { URL(fileURLWithPath: String($0)) }
+        let embedded = try? ModelLocation.embeddedModel().deletingLastPathComponent()
+        let repository = ModelRepository(roots: roots, embeddedModels: embedded)
+        guard !repository.list(.checkpoint).isEmpty else { throw CLIError("no model found (embedded model missing and --models has none)") }
+
+        let databasePath = settings.string(forKey: "database", default: "swiftdiffusion-jobs.sqlite")
+        let store: any JobStore = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: databasePath)
+        let engine = GenerationEngine(configuration: engineConfiguration, repository: repository, store: store, logger: logger)
+
+        var server = ServerConfiguration()
+        server.host = settings.string(forKey: "host", default: server.host)
+        server.port = settings.int(forKey: "port", default: server.port)
+        server.tokens = Set(settings.string(forKey: "tokens", default: "").split(separator: ",").map(String.init).filter { !$0.isEmpty })
+        logger.info(
+            "serving", metadata: [
+                "address": "http://\(server.host):\(server.port)", "models": "\(repository.list(.checkpoint).map(\.id))",
+                "default": "\(repository.defaultModel ?? "-")", "database": "\(databasePath)", "auth": "\(server.tokens.isEmpty ? "off" : "bearer")",
+            ])
+        let application = ServerApplication.application(engine: engine, configuration: server, logger: logger)
+        try await application.runService()
+    }
+
+    /// Flags over `SWIFTDIFFUSION_*` environment variables over the JSON file.
+    private func settingsReader() async throws -> ConfigReader {
+        var flags: [AbsoluteConfigKey: ConfigValue] = [:]
+        func set(_ key: String, _ content: ConfigContent?) {
+            if let content { flags[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: key == "tokens") }
+        }
+        set("host", host.map { .string($0) })
+        set("port", port.map { .int($0) })
+        set("models", models.isEmpty ? nil : .string(models.joined(separator: ",")))
+        set("database", database.map { .string($0) })
+        set("tokens", tokens.isEmpty ? nil : .string(tokens.joined(separator: ",")))
+        set("queue.capacity", queueCapacity.map { .int($0) })
+        set("lora.deadline", loraDeadline.map { .double($0) })
+        set("lora.mode", loraMode.map { .string($0) })
+        set("models_loaded", loadedModels.map { .int($0) })
+        set("retention_hours", retentionHours.map { .double($0) })
+        set("log_level", logLevel.map { .string($0) })
+        let prefix = "SWIFTDIFFUSION_"
+        var environment: [String: String] = [:]
+        for (name, value) in ProcessInfo.processInfo.environment where name.hasPrefix(prefix) {
+            environment[String(name.dropFirst(prefix.count))] = value
+        }
+        var providers: [any ConfigProvider] = [
+            InMemoryProvider(name: "flags", values: flags),
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["TOKENS"])),
+        ]
+        if let config {
+            guard FileManager.default.fileExists(atPath: config) else { throw CLIError("config file not found: \(config)") }
+            do {
+                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(config)))
+            } catch {
+                throw CLIError("cannot read config file \(config): \(error)")
+            }
+        }
+        return ConfigReader(providers: providers)
+    }
+}
