@@ -56,9 +56,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
 
     // Panels of output rows: each is expanded into an im2col block in the thread's scratch buffer and
-    // multiplied by the kernel with one single-threaded GEMM. Panels are sized to stay near L2.
+    // multiplied by the kernel with one single-threaded GEMM. OpenBLAS repacks the panel anyway, so panels
+    // are sized for GEMM efficiency (at least 128 rows) rather than to fit L2; a 4 Mi-float cap bounds the
+    // scratch memory per thread.
     let pool = ComputePool.current
-    let targetRows = max(16, min(512, (1 << 19) / max(depth, 1)))
+    let targetRows = max(128, min(1024, (1 << 22) / max(depth, 1)))
     let panelRows = max(8, min(targetRows, (rows + pool.threadCount - 1) / pool.threadCount))
     let panels = (rows + panelRows - 1) / panelRows
     let geometry = ConvGeometry(

@@ -18,6 +18,9 @@ struct OpsBenchmarkCommand: ParsableCommand {
     @Flag(help: "Only a few small cases (a quick smoke run).")
     var quick = false
 
+    @Option(help: "Only cases whose name contains this text (e.g. attention, conv, gemm).")
+    var only: String?
+
     func run() throws {
         let threads = ComputePool.shared.threadCount
         print("SwiftDiffusion bench ops: \(threads) compute threads, OpenBLAS core \(GEMM.coreName)")
@@ -30,7 +33,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
 
         let table = TablePrinter(columns: [("case", 44), ("shape", 26), ("ms", 9), ("GFLOP/s", 8), ("of peak", 8)])
         table.header()
-        for benchmark in cases() {
+        for benchmark in cases() where only.map({ benchmark.name.contains($0) }) ?? true {
             let seconds = Timing.median(repetitions: repetitions, benchmark.run)
             let gflops = benchmark.flops / seconds / 1e9
             table.row([
