@@ -40,14 +40,26 @@ public struct JobEvent: Codable, Sendable, Equatable {
 }
 
 /// Fans job events out to every subscriber of that job.
+///
+/// The terminal events of recently finished jobs are remembered: a client that subscribes while its job
+/// finishes (the job was read as running, then finished before the subscription was registered) still
+/// gets the terminal event instead of waiting forever.
 actor JobEventHub {
     private var subscribers: [String: [UUID: AsyncStream<JobEvent>.Continuation]] = [:]
+    private var finished: [String: JobEvent] = [:]
+    private var finishedOrder: [String] = []
+    private let rememberedJobs = 4096
 
     /// A stream of the job's events, starting with `current` (the job's state now). It ends after a terminal event.
     func subscribe(_ jobID: String, current: JobEvent) -> AsyncStream<JobEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: JobEvent.self, bufferingPolicy: .bufferingNewest(256))
         continuation.yield(current)
         if current.isTerminal {
+            continuation.finish()
+            return stream
+        }
+        if let terminal = finished[jobID] {
+            continuation.yield(terminal)
             continuation.finish()
             return stream
         }
@@ -60,6 +72,11 @@ actor JobEventHub {
     }
 
     func publish(_ event: JobEvent) {
+        if event.isTerminal {
+            finished[event.jobID] = event
+            finishedOrder.append(event.jobID)
+            if finishedOrder.count > rememberedJobs { finished[finishedOrder.removeFirst()] = nil }
+        }
         guard let listeners = subscribers[event.jobID] else { return }
         for continuation in listeners.values {
             continuation.yield(event)
