@@ -82,7 +82,11 @@ public final class DiffusionPipeline: @unchecked Sendable {
         }
 
         var prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
-        var generator = TorchGenerator(seed: request.seed)
+        // One generator for the batch (diffusers), or one per image seeded seed + i (AUTOMATIC1111).
+        var noise =
+            request.seedPerImage
+            ? LatentNoise(generators: (0..<request.count).map { TorchGenerator(seed: request.seed &+ UInt64($0)) }, layout: .nhwc)
+            : LatentNoise(generator: TorchGenerator(seed: request.seed), layout: .nhwc)
         var scheduler = try model.scheduler(request.sampler)
         let latentShape = (
             batch: request.count, channels: model.unet.configuration.inChannels, height: request.height / model.vaeScaleFactor,
@@ -99,21 +103,21 @@ public final class DiffusionPipeline: @unchecked Sendable {
             }
             let encoded = try timed(.encodeImage) { () throws -> Tensor in
                 let (mean, logVariance) = try model.vae.encode(image.tensor())
-                // retrieve_latents(sample_mode="sample"): mean + std * randn, drawn first from the generator.
-                let noise = generator.randnNHWC(batch: 1, channels: mean.shape[3], height: mean.shape[1], width: mean.shape[2])
-                let sample = mean + map(logVariance) { vexp($0 * 0.5) } * noise
-                return repeatBatch(sample * model.vae.scalingFactor, request.count)
+                // retrieve_latents(sample_mode="sample"): mean + std * randn, drawn first from the generator(s).
+                let samples = request.seedPerImage ? request.count : 1
+                let draw = noise.randn(shape: [samples, mean.shape[1], mean.shape[2], mean.shape[3]])
+                let std = map(logVariance) { vexp($0 * 0.5) }
+                let sample = repeatBatch(mean, samples) + repeatBatch(std, samples) * draw
+                return repeatBatch(sample * model.vae.scalingFactor, request.count / samples)
             }
-            let noise = generator.randnNHWC(
-                batch: latentShape.batch, channels: latentShape.channels, height: latentShape.height, width: latentShape.width)
-            latents = try scheduler.addNoise(to: encoded, noise: noise, stepIndex: stepRange.lowerBound)
+            let initialNoise = noise.randn(shape: [latentShape.batch, latentShape.height, latentShape.width, latentShape.channels])
+            latents = try scheduler.addNoise(to: encoded, noise: initialNoise, stepIndex: stepRange.lowerBound)
         } else {
             try scheduler.setTimesteps(request.steps)
             stepRange = 0..<scheduler.timesteps.count
             let initial =
                 request.initLatents.map(nchwToNHWC)
-                ?? generator.randnNHWC(
-                    batch: latentShape.batch, channels: latentShape.channels, height: latentShape.height, width: latentShape.width)
+                ?? noise.randn(shape: [latentShape.batch, latentShape.height, latentShape.width, latentShape.channels])
             latents = initial * scheduler.initNoiseSigma
         }
 
@@ -129,7 +133,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
             repeatBatch(control.image.unitTensor(), control.guessMode ? request.count : (guided ? 2 : 1) * request.count)
         }
 
-        var noiseSource = LatentNoise(generator: generator, layout: .nhwc)
+        var noiseSource = noise
         var pending = deferredLoRAs
         var patchStep: Int?
         try timed(.denoise) {
@@ -207,7 +211,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
                 all.append(
                     try control.model(
                         input, timesteps: timestep, conditioning: conditioning, controlImage: image,
-                        scaling: .init(conditioningScale: scale, guessMode: control.guessMode)))
+                        scaling: .init(conditioningScale: scale, guessMode: control.guessMode || control.softInjection)))
             }
         }
         return ControlResiduals.sum(all)

@@ -35,6 +35,10 @@ public struct GenerationRequest: Sendable {
     public var decode: Bool
     /// How the prompts are read.
     public var promptSyntax: PromptSyntax = .plain
+    /// AUTOMATIC1111's seeds: image `i` of the batch draws its initial latents and its sampler noise from its own
+    /// generator seeded `seed + i`, so it equals a one-image request with that seed. Off (the default), one
+    /// generator seeded `seed` draws for the whole batch, as diffusers does.
+    public var seedPerImage = false
 
     public init(
         prompt: String, negativePrompt: String? = nil, width: Int = 512, height: Int = 512, steps: Int = 20,
@@ -82,14 +86,22 @@ public struct ControlInput: @unchecked Sendable {
     public var start: Float
     public var end: Float
     public var guessMode: Bool
+    /// Residuals ramped from 0.1x (first skip) to 1x (mid block) as in guess mode, but on both guidance branches:
+    /// AUTOMATIC1111's "My prompt is more important" (its soft injection, `0.825 ** (12 - i)` ~ diffusers'
+    /// `logspace(-1, 0, 13)`). Guess mode implies it.
+    public var softInjection: Bool
 
-    public init(model: ControlNetModel, image: RGBImage, scale: Float = 1, start: Float = 0, end: Float = 1, guessMode: Bool = false) {
+    public init(
+        model: ControlNetModel, image: RGBImage, scale: Float = 1, start: Float = 0, end: Float = 1, guessMode: Bool = false,
+        softInjection: Bool = false
+    ) {
         self.model = model
         self.image = image
         self.scale = scale
         self.start = start
         self.end = end
         self.guessMode = guessMode
+        self.softInjection = softInjection
     }
 
     /// diffusers' `controlnet_keep`: 0 outside [start, end] of the schedule, else 1.

@@ -8,14 +8,17 @@ struct EncodedPrompt {
     var positive: UNetConditioning
 }
 
-/// Turns prompts into UNet conditioning the way diffusers' `encode_prompt` does for each model family.
+/// Turns prompts into UNet conditioning the way diffusers' `encode_prompt` does for each model family, or the way
+/// AUTOMATIC1111 does for `.a1111` prompt syntax (A1111PromptEncoding.swift).
 struct PromptEncoder {
     let model: StableDiffusionModel
 
     func encode(_ request: GenerationRequest) throws -> EncodedPrompt {
-        switch model.family {
-        case .sd1, .sd2: return try encodeSD(request)
-        case .sdxl: return try encodeSDXL(request)
+        switch (model.family, request.promptSyntax) {
+        case (.sd1, .plain), (.sd2, .plain): return try encodeSD(request)
+        case (.sdxl, .plain): return try encodeSDXL(request)
+        case (.sd1, .a1111), (.sd2, .a1111): return try encodeSDA1111(request)
+        case (.sdxl, .a1111): return try encodeSDXLA1111(request)
         }
     }
 

@@ -64,7 +64,10 @@ final class JobExecutor: @unchecked Sendable {
     func validate(_ spec: JobSpec) throws {
         let limits = configuration.limits
         func invalid(_ message: String) -> EngineError { .invalidRequest(message) }
-        guard !spec.prompt.isEmpty || !spec.controls.isEmpty || spec.initImage != nil else { throw invalid("prompt must not be empty") }
+        // AUTOMATIC1111 generates from an empty prompt (or one that was only `<lora:...>` tags).
+        guard !spec.prompt.isEmpty || !spec.controls.isEmpty || spec.initImage != nil || spec.promptSyntax == .a1111 else {
+            throw invalid("prompt must not be empty")
+        }
         guard spec.prompt.count <= limits.maximumPromptCharacters, (spec.negativePrompt?.count ?? 0) <= limits.maximumPromptCharacters else {
             throw invalid("prompts are limited to \(limits.maximumPromptCharacters) characters")
         }
@@ -82,6 +85,11 @@ final class JobExecutor: @unchecked Sendable {
         if let clipSkip = spec.clipSkip, !(1...12).contains(clipSkip) { throw invalid("clip_skip must be between 1 and 12") }
         if let deadline = spec.loraDeadlineStep, deadline < 0 { throw invalid("lora_deadline_step must not be negative") }
         do { _ = try SamplerKind.named(spec.sampler) } catch { throw invalid("\(error)") }
+        if spec.promptSyntax == .a1111 {
+            for text in [spec.prompt, spec.negativePrompt ?? ""] {
+                do { _ = try A1111PromptParser.parseAttention(text) } catch { throw invalid("\(error)") }
+            }
+        }
         guard spec.loras.count <= limits.maximumLoRAs else { throw invalid("at most \(limits.maximumLoRAs) LoRAs per request") }
         guard spec.controls.count <= limits.maximumControls else { throw invalid("at most \(limits.maximumControls) ControlNets per request") }
         let modelID = spec.model ?? repository.defaultModel
@@ -184,6 +192,7 @@ final class JobExecutor: @unchecked Sendable {
             sampler: try SamplerKind.named(spec.sampler), guidanceScale: spec.cfg, seed: spec.seed ?? 0, count: spec.count,
             clipSkip: spec.clipSkip.map { $0 - 1 }, strength: spec.strength)
         request.promptSyntax = spec.promptSyntax == .a1111 ? .a1111 : .plain
+        request.seedPerImage = spec.seedPerImage ?? false
         if let data = spec.initImage {
             request.initImage = try ImageCodec.decode(data).resized(width: width, height: height)
         }
@@ -193,7 +202,9 @@ final class JobExecutor: @unchecked Sendable {
             let resize = ResizeMode(name: unit.resizeMode) ?? .cropAndResize
             let image = preprocessor(resize.apply(to: try ImageCodec.decode(unit.image), width: width, height: height))
             request.controls.append(
-                ControlInput(model: try controlnet(unit.model), image: image, scale: unit.weight, start: unit.start, end: unit.end, guessMode: unit.guessMode))
+                ControlInput(
+                    model: try controlnet(unit.model), image: image, scale: unit.weight, start: unit.start, end: unit.end, guessMode: unit.guessMode,
+                    softInjection: unit.softInjection ?? false))
         }
 
         // LoRAs: already cached ones are applied up front; otherwise they load in the background and are
@@ -234,11 +245,19 @@ final class JobExecutor: @unchecked Sendable {
         for (stage, seconds) in result.timings {
             Timer(label: "swiftdiffusion_stage_seconds", dimensions: [("stage", stage)]).recordSeconds(seconds)
         }
-        let infotext = Infotext(
-            request: request, modelName: modelID, loras: spec.loras.map { ($0.name, $0.weight) },
-            controls: spec.controls.map { "\($0.model), \($0.preprocessor), weight \($0.weight)" }
-        ).text
-        let images = try result.images.map { try ImageCodec.encodePNG($0, textChunks: [("parameters", infotext)]) }
+        // With seeds per image each PNG names its own seed.
+        func imageInfotext(_ index: Int) -> String {
+            var imageRequest = request
+            if request.seedPerImage { imageRequest.seed = request.seed &+ UInt64(index) }
+            return Infotext(
+                request: imageRequest, modelName: modelID, loras: spec.loras.map { ($0.name, $0.weight) },
+                controls: spec.controls.map { "\($0.model), \($0.preprocessor), weight \($0.weight)" }
+            ).text
+        }
+        let infotext = imageInfotext(0)
+        let images = try result.images.enumerated().map { index, image in
+            try ImageCodec.encodePNG(image, textChunks: [("parameters", request.seedPerImage ? imageInfotext(index) : infotext)])
+        }
         var timings = result.timings
         timings["generate"] = Date().timeIntervalSince(started)
         return ExecutionResult(images: images, infotext: infotext, timings: timings, loraPatchStep: result.loraPatchStep)

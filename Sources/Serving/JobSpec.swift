@@ -26,6 +26,9 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var strength: Float
     /// How the prompt is read: diffusers' plain text, or AUTOMATIC1111's `(emphasis:1.2)` syntax and 75-token chunks.
     public var promptSyntax: PromptSyntax
+    /// AUTOMATIC1111's seeds: image `i` uses seed `seed + i` (its own generator); nil or false: one generator for
+    /// the batch (diffusers). Optional so records stored before the field existed still decode.
+    public var seedPerImage: Bool?
     /// Bounded asynchronous LoRA loading: the latest step at which LoRAs must be patched in; nil uses the
     /// server's default, 0 loads them before denoising starts.
     public var loraDeadlineStep: Int?
@@ -36,7 +39,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         model: String? = nil, prompt: String, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil, steps: Int = 20,
         sampler: String = "euler_a", cfg: Float = 7, seed: UInt64? = nil, count: Int = 1, clipSkip: Int? = nil,
         loras: [LoRASpec] = [], controls: [ControlSpec] = [], initImage: Data? = nil, strength: Float = 0.75,
-        promptSyntax: PromptSyntax = .plain, loraDeadlineStep: Int? = nil, metadata: [String: String] = [:]
+        promptSyntax: PromptSyntax = .plain, loraDeadlineStep: Int? = nil, metadata: [String: String] = [:], seedPerImage: Bool? = nil
     ) {
         self.model = model
         self.prompt = prompt
@@ -56,6 +59,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         self.promptSyntax = promptSyntax
         self.loraDeadlineStep = loraDeadlineStep
         self.metadata = metadata
+        self.seedPerImage = seedPerImage
     }
 
     /// Jobs with equal keys run on the same loaded model with the same adapters: the queue groups them.
@@ -96,10 +100,14 @@ public struct ControlSpec: Codable, Sendable, Equatable {
     public var start: Float
     public var end: Float
     public var guessMode: Bool
+    /// AUTOMATIC1111's "My prompt is more important": residuals ramped down toward the first skips on both guidance
+    /// branches. Optional so records stored before the field existed still decode.
+    public var softInjection: Bool?
 
     public init(
         model: String, image: Data, preprocessor: String = "none", thresholdA: Double? = nil, thresholdB: Double? = nil,
-        resizeMode: String = "crop_and_resize", weight: Float = 1, start: Float = 0, end: Float = 1, guessMode: Bool = false
+        resizeMode: String = "crop_and_resize", weight: Float = 1, start: Float = 0, end: Float = 1, guessMode: Bool = false,
+        softInjection: Bool? = nil
     ) {
         self.model = model
         self.image = image
@@ -111,5 +119,6 @@ public struct ControlSpec: Codable, Sendable, Equatable {
         self.start = start
         self.end = end
         self.guessMode = guessMode
+        self.softInjection = softInjection
     }
 }
