@@ -1,28 +1,49 @@
 import HTTPTypes
 import Hummingbird
 
-/// Optional bearer-token authentication on every route but `/healthz` and `/readyz`.
+/// Optional bearer-token authentication on every API route. Open: `/healthz`, `/readyz`, and the web page
+/// and the OpenAPI document (static, no secrets; the page asks for the token and sends it with its calls).
 ///
 /// `Authorization: Bearer <token>`; AUTOMATIC1111 clients configured with `--api-auth user:password` send
-/// HTTP Basic, which is accepted when the password is a valid token.
+/// HTTP Basic, which is accepted when the password is a valid token. A job's event stream
+/// (`GET /v1/images/jobs/{id}/events`) also accepts `?access_token=<token>` when no Authorization header is
+/// sent, because browsers' `EventSource` cannot send headers.
 struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let tokens: Set<String>
-    static var openPaths: Set<String> { ["/healthz", "/readyz"] }
+    static var openPaths: Set<String> {
+        ["/healthz", "/readyz", "/", "/openapi.json", "/ui/index.html", "/ui/app.js", "/ui/style.css"]
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if tokens.isEmpty || Self.openPaths.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization] else {
+            if Self.isEventStream(request), let token = request.uri.queryParameters["access_token"] {
+                guard tokens.contains(String(token)) else {
+                    throw APIError(.unauthorized, "unauthorized", "invalid access_token", headers: [.wwwAuthenticate: "Bearer"])
+                }
+                return try await next(request, context)
+            }
             throw APIError(.unauthorized, "unauthorized", "missing Authorization header (Bearer token)", headers: [.wwwAuthenticate: "Bearer"])
         }
-        if header.hasPrefix("Bearer "), tokens.contains(String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)) {
+        // The scheme name is case-insensitive (RFC 7235).
+        let scheme = header.prefix { $0 != " " }.lowercased()
+        let credentials = header.drop { $0 != " " }.trimmingCharacters(in: .whitespaces)
+        if scheme == "bearer", tokens.contains(credentials) {
             return try await next(request, context)
         }
-        if header.hasPrefix("Basic "), let decoded = Base64.decodeString(String(header.dropFirst("Basic ".count))),
+        if scheme == "basic", let decoded = Base64.decodeString(credentials),
             let colon = decoded.firstIndex(of: ":"), tokens.contains(String(decoded[decoded.index(after: colon)...]))
         {
             return try await next(request, context)
         }
         throw APIError(.unauthorized, "unauthorized", "invalid token", headers: [.wwwAuthenticate: "Bearer"])
+    }
+
+    /// `GET /v1/images/jobs/{id}/events`: the one route that takes its token from the query string too.
+    static func isEventStream(_ request: Request) -> Bool {
+        let components = request.uri.path.split(separator: "/", omittingEmptySubsequences: false)
+        return request.method == .get && components.count == 6 && components[0].isEmpty && components[1] == "v1"
+            && components[2] == "images" && components[3] == "jobs" && !components[4].isEmpty && components[5] == "events"
     }
 }
 

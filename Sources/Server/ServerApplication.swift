@@ -23,7 +23,9 @@ public enum ServerApplication {
         OperationsAPI(engine: engine, metrics: MetricsBootstrap.registry).register(on: router)
         NativeAPI(engine: engine).register(on: router)
         OpenAIAPI(engine: engine).register(on: router)
+        A1111API(engine: engine).register(on: router)
         WebPage().register(on: router)
+        OpenAPIDocument().register(on: router)
         return router
     }
 
