@@ -62,11 +62,38 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let type = error.status == .contentTooLarge ? "too_large" : error.status == .notFound ? "not_found" : "invalid_request"
             throw APIError(error.status, type, error.body ?? error.status.reasonPhrase)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            // NIO's error for `request.body.collect(upTo:)` over the upload limit.
+            throw APIError(
+                .contentTooLarge, "too_large", "the request body is larger than the upload limit (\(context.maxUploadSize) bytes)")
         } catch let error as DecodingError {
-            throw APIError.badRequest("malformed JSON: \(error)")
+            throw APIError.badRequest(Self.describe(error))
         } catch {
             context.logger.error("internal error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             throw APIError(.internalServerError, "internal_error", "internal error: \(error)")
+        }
+    }
+
+    /// A decoding error in words a client can act on: which field, and what it should hold.
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String {
+            let text = path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
+            return text.hasPrefix(".") ? String(text.dropFirst()) : text
+        }
+        switch error {
+        case .typeMismatch(let type, let context):
+            return "field '\(field(context.codingPath))' must be \(type): \(context.debugDescription)"
+        case .valueNotFound(let type, let context):
+            return "field '\(field(context.codingPath))' must not be null (\(type))"
+        case .keyNotFound(let key, let context):
+            return "missing field '\(field(context.codingPath + [key]))'"
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            // Foundation reports a fraction for an integer, or a number out of range, without the field.
+            return "a value does not fit its field (a fraction where an integer is expected, or a number out of range)"
+        case .dataCorrupted(let context):
+            return "field '\(field(context.codingPath))': \(context.debugDescription)"
+        @unknown default:
+            return "malformed JSON: \(error)"
         }
     }
 }

@@ -29,7 +29,14 @@ public final class ComputeThread: Sendable {
 
     public init(name: String) {
         let state = self.state
-        let thread = Thread { state.loop() }
+        let thread = Thread {
+            #if os(Linux)
+            // Foundation on Linux does not pass a name set before `start()` to the OS thread (and setting
+            // `Thread.current.name` from the thread does not always stick); the kernel's per-thread name does.
+            try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+            #endif
+            state.loop()
+        }
         thread.name = name
         thread.stackSize = 16 << 20
         thread.start()

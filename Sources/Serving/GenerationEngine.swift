@@ -23,6 +23,10 @@ public actor GenerationEngine: Service {
     private var started = false
     /// Recent job durations, for Retry-After and ETA estimates.
     private var recentDurations: [Double] = []
+    /// Submissions accepted but still being written to the store: they count against the capacity.
+    private var pendingSubmissions = 0
+    /// Jobs cancelled after the run loop took them from the queue but before they started running.
+    private var cancelledBeforeStart: Set<String> = []
 
     public init(configuration: EngineConfiguration, repository: ModelRepository, store: any JobStore, logger: Logger) {
         self.configuration = configuration
@@ -41,10 +45,16 @@ public actor GenerationEngine: Service {
         started = true
         let retentionTask = Task { [weak self] in await self?.enforceRetentionPeriodically() }
         defer { retentionTask.cancel() }
-        await withGracefulShutdownHandler {
-            await self.runLoop()
-        } onGracefulShutdown: {
-            Task { await self.shutDown() }
+        // Graceful shutdown lets the running job finish. Cancellation stops at once: the running job stops at its
+        // next step and stays recorded as running, so the next start runs it again (as after a crash).
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await self.runLoop()
+            } onGracefulShutdown: {
+                Task { await self.shutDown() }
+            }
+        } onCancel: {
+            Task { await self.shutDown(interruptingTheRunningJob: true) }
         }
     }
 
@@ -53,7 +63,8 @@ public actor GenerationEngine: Service {
 
     private var shuttingDown = false
 
-    private func shutDown() {
+    private func shutDown(interruptingTheRunningJob: Bool = false) {
+        if interruptingTheRunningJob { running?.control.cancel() }
         shuttingDown = true
         wakeUp?.resume()
         wakeUp = nil
@@ -61,7 +72,8 @@ public actor GenerationEngine: Service {
 
     private func restoreUnfinishedJobs() async throws {
         let unfinished = try await store.unfinishedJobs()
-        for var job in unfinished {
+        // Jobs submitted while the store was read are queued already.
+        for var job in unfinished where !queue.entries.contains(where: { $0.id == job.id }) {
             if job.status == .running {
                 // Interrupted by the restart: it runs again from the start.
                 job.status = .queued
@@ -98,14 +110,21 @@ public actor GenerationEngine: Service {
     public func submit(_ spec: JobSpec) async throws -> JobRecord {
         var spec = spec
         try executor.validate(spec)
-        guard !queue.isFull else {
+        guard queue.count + pendingSubmissions < queue.capacity else {
             Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
             throw EngineError.queueFull(retryAfter: retryAfterEstimate())
         }
         if spec.seed == nil { spec.seed = UInt64.random(in: 0..<(1 << 32)) }
         if spec.model == nil { spec.model = repository.defaultModel }
         let job = JobRecord(id: UUID().uuidString.lowercased(), spec: spec)
-        try await store.insert(job)
+        pendingSubmissions += 1
+        do {
+            try await store.insert(job)
+        } catch {
+            pendingSubmissions -= 1
+            throw error
+        }
+        pendingSubmissions -= 1
         queue.append(id: job.id, group: spec.groupKey)
         Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
         Counter(label: "swiftdiffusion_jobs_submitted_total").increment()
@@ -143,9 +162,16 @@ public actor GenerationEngine: Service {
             running.control.cancel()
             return running.record
         }
+        // Out of the queue before any suspension, so the run loop cannot start it while its record is read.
+        let wasQueued = queue.remove(id: id)
         var job = try await self.job(id)
+        if let running, running.record.id == id {
+            running.control.cancel()
+            return running.record
+        }
         guard !job.status.isFinished else { throw EngineError.conflict("job '\(id)' already \(job.status.rawValue)") }
-        _ = queue.remove(id: id)
+        // Not queued and not running: the run loop has taken it and is about to start it.
+        if !wasQueued { cancelledBeforeStart.insert(id) }
         Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
         job.status = .cancelled
         job.finishedAt = Date()
@@ -190,7 +216,12 @@ public actor GenerationEngine: Service {
     // MARK: - Execution
 
     private func execute(_ id: String) async {
-        guard var job = try? await store.job(id: id), job.status == .queued else { return }
+        guard var job = try? await store.job(id: id), job.status == .queued else {
+            cancelledBeforeStart.remove(id)
+            return
+        }
+        // Cancelled while its record was read.
+        if cancelledBeforeStart.remove(id) != nil { return }
         job.status = .running
         job.startedAt = Date()
         job.attempts += 1
@@ -225,6 +256,12 @@ public actor GenerationEngine: Service {
         }
         progressContinuation.finish()
         await progressTask.value
+        if Task.isCancelled {
+            // The service was cancelled: record no outcome, the job stays "running" and the next start re-runs it.
+            running = nil
+            logger.info("job interrupted by cancellation of the engine", metadata: ["job": "\(id)"])
+            return
+        }
 
         job = running?.record ?? job
         running = nil

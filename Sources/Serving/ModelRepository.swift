@@ -83,8 +83,11 @@ public final class ModelRepository: @unchecked Sendable {
     }
 
     /// The entry named `id`, or nil. Names are matched exactly; A1111-style names with a folder prefix or an
-    /// extension ("sub/name.safetensors") are reduced to the bare name first.
+    /// extension ("sub/name.safetensors") are reduced to the bare name first; absolute paths and names with a
+    /// `..` component are unknown.
     public func entry(_ kind: ModelKind, _ id: String) -> ModelEntry? {
+        // A path is never a name: "/abs/x" or "../x" would otherwise reduce to the bare name "x".
+        guard !id.hasPrefix("/"), !id.split(separator: "/").contains("..") else { return nil }
         lock.lock()
         defer { lock.unlock() }
         if let exact = entries[kind]?[id] { return exact }

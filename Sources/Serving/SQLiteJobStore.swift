@@ -22,6 +22,12 @@ public final class SQLiteJobStore: JobStore {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
+        // Write-ahead logging with normal syncing: each job makes a few small writes, and in the default
+        // rollback-journal mode they cost more than a small job's compute.
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
         database = try DatabaseQueue(path: path, configuration: configuration)
         try Self.migrator.migrate(database)
     }

@@ -5,6 +5,9 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
-        subcommands: [OpsBenchmarkCommand.self, UNetBenchmarkCommand.self, LoRABenchmarkCommand.self, GenerateBenchmarkCommand.self]
+        subcommands: [
+            OpsBenchmarkCommand.self, UNetBenchmarkCommand.self, LoRABenchmarkCommand.self, GenerateBenchmarkCommand.self,
+            LoadBenchmarkCommand.self,
+        ]
     )
 }
