@@ -18,4 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 swift build -c release --product swiftdiffusion
-./.build/release/swiftdiffusion bench ops --quick
+# The main job: a picture from the embedded default model (models/shapes-sd).
+./.build/release/swiftdiffusion generate --seed 7 -o swiftdiffusion-first.png \
+    "a red circle in the center, blue background"
+echo "Wrote $(pwd)/swiftdiffusion-first.png"
