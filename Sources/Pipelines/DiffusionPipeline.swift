@@ -15,8 +15,40 @@ public final class DiffusionPipeline: @unchecked Sendable {
     public let model: StableDiffusionModel
     private let patcher = LoRAPatcher()
 
-    public init(model: StableDiffusionModel) {
+    /// Latent parallelism (SwiftDiffusion, §4.3): with classifier-free guidance the unconditional and the
+    /// conditional branch run at the same time, one per pool thread, each op single-threaded, instead of one
+    /// batch-2 UNet call whose every op is split over the threads. The branches meet only at the guidance
+    /// combine, so the per-op fork/join of a split batch disappears; on small latents that is most of the
+    /// cost. Results equal the batched call up to float rounding (the same ops on the same rows).
+    public enum BranchParallelism: String, Sendable, CaseIterable {
+        /// Two branches on two threads when the pool has exactly two threads (a wider pool keeps splitting
+        /// ops, which uses all of its threads).
+        case automatic
+        /// Always the two branches side by side (pools of any width; each branch runs single-threaded).
+        case on
+        /// One batch-2 UNet call.
+        case off
+    }
+
+    /// See `BranchParallelism`; `SWIFTDIFFUSION_LATENT_PARALLEL=on|off|automatic` sets the default.
+    public var branchParallelism: BranchParallelism
+
+    public init(model: StableDiffusionModel, branchParallelism: BranchParallelism? = nil) {
         self.model = model
+        self.branchParallelism =
+            branchParallelism
+            ?? ProcessInfo.processInfo.environment["SWIFTDIFFUSION_LATENT_PARALLEL"].flatMap(BranchParallelism.init(rawValue:))
+            ?? .automatic
+    }
+
+    private func splitsBranches(guided: Bool) -> Bool {
+        guard guided else { return false }
+        let pool = ComputePool.current
+        switch branchParallelism {
+        case .off: return false
+        case .on: return pool.threadCount >= 2
+        case .automatic: return pool.threadCount == 2
+        }
     }
 
     /// How LoRAs are applied for a request.
@@ -135,6 +167,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
 
         var noiseSource = noise
         var pending = deferredLoRAs
+        let splitBranches = splitsBranches(guided: guided)
         var patchStep: Int?
         try timed(.denoise) {
             let total = stepRange.count
@@ -162,7 +195,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
                     request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex,
                     position: position,
                     total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
-                var prediction = try model.unet(input, timesteps: timestep, conditioning: conditioning, control: control)
+                var prediction =
+                    splitBranches
+                    ? try unetBranchesInParallel(input, timesteps: timestep, conditioning: conditioning, control: control)
+                    : try model.unet(input, timesteps: timestep, conditioning: conditioning, control: control)
                 if guided {
                     let halves = chunk(prediction, 2, axis: 0)
                     // uncond + scale * (cond - uncond)
@@ -178,6 +214,33 @@ public final class DiffusionPipeline: @unchecked Sendable {
             images = try timed(.decode) { RGBImage.images(fromSigned: try model.vae.decodeScaled(latents)) }
         }
         return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
+    }
+
+    /// The batch-2 UNet call of classifier-free guidance as two batch-1 calls running side by side on the pool
+    /// (`BranchParallelism`); returns the same `[uncond; cond]` batch.
+    private func unetBranchesInParallel(
+        _ input: Tensor, timesteps: [Float], conditioning: UNetConditioning, control: ControlResiduals?
+    ) throws -> Tensor {
+        func half(_ tensor: Tensor, _ branch: Int) -> Tensor { chunk(tensor, 2, axis: 0)[branch] }
+        let inputs = chunk(input, 2, axis: 0)
+        let branches = (0..<2).map { branch in
+            (
+                conditioning: UNetConditioning(
+                    context: half(conditioning.context, branch), textEmbeds: conditioning.textEmbeds.map { half($0, branch) },
+                    timeIds: conditioning.timeIds.map { half($0, branch) },
+                    timestepCondition: conditioning.timestepCondition.map { half($0, branch) }),
+                control: control.map { ControlResiduals(down: $0.down.map { half($0, branch) }, mid: half($0.mid, branch)) }
+            )
+        }
+        var outputs: [Result<Tensor, any Error>?] = [nil, nil]
+        outputs.withUnsafeMutableBufferPointer { results in
+            ComputePool.current.parallelFor(2) { branch in
+                results[branch] = Result {
+                    try model.unet(inputs[branch], timesteps: timesteps, conditioning: branches[branch].conditioning, control: branches[branch].control)
+                }
+            }
+        }
+        return concat([try outputs[0]!.get(), try outputs[1]!.get()], axis: 0)
     }
 
     private func apply(_ loras: [LoRAApplication], mode: LoRAMode) {

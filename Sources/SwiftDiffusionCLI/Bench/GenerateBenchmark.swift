@@ -6,7 +6,8 @@ import Samplers
 
 /// `swiftdiffusion bench generate`: seconds per complete image (prompt encoding, denoising with guidance,
 /// VAE decode) on a loaded model, the model load excluded. tools/bench/compare_generate.py runs it next to
-/// diffusers on the same model.
+/// diffusers on the same model. Also times the same requests with latent parallelism off (one batch-2 UNet call
+/// per step) in the same run and prints the ratio.
 struct GenerateBenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
@@ -34,6 +35,11 @@ struct GenerateBenchmarkCommand: ParsableCommand {
     @Flag(help: "Print one JSON line.")
     var json = false
 
+    @Option(
+        name: .customLong("latent-parallel"),
+        help: "Latent parallelism for the timed run: automatic, on or off (the baseline run is always off).")
+    var latentParallel = "automatic"
+
     func run() throws {
         let url = try ModelLocation.resolve(model)
         let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
@@ -43,21 +49,33 @@ struct GenerateBenchmarkCommand: ParsableCommand {
         var request = GenerationRequest(
             prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
             sampler: try SamplerKind.named(sampler), guidanceScale: cfg, seed: 0)
+        guard let mode = DiffusionPipeline.BranchParallelism(rawValue: latentParallel) else {
+            throw ValidationError("--latent-parallel must be automatic, on or off")
+        }
+        // Timed mode and the batched baseline alternate, repetition by repetition, in one run.
         var times: [Double] = []
+        var baseline: [Double] = []
         var stages: [String: [Double]] = [:]
         for repetition in 0...repetitions {
             request.seed = UInt64(repetition)
-            var result: GenerationResult?
-            let seconds = try Timing.seconds { result = try pipeline.generate(request) }
-            if repetition == 0 { continue }  // warm-up
-            times.append(seconds)
-            for (stage, value) in result?.timings ?? [:] { stages[stage, default: []].append(value) }
+            for (index, branchMode) in [mode, .off].enumerated() {
+                pipeline.branchParallelism = branchMode
+                var result: GenerationResult?
+                let seconds = try Timing.seconds { result = try pipeline.generate(request) }
+                if repetition == 0 { continue }  // warm-up
+                if index == 1 {
+                    baseline.append(seconds)
+                    continue
+                }
+                times.append(seconds)
+                for (stage, value) in result?.timings ?? [:] { stages[stage, default: []].append(value) }
+            }
         }
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }
         if json {
             var object: [String: Any] = [
                 "median_seconds": median(times), "all_seconds": times, "threads": ComputePool.shared.threadCount, "size": side,
-                "steps": steps,
+                "steps": steps, "latent_parallel": mode.rawValue, "batched_median_seconds": median(baseline),
             ]
             for (stage, values) in stages { object["\(stage)_seconds"] = median(values) }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
@@ -65,6 +83,9 @@ struct GenerateBenchmarkCommand: ParsableCommand {
         } else {
             print("\(loaded.name): \(side)x\(side), \(steps) steps, \(request.sampler.a1111Name), cfg \(cfg): median \(median(times).formatted(3)) s/image")
             for (stage, values) in stages.sorted(by: { $0.key < $1.key }) { print("  \(stage): \(median(values).formatted(3)) s") }
+            print(
+                "baseline, latent parallelism off (one batch-2 UNet call per step): median \(median(baseline).formatted(3)) s/image; "
+                    + "ratio latent-parallel=\(mode.rawValue) / off = \((median(times) / median(baseline)).formatted(2))")
         }
     }
 }
