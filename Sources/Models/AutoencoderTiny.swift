@@ -104,6 +104,11 @@ public final class TinyAutoencoderDecoder: @unchecked Sendable {
         layers = built
     }
 
+    /// How many times larger the image is than the latents.
+    public var upscaleFactor: Int {
+        (0..<max(0, configuration.numDecoderBlocks.count - 1)).reduce(1) { factor, _ in factor * configuration.upsamplingScalingFactor }
+    }
+
     /// UNet-space latents `[N, h, w, 4]` to images `[N, H, W, 3]` in about [-1, 1].
     public func decode(_ latents: Tensor) throws -> Tensor {
         guard latents.rank == 4, latents.shape[3] == configuration.latentChannels else {

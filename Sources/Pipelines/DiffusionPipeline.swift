@@ -41,6 +41,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
             ?? .automatic
     }
 
+    /// TAESD (diffusers `AutoencoderTiny`) as the fast decoder: when set, images are decoded with it instead
+    /// of the model's KL VAE (diffusers: `pipe.vae = AutoencoderTiny...`). Image-to-image still encodes with the VAE.
+    public var tinyDecoder: TinyAutoencoderDecoder?
+
     private func splitsBranches(guided: Bool) -> Bool {
         guard guided else { return false }
         let pool = ComputePool.current
@@ -64,6 +68,11 @@ public final class DiffusionPipeline: @unchecked Sendable {
         let multiple = model.sizeMultiple
         guard request.width > 0, request.height > 0, request.width % multiple == 0, request.height % multiple == 0 else {
             throw GenerationError.invalidRequest("width and height must be positive multiples of \(multiple), got \(request.width)x\(request.height)")
+        }
+        if let tinyDecoder, tinyDecoder.upscaleFactor != model.vaeScaleFactor || tinyDecoder.configuration.latentChannels != model.unet.configuration.outChannels {
+            throw GenerationError.invalidRequest(
+                "the TAESD decoder (\(tinyDecoder.configuration.latentChannels) latent channels, x\(tinyDecoder.upscaleFactor)) does not fit this model "
+                    + "(\(model.unet.configuration.outChannels) channels, x\(model.vaeScaleFactor))")
         }
         guard request.steps >= 1 else { throw GenerationError.invalidRequest("steps must be at least 1") }
         guard request.count >= 1 else { throw GenerationError.invalidRequest("count must be at least 1") }
@@ -211,7 +220,12 @@ public final class DiffusionPipeline: @unchecked Sendable {
 
         var images: [RGBImage] = []
         if request.decode {
-            images = try timed(.decode) { RGBImage.images(fromSigned: try model.vae.decodeScaled(latents)) }
+            images = try timed(.decode) {
+                if let tinyDecoder {
+                    return RGBImage.images(fromSigned: try tinyDecoder.decode(latents * (1 / tinyDecoder.configuration.scalingFactor)))
+                }
+                return RGBImage.images(fromSigned: try model.vae.decodeScaled(latents))
+            }
         }
         return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
     }

@@ -56,7 +56,7 @@ final class JobExecutor: @unchecked Sendable {
     init(repository: ModelRepository, configuration: EngineConfiguration, logger: Logger) {
         self.repository = repository
         self.configuration = configuration
-        self.loras = LoRALibrary(capacityBytes: configuration.loraCacheBytes)
+        self.loras = LoRALibrary(capacityBytes: configuration.loraCacheBytes, logger: logger)
         self.logger = logger
     }
 

@@ -1,5 +1,6 @@
 import Adapters
 import Foundation
+import Logging
 
 /// Parsed LoRA files and their key maps, cached, plus a background thread that loads them.
 ///
@@ -24,7 +25,11 @@ final class LoRALibrary: @unchecked Sendable {
     private(set) var hits = 0
     private(set) var misses = 0
 
-    init(capacityBytes: Int) {
+    /// Where a LoRA with modules that match no layer of the model is reported (once per model and file).
+    private let logger: Logger?
+
+    init(capacityBytes: Int, logger: Logger? = nil) {
+        self.logger = logger
         self.capacityBytes = capacityBytes
     }
 
@@ -76,6 +81,14 @@ final class LoRALibrary: @unchecked Sendable {
         }
         lock.unlock()
         let result = try LoRAKeyMap.resolve(try network(at: path), targets: targets)
+        if !result.unmatched.isEmpty {
+            logger?.warning(
+                "LoRA modules match no layer of the model and are ignored",
+                metadata: [
+                    "lora": "\(URL(fileURLWithPath: path).lastPathComponent)", "model": "\(modelKey)", "count": "\(result.unmatched.count)",
+                    "first": "\(result.unmatched.prefix(3).joined(separator: ", "))",
+                ])
+        }
         lock.lock()
         resolved[cacheKey] = result
         lock.unlock()

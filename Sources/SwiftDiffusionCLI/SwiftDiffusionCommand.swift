@@ -18,7 +18,7 @@ public struct SwiftDiffusionCommand: AsyncParsableCommand {
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
-                try command.run()
+                try runOnComputeThread(&command)
             }
         } catch let error as CLIError {
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
@@ -26,5 +26,29 @@ public struct SwiftDiffusionCommand: AsyncParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// Synchronous commands (generate, batch, tokenize, bench ...) run their compute on a dedicated thread (with a
+    /// large stack), never on a thread of Swift's cooperative pool, where `async main` would otherwise put them:
+    /// the compute pool's caller takes part in every parallel region, and a blocked cooperative thread starves
+    /// the runtime.
+    static func runOnComputeThread(_ command: inout any ParsableCommand) throws {
+        final class Outcome: @unchecked Sendable {
+            var command: any ParsableCommand
+            var error: (any Error)?
+            let done = DispatchSemaphore(value: 0)
+            init(_ command: any ParsableCommand) { self.command = command }
+        }
+        let outcome = Outcome(command)
+        let thread = Thread {
+            do { try outcome.command.run() } catch { outcome.error = error }
+            outcome.done.signal()
+        }
+        thread.name = "swiftdiffusion-command"
+        thread.stackSize = 64 << 20
+        thread.start()
+        outcome.done.wait()
+        command = outcome.command
+        if let error = outcome.error { throw error }
     }
 }

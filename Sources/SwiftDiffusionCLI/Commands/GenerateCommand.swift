@@ -93,6 +93,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "A CLIP tokenizer folder for single-file checkpoints (default: the embedded model's).")
     var tokenizer: String?
 
+    @Option(help: "Decode with TAESD (a diffusers AutoencoderTiny folder, e.g. madebyollin/taesd) instead of the VAE: fast drafts.")
+    var taesd: String?
+
     @Flag(help: "No progress bar.")
     var quiet = false
 
@@ -131,6 +134,10 @@ struct GenerateCommand: ParsableCommand {
         let tokenizerFolder = try tokenizer.map { URL(fileURLWithPath: $0) } ?? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
         let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder)
         let pipeline = DiffusionPipeline(model: loaded)
+        if let taesd {
+            let folder = try ComponentFolder(URL(fileURLWithPath: taesd))
+            pipeline.tinyDecoder = try TinyAutoencoderDecoder(configData: try folder.configData, weights: try folder.weights(), source: taesd)
+        }
         let nativeSize = (loaded.unet.configuration.sampleSize ?? 64) * loaded.vaeScaleFactor
         let width = self.width ?? nativeSize, height = self.height ?? nativeSize
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
