@@ -115,5 +115,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
+        // Runs the built `swiftdiffusion` executable as a subprocess.
+        .testTarget(name: "CommandLineTests", dependencies: ["Weights", "ParityTesting"]),
     ]
 )
