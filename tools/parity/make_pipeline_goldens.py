@@ -116,7 +116,7 @@ for _family in ("sd1", "sd2"):
             write(name, request, latents, image)
         CASES[f"txt2img_{_family}_{_sampler}"] = _make
 
-for _sampler in ("euler", "euler_a", "dpmpp_2m_karras", "ddim"):
+for _sampler in SAMPLERS:  # every sampler on SDXL too
     def _make_xl(name, sampler=_sampler):
         request, latents, _ = txt2img("sdxl", sampler)
         write(name, request, latents)
