@@ -29,6 +29,15 @@ import shapes_data as sd
 PAL_NAMES = sd.COLOR_NAMES
 PAL = np.array([sd.COLORS[c] for c in PAL_NAMES], np.float32)
 CALIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checker_calib.json")
+REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checker_report.json")
+
+
+def load_report(path=REPORT):
+    """The checker's own accuracy (calibrate_checker.py), or None when it has not been measured."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 CANNY_LO, CANNY_HI = 100, 200
 
 

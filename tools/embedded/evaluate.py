@@ -92,12 +92,44 @@ def main():
                 per_shape.setdefault(r["expect"]["shape"], []).append(d["shape_ok"])
             report[st]["shape_by_class"] = {k: mean(v) for k, v in sorted(per_shape.items())}
     print(json.dumps(report, indent=1))
+    print_targets(report, ck.load_report())
     if args.json:
         json.dump(report, open(args.json, "w"), indent=1)
     if args.details:
         with open(args.details, "w") as f:
             for d in details:
                 f.write(json.dumps(d, default=str) + "\n")
+
+
+# issue 5's targets: (set, metric, comparison, bound)
+TARGETS = [
+    ("indist", "bg", ">=", 0.80), ("indist", "fg", ">=", 0.70), ("indist", "shape", ">=", 0.60),
+    ("heldout", "bg", ">=", 0.80), ("heldout", "fg", ">=", 0.70), ("heldout", "shape", ">=", 0.60),
+    ("lora_outline", "effect_with", ">=", 0.80), ("lora_outline", "effect_without", "<=", 0.20),
+    ("lora_heart", "effect_with", ">=", 0.80), ("lora_heart", "effect_without", "<=", 0.20),
+    ("controlnet", "iou_tol1", ">=", 0.50),
+]
+
+
+def print_targets(report, checker_report):
+    """One line per target: value, bound, met or not; the checker's own accuracy on VAE reconstructions beside."""
+    own = (checker_report or {}).get("vae_recon", {})
+    beside = {"bg": own.get("bg"), "fg": own.get("fg"), "shape": own.get("shape4"),
+              "effect_with": None, "effect_without": None, "iou_tol1": None}
+    print("\ntargets (images scored above; checker accuracy on VAE reconstructions of true renders in brackets)")
+    for st, metric, op, bound in TARGETS:
+        if st not in report:
+            continue
+        value = report[st][metric]
+        ok = value >= bound if op == ">=" else value <= bound
+        note = ""
+        if st == "lora_outline" and metric == "effect_with":
+            note = f"  [checker detects {own.get('outline_det', float('nan')):.0%} of true outlines]"
+        elif st == "lora_heart" and metric == "effect_with":
+            note = f"  [checker recognises {own.get('shape5_heart', float('nan')):.0%} of true hearts]"
+        elif beside.get(metric) is not None:
+            note = f"  [checker {beside[metric]:.0%}]"
+        print(f"  {st:13s} {metric:15s} {value:6.3f}  target {op} {bound:.2f}  {'MET' if ok else 'NOT MET'}{note}")
 
 
 if __name__ == "__main__":

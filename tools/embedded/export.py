@@ -116,8 +116,8 @@ def export_lora(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(ck["rank"]),
             "ss_network_alpha": str(ck["alpha"]), "ss_base_model_version": "sd_v1", "ss_base_model": "shapes-sd",
-            "ss_training_steps": str(ck["step"]), "trigger": ck.get("trigger", ""),
-            "description": ck.get("description", "")}
+            "ss_training_steps": str(ck["step"]), "trigger": args.trigger if args.trigger is not None else ck.get("trigger", ""),
+            "description": args.description if args.description is not None else ck.get("description", "")}
     save_file(kohya, args.out, metadata=meta)
     log("exported", len(kohya), "tensors ->", args.out, f"{os.path.getsize(args.out) / 1e6:.2f} MB")
 
@@ -146,6 +146,8 @@ def main():
     lo.add_argument("--ckpt", required=True)
     lo.add_argument("--out", required=True)
     lo.add_argument("--ema", type=int, default=1)
+    lo.add_argument("--trigger", default=None, help="trigger word for the metadata (default: the one trained with)")
+    lo.add_argument("--description", default=None)
     c = sub.add_parser("controlnet")
     c.add_argument("--ckpt", default="/work/train/controlnet/ckpt.pt")
     c.add_argument("--out", default=os.path.join(REPO, "models/shapes-sd-controlnet-canny"))

@@ -21,7 +21,7 @@ import torch
 
 from common import EMA, load_ckpt, log, lr_factor, rng_state, save_ckpt, seed_all, set_rng_state, setup_threads
 from encode_latents import tokenize
-from lora import TE_TARGETS, UNET_TARGETS, inject, kohya_state, lora_params
+from lora import TE_TARGETS, UNET_CONV_TARGETS, UNET_TARGETS, inject, kohya_state, lora_params
 from train_unet import alphas_cumprod
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--reg-n", type=int, default=4000)
     ap.add_argument("--te-lora", type=int, default=0)
     ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--conv", type=int, default=0, help="1: also LoCon on the resnet 3x3 convs and proj_in/proj_out")
     ap.add_argument("--alpha", type=float, default=8.0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=800)
@@ -60,7 +61,7 @@ def main():
     te = CLIPTextModel.from_pretrained(args.base, subfolder="text_encoder", torch_dtype=torch.float32)
     unet.requires_grad_(False)
     te.requires_grad_(False)
-    mods = inject(unet, UNET_TARGETS, args.rank, args.alpha, "lora_unet_")
+    mods = inject(unet, UNET_TARGETS, args.rank, args.alpha, "lora_unet_", UNET_CONV_TARGETS if args.conv else ())
     te_mods = inject(te, TE_TARGETS, args.rank, args.alpha, "lora_te_") if args.te_lora else {}
     log(f"LoRA modules: unet {len(mods)}, te {len(te_mods)}; params "
         f"{sum(p.numel() for p in lora_params(mods)) + sum(p.numel() for p in lora_params(te_mods))}")

@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--bs", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n-seeds", type=int, default=50000)
+    ap.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step; the schedule still follows --steps")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     setup_threads(2)
@@ -88,7 +89,8 @@ def main():
         log("resumed at", step)
     g = torch.Generator().manual_seed(1234 + step)
     t0 = time.time()
-    while step < args.steps:
+    end = min(args.steps, args.stop_at) if args.stop_at else args.steps
+    while step < end:
         for pg in opt.param_groups:
             pg["lr"] = args.lr * lr_factor(step, 100, args.steps, const_frac=0.7, floor=0.1)
         idx = torch.randint(0, len(ids), (args.bs,), generator=g)
@@ -102,7 +104,7 @@ def main():
         if step % 100 == 0:
             log(f"step {step} loss {loss.item():.4f} {(time.time() - t0) / 100:.2f}s/step train-acc {accs}")
             t0 = time.time()
-        if step % 250 == 0 or step == args.steps:
+        if step % 250 == 0 or step == end:
             save_ckpt(os.path.join(args.out, "ckpt.pt"), dict(te=te.state_dict(), heads=heads.state_dict(),
                                                              opt=opt.state_dict(), step=step, rng=rng_state(),
                                                              args=vars(args)))

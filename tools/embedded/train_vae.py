@@ -85,6 +85,7 @@ def main():
                     help="checkpoint to continue from with the ENCODER FROZEN (its EMA weights), so the latent "
                          "space (and a UNet trained on it) stays valid; keeps the AdamW state, new LR schedule")
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step; the schedule still follows --steps")
     ap.add_argument("--const-frac", type=float, default=0.6)
     args = ap.parse_args()
     setup_threads(2)
@@ -145,7 +146,8 @@ def main():
             log(f"step {step} rec {acc / nacc:.4f} kl {kl.item():.1f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"{(time.time() - t0) / nacc:.2f}s/step")
             acc, nacc, t0 = 0.0, 0, time.time()
-        if step % args.ckpt_every == 0 or step == args.steps:
+        stop = bool(args.stop_at) and step >= args.stop_at
+        if step % args.ckpt_every == 0 or step == args.steps or stop:
             save_ckpt(os.path.join(args.out, "ckpt.pt"), dict(model=vae.state_dict(), opt=opt.state_dict(),
                                                               ema=ema.state_dict(), step=step, rng=rng_state(),
                                                               args=vars(args)))
@@ -157,6 +159,8 @@ def main():
             for p, b in zip(vae.parameters(), bk):
                 p.data.copy_(b)
             log(f"EVAL step {step} PSNR base/generic raw {p_raw[0]:.2f}/{p_raw[1]:.2f}  ema {p_ema[0]:.2f}/{p_ema[1]:.2f}")
+        if stop:
+            break
     log("done", step)
 
 
