@@ -93,6 +93,47 @@ final class PipelineParityTests: XCTestCase {
         try checkLatents(pipeline.generate(request), golden, "latents_base", label: "after LoRA requests")
     }
 
+    /// A diffusers-layout LoRA on SD 1.x (UNet + text encoder, alphas only in `lora_adapter_metadata`) and a
+    /// kohya SDXL LoRA (SGM UNet names, `lora_te1_` / `lora_te2_`, float16) against diffusers' own
+    /// `load_lora_weights`, at one weight and at separate UNet / text-encoder weights, merged and runtime.
+    func testLoRAFormatsMatchDiffusersLoader() throws {
+        let cases: [(String, LoRAFormat, Set<LoRAComponent>)] = [
+            ("lora_sd1_diffusers", .diffusers, [.unet, .textEncoder]),
+            ("lora_sdxl_kohya", .kohya, [.unet, .textEncoder, .textEncoder2]),
+        ]
+        for (name, format, components) in cases {
+            let golden = try Golden("pipelines/\(name)")
+            let (model, request, json) = try Self.request(golden)
+            let pipeline = try Self.pipeline(model)
+            let network = try LoRANetwork.load(contentsOf: Self.models.appendingPathComponent(json["lora"] as? String ?? ""))
+            XCTAssertEqual(network.format, format, name)
+            XCTAssertEqual(network.ignoredKeys, [], name)
+            let lora = try LoRAKeyMap.resolve(network, targets: pipeline.model.loraTargets)
+            XCTAssertEqual(lora.unmatched, [], name)
+            XCTAssertEqual(lora.entries.count, network.modules.count, name)
+            XCTAssertEqual(Set(lora.entries.map(\.component)), components, name)
+            XCTAssertTrue(lora.entries.contains { if case .conv = $0.layer { true } else { false } }, "\(name) patches convolutions")
+            let weights = json["weights"] as? [Any] ?? []
+            XCTAssertEqual(weights.count, 2, name)
+            for (index, weight) in weights.enumerated() {
+                let application: LoRAApplication
+                if let split = weight as? [String: NSNumber] {
+                    // One strength for both SDXL text encoders, as A1111's `<lora:name:unet:te>`.
+                    XCTAssertEqual(split["text_encoder_2"] ?? split["text_encoder"], split["text_encoder"], name)
+                    application = LoRAApplication(
+                        lora, unetWeight: split["unet"]?.floatValue ?? 1, textEncoderWeight: split["text_encoder"]?.floatValue ?? 1)
+                } else {
+                    application = LoRAApplication(lora, weight: (weight as? NSNumber)?.floatValue ?? 1)
+                }
+                for mode in [DiffusionPipeline.LoRAMode.merged, .runtime] {
+                    try checkLatents(
+                        pipeline.generate(request, loras: [application], loraMode: mode), golden, index == 0 ? "latents" : "latents_split",
+                        label: "\(name) \(weight) \(mode)")
+                }
+            }
+        }
+    }
+
     func testControlNets() throws {
         let golden = try Golden("pipelines/controlnet_sd1")
         let (model, base, json) = try Self.request(golden)

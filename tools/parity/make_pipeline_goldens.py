@@ -11,6 +11,9 @@ Also writes the add-ons those cases use:
   Tests/Fixtures/models/sd1-lora.safetensors          kohya LoRA on the sd1 UNet (attention, ff, resnet convs) and
                                                       its text encoder (q/k/v/out, mlp)
   Tests/Fixtures/models/sd1-lora-b.safetensors        a second, smaller kohya LoRA (UNet only)
+  Tests/Fixtures/models/sd1-lora-diffusers.safetensors  diffusers-layout LoRA (save_lora_weights) on the sd1 UNet
+                                                      (linear, 1x1/3x3/stride-2 convs) and text encoder
+  Tests/Fixtures/models/sdxl-lora-kohya.safetensors   kohya SDXL LoRA: lora_unet_ (SGM names), lora_te1_, lora_te2_
   Tests/Fixtures/models/sd1-controlnet/, sd1-controlnet-b/   ControlNetModel.from_unet(sd1 unet), random weights
   Tests/Fixtures/pipelines/control_*.png              the control images
 
@@ -20,9 +23,11 @@ Usage: /work/venv/bin/python tools/parity/make_pipeline_goldens.py [--only CASE 
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -265,6 +270,156 @@ def case_lora_sd1(name):
                    guidance=7.5, seed=5, count=1, loras=[["sd1-lora.safetensors", 0.8]],
                    loras_two=[["sd1-lora.safetensors", 0.8], ["sd1-lora-b.safetensors", -0.6]])
     write(name, request, single, extra={"latents_two": double, "latents_base": base})
+
+
+# LoRA files in the other layouts, read by diffusers' own `load_lora_weights` (its key conversion is the
+# reference). Each is also fused by hand from the random factors, so a module diffusers silently skipped would
+# fail the assertion below; warnings about unexpected / missing keys fail too.
+
+class _Warnings(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def load_lora_checked(pipe, weight_name):
+    """pipe.load_lora_weights(MODELS/weight_name) as adapter "a"; raises on any warning (unexpected keys etc.)."""
+    handler = _Warnings()
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe.load_lora_weights(MODELS, weight_name=weight_name, adapter_name="a")
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    messages = handler.messages + [str(w.message) for w in caught if "deprecat" not in str(w.message).lower()]
+    if messages:
+        raise AssertionError(f"{weight_name}: diffusers warned while loading: {messages}")
+
+
+def lora_pipeline_case(pipeline_class, family, weight_name, fused, weights, seed):
+    """Final latents with the LoRA file loaded by diffusers at each adapter weight of `weights` (a float or a
+    {component: weight} dict), checked against fusing `fused` = [(component, factors, alpha)] by hand."""
+    extra = {} if family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+    args = dict(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=5, guidance_scale=7.5, height=32, width=32,
+                output_type="latent")
+    results = []
+    for weight in weights:
+        pipe = load(pipeline_class, family, **extra)
+        use_sampler(pipe, "euler")
+        load_lora_checked(pipe, weight_name)
+        pipe.set_adapters(["a"], adapter_weights=dict(weight) if isinstance(weight, dict) else weight)
+        with torch.no_grad():
+            loaded = pipe(generator=torch.Generator().manual_seed(seed), **args).images
+        pipe = load(pipeline_class, family, **extra)
+        use_sampler(pipe, "euler")
+        for component, factors, alpha in fused:
+            w = weight.get(component, 1.0) if isinstance(weight, dict) else weight
+            fuse(getattr(pipe, component), factors, alpha, w)
+        with torch.no_grad():
+            by_hand = pipe(generator=torch.Generator().manual_seed(seed), **args).images
+        error = (loaded - by_hand).abs().max().item()
+        print(f"  {weight_name} weight {weight}: |diffusers - fused by hand| = {error:.2e}")
+        assert error < 1e-4, f"diffusers reads {weight_name} differently from the factors that made it"
+        results.append(loaded)
+    request = dict(model=family, prompt=PROMPT, negative_prompt=NEGATIVE, width=32, height=32, steps=5, sampler="euler",
+                   guidance=7.5, seed=seed, count=1, lora=weight_name, weights=weights)
+    return request, results
+
+
+SD1_DIFFUSERS_UNET = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2",
+                      "conv_shortcut", "time_emb_proj", "conv"]
+
+
+@case
+def case_lora_sd1_diffusers(name):
+    """diffusers layout (save_lora_weights): unet.<path>.lora_A/B and text_encoder.text_model.<path>.lora_A/B, alphas
+    only in the lora_adapter_metadata header (UNet r 4 alpha 8, text encoder r 4 alpha 2). UNet: attention, ff,
+    proj_in/out (1x1 convs), resnet 3x3 convs, shortcuts, time_emb_proj, the stride-2 downsampler and the upsampler."""
+    from peft import LoraConfig
+
+    g = gio.make_generator("lora_sd1_diffusers")
+    pipe = load(StableDiffusionPipeline, "sd1", safety_checker=None, requires_safety_checker=False)
+    unet = random_lora(pipe.unet, SD1_DIFFUSERS_UNET, 4, g, 0.2)
+    te = random_lora(pipe.text_encoder, TE_TARGETS_A, 4, g, 0.25)
+
+    def peft_state(factors, prefix=""):
+        state = {}
+        for module, (down, up) in factors.items():
+            state[f"{prefix}{module}.lora_A.weight"] = down
+            state[f"{prefix}{module}.lora_B.weight"] = up
+        return state
+
+    weight_name = "sd1-lora-diffusers.safetensors"
+    scratch = os.path.join(MODELS, "_scratch")
+    # transformers >= 5 has no `text_model` module in CLIPTextModel; files written with transformers 4 (all the
+    # published ones) spell text-encoder paths text_encoder.text_model.encoder...: write that spelling.
+    StableDiffusionPipeline.save_lora_weights(
+        scratch, unet_lora_layers=peft_state(unet), text_encoder_lora_layers=peft_state(te, "text_model."),
+        unet_lora_adapter_metadata=LoraConfig(r=4, lora_alpha=8, target_modules=SD1_DIFFUSERS_UNET).to_dict(),
+        text_encoder_lora_adapter_metadata=LoraConfig(r=4, lora_alpha=2, target_modules=TE_TARGETS_A).to_dict(),
+        weight_name=weight_name)
+    from safetensors import safe_open
+    with safe_open(os.path.join(scratch, weight_name), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata() or {}
+    shutil.rmtree(scratch)
+    assert any(k.startswith("text_encoder.text_model.encoder.") for k in tensors) and any(k.startswith("unet.") for k in tensors)
+    metadata = {k: json.dumps(json.loads(v), sort_keys=True) if k == "lora_adapter_metadata" else v for k, v in metadata.items()}
+    size = gio.write_safetensors(os.path.join(MODELS, weight_name), tensors, metadata)
+    print(f"{weight_name}: {len(tensors)} tensors, {gio.fmt_size(size)}")
+
+    request, (single, split) = lora_pipeline_case(
+        StableDiffusionPipeline, "sd1", weight_name, [("unet", unet, 8), ("text_encoder", te, 2)],
+        [0.8, {"unet": 0.8, "text_encoder": -0.5}], seed=21)
+    write(name, request, single, extra={"latents_split": split})
+
+
+SDXL_KOHYA_LINEAR = ["proj_in", "proj_out", "to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "time_emb_proj",
+                     "conv_shortcut", "time_embedding.linear_1", "time_embedding.linear_2", "add_embedding.linear_1",
+                     "add_embedding.linear_2"]
+SDXL_KOHYA_CONV = ["conv1", "conv2", "conv", "conv_in", "conv_out"]
+
+
+@case
+def case_lora_sdxl_kohya(name):
+    """kohya/sd-scripts SDXL layout: lora_unet_<SGM path> (input_blocks / middle_block / output_blocks, in_layers_2,
+    emb_layers_1, skip_connection, op, time_embed, label_emb, out_2), lora_te1_text_model_* (CLIP-L) and
+    lora_te2_text_model_* (CLIP-G), an .alpha per module, all float16 as kohya saves them. Linear layers and 1x1 convs rank 4 alpha 2, 3x3 convs
+    rank 2 alpha 1 (kohya's conv_dim / conv_alpha), te1 rank 4 alpha 2, te2 rank 4 alpha 6."""
+    import convert_diffusers_to_ldm as ldm
+
+    g = gio.make_generator("lora_sdxl_kohya")
+    pipe = load(StableDiffusionXLPipeline, "sdxl")
+    linear = random_lora(pipe.unet, SDXL_KOHYA_LINEAR, 4, g, 0.2)
+    conv = random_lora(pipe.unet, SDXL_KOHYA_CONV, 2, g, 0.2)
+    te1 = random_lora(pipe.text_encoder, TE_TARGETS_A, 4, g, 0.25)
+    te2 = random_lora(pipe.text_encoder_2, TE_TARGETS_A, 4, g, 0.25)
+    # kohya saves float16 by default: round once, fuse and write the rounded values.
+    for factors in (linear, conv, te1, te2):
+        for module, (down, up) in factors.items():
+            factors[module] = (down.half().float(), up.half().float())
+    sgm = ldm.unet_key_map(dict(pipe.unet.config), [f"{m}.weight" for m in {**linear, **conv}])
+    to_sgm = lambda factors: {sgm[f"{m}.weight"].removesuffix(".weight"): f for m, f in factors.items()}  # noqa: E731
+    # kohya names text-encoder modules as transformers 4 does (text_model.encoder...); transformers 5's
+    # CLIPTextModel has no text_model module, CLIPTextModelWithProjection still has one.
+    te_names = lambda factors: {"text_model." + m.removeprefix("text_model."): f for m, f in factors.items()}  # noqa: E731
+    tensors = {**kohya_tensors("lora_unet_", to_sgm(linear), 2), **kohya_tensors("lora_unet_", to_sgm(conv), 1),
+               **kohya_tensors("lora_te1_", te_names(te1), 2), **kohya_tensors("lora_te2_", te_names(te2), 6)}
+    assert not any("down_blocks" in k or "up_blocks" in k or "mid_block" in k for k in tensors)
+    assert all(k.startswith(("lora_te1_text_model_encoder_", "lora_te2_text_model_encoder_", "lora_unet_")) for k in tensors)
+    weight_name = "sdxl-lora-kohya.safetensors"
+    size = ldm.write_safetensors(os.path.join(MODELS, weight_name), {k: v.half() for k, v in tensors.items()})
+    print(f"{weight_name}: {len(tensors)} tensors, {gio.fmt_size(size)}")
+
+    request, (single, split) = lora_pipeline_case(
+        StableDiffusionXLPipeline, "sdxl", weight_name,
+        [("unet", linear, 2), ("unet", conv, 1), ("text_encoder", te1, 2), ("text_encoder_2", te2, 6)],
+        [0.8, {"unet": 0.8, "text_encoder": -0.5, "text_encoder_2": -0.5}], seed=22)
+    write(name, request, single, extra={"latents_split": split})
 
 
 # ---------------------------------------------------------------------------------------------------- ControlNet
