@@ -11,25 +11,7 @@ import Serving
 /// image with a few steps takes milliseconds).
 enum TestServer {
     /// A models folder in the layout `serve --models` scans, made of links to the fixtures.
-    static let modelsFolder: URL = {
-        let fixtures = Golden.fixturesDirectory.appendingPathComponent("models")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-test-models-\(getpid())")
-        let manager = FileManager.default
-        for (folder, items) in [
-            ("checkpoints", ["sd1", "sd2", "sdxl"]), ("loras", ["sd1-lora.safetensors", "sd1-lora-b.safetensors"]),
-            ("controlnets", ["sd1-controlnet", "sd1-controlnet-b"]),
-        ] {
-            let directory = root.appendingPathComponent(folder)
-            try? manager.createDirectory(at: directory, withIntermediateDirectories: true)
-            for item in items {
-                let link = directory.appendingPathComponent(item)
-                if !manager.fileExists(atPath: link.path) {
-                    try? manager.createSymbolicLink(at: link, withDestinationURL: fixtures.appendingPathComponent(item))
-                }
-            }
-        }
-        return root
-    }()
+    static let modelsFolder: URL = FixtureModels.linkedFolder(named: "swiftdiffusion-test-models")
 
     /// A fresh engine (in-memory store unless one is given) on the fixture models, default model sd1.
     static func engine(

@@ -9,25 +9,7 @@ import XCTest
 /// to run an engine on them. A 32x32 job with a few steps runs in milliseconds.
 enum ServingFixtures {
     /// checkpoints sd1, sd2, sdxl; LoRAs sd1-lora, sd1-lora-b; ControlNets sd1-controlnet, sd1-controlnet-b.
-    static let modelsFolder: URL = {
-        let fixtures = Golden.fixturesDirectory.appendingPathComponent("models")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-serving-models-\(getpid())")
-        let manager = FileManager.default
-        for (folder, items) in [
-            ("checkpoints", ["sd1", "sd2", "sdxl"]), ("loras", ["sd1-lora.safetensors", "sd1-lora-b.safetensors"]),
-            ("controlnets", ["sd1-controlnet", "sd1-controlnet-b"]),
-        ] {
-            let directory = root.appendingPathComponent(folder)
-            try? manager.createDirectory(at: directory, withIntermediateDirectories: true)
-            for item in items {
-                let link = directory.appendingPathComponent(item)
-                if !manager.fileExists(atPath: link.path) {
-                    try? manager.createSymbolicLink(at: link, withDestinationURL: fixtures.appendingPathComponent(item))
-                }
-            }
-        }
-        return root
-    }()
+    static let modelsFolder: URL = FixtureModels.linkedFolder(named: "swiftdiffusion-serving-models")
 
     static var controlImage: Data {
         get throws { try Data(contentsOf: Golden.fixturesDirectory.appendingPathComponent("pipelines/control_ring.png")) }
