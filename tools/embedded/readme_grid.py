@@ -3,7 +3,7 @@
 the PNGs that `swiftdiffusion batch` made; it never runs a model).
 
 Rows: plain prompts; the same prompts and seeds with the outline LoRA; the heart LoRA; the canny ControlNet
-with its input drawing (first column: the drawing itself).
+with its input outline (first column: the canny map itself).
 
   .build/release/swiftdiffusion   # built first
   python tools/embedded/readme_grid.py [--swift .build/release/swiftdiffusion] [--out docs/images/embedded-grid.png]
@@ -33,20 +33,20 @@ HEART = [
     ("a large green heart on the right, yellow background", 25),
 ]
 CONTROL_PROMPTS = [
-    ("a yellow triangle and a red circle, blue background", 31),
-    ("a white triangle and a green circle, black background", 32),
-    ("a purple triangle and an orange circle, white background", 33),
-    ("a red triangle and a blue circle, yellow background", 34),
+    ("blue background, a red circle at the left, a red triangle on the right", 31),
+    ("black background, a yellow circle at the left, a white triangle on the right", 32),
+    ("white background, a purple circle at the left, an orange triangle on the right", 33),
+    ("green background, a blue circle at the left, a yellow triangle on the right", 34),
 ]
 
 
 def draw_control(path):
-    """A user's drawing: thin white lines on black (what the canny ControlNet was trained to follow)."""
-    im = Image.new("RGB", (128, 128), (0, 0, 0))
-    d = ImageDraw.Draw(im)
-    d.polygon([(20, 100), (52, 30), (84, 100)], outline=(255, 255, 255))
-    d.ellipse([78, 18, 116, 56], outline=(255, 255, 255))
-    im.save(path)
+    """An outline to follow: the canny edges (cv2.Canny(image, 100, 200), what the ControlNet was trained on) of a
+    shapes picture the model never saw (seed 9000007: a circle on the left, a triangle on the right)."""
+    import cv2
+    import shapes_data as sd
+    edges = cv2.Canny(sd.sample(9000007, "base")["image"], 100, 200)
+    Image.fromarray(edges).convert("RGB").save(path)
 
 
 def entry(i, prompt, seed, lora=None, control=None):
@@ -68,7 +68,7 @@ def main():
             [entry(10 + k, p, s, lora=outline) for k, (p, s) in enumerate(PLAIN)],
             [entry(20 + k, p, s, lora=heart) for k, (p, s) in enumerate(HEART)],
             [entry(30 + k, p, s, control=control) for k, (p, s) in enumerate(CONTROL_PROMPTS)]]
-    labels = ["prompt only", "+ outline LoRA (style)", "+ heart LoRA (new concept)", "ControlNet (canny): drawing -> images"]
+    labels = ["prompt only", "+ outline LoRA (style)", "+ heart LoRA (new concept)", "ControlNet (canny): edge map -> images"]
     with tempfile.TemporaryDirectory() as tmp:
         manifest = os.path.join(tmp, "grid.jsonl")
         with open(manifest, "w") as f:
