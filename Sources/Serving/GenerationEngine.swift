@@ -27,6 +27,11 @@ public actor GenerationEngine: Service {
     private var pendingSubmissions = 0
     /// Jobs cancelled after the run loop took them from the queue but before they started running.
     private var cancelledBeforeStart: Set<String> = []
+    /// Jobs submitted before the store's unfinished jobs were restored (those are this process's, not leftovers).
+    private var submittedBeforeRestore: Set<String> = []
+    private var restored = false
+    /// The job the run loop has taken from the queue and is executing (set from the pop until `execute` returns).
+    private var taken: String?
 
     public init(configuration: EngineConfiguration, repository: ModelRepository, store: any JobStore, logger: Logger) {
         self.configuration = configuration
@@ -72,8 +77,12 @@ public actor GenerationEngine: Service {
 
     private func restoreUnfinishedJobs() async throws {
         let unfinished = try await store.unfinishedJobs()
-        // Jobs submitted while the store was read are queued already.
-        for var job in unfinished where !queue.entries.contains(where: { $0.id == job.id }) {
+        // Jobs submitted while the store was read are this process's own: queued already, or cancelled or run
+        // since (re-queueing those would run a cancelled job or run one twice).
+        let submittedMeanwhile = submittedBeforeRestore
+        submittedBeforeRestore = []
+        restored = true
+        for var job in unfinished where !submittedMeanwhile.contains(job.id) && !queue.entries.contains(where: { $0.id == job.id }) {
             if job.status == .running {
                 // Interrupted by the restart: it runs again from the start.
                 job.status = .queued
@@ -94,7 +103,9 @@ public actor GenerationEngine: Service {
                 continue
             }
             Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+            taken = next.id
             await execute(next.id)
+            taken = nil
             lastGroup = next.group
         }
     }
@@ -118,6 +129,8 @@ public actor GenerationEngine: Service {
         if spec.model == nil { spec.model = repository.defaultModel }
         let job = JobRecord(id: UUID().uuidString.lowercased(), spec: spec)
         pendingSubmissions += 1
+        // Before the store sees it: a restore reading the store meanwhile must not queue it a second time.
+        if !restored { submittedBeforeRestore.insert(job.id) }
         do {
             try await store.insert(job)
         } catch {
@@ -162,16 +175,18 @@ public actor GenerationEngine: Service {
             running.control.cancel()
             return running.record
         }
-        // Out of the queue before any suspension, so the run loop cannot start it while its record is read.
+        // Decide before any suspension, so the run loop cannot start the job while its record is read: a queued
+        // job leaves the queue; a job the run loop has taken but not started is flagged, and `execute` checks the
+        // flag before it starts (a started job is `running`, handled above).
         let wasQueued = queue.remove(id: id)
+        let takenNotStarted = !wasQueued && taken == id
+        if takenNotStarted { cancelledBeforeStart.insert(id) }
         var job = try await self.job(id)
-        if let running, running.record.id == id {
-            running.control.cancel()
-            return running.record
+        if !wasQueued && !takenNotStarted {
+            // Neither queued, taken nor running: finished (its record was final before the read began), or not yet
+            // in the queue (a submit still storing it; the run loop will find it cancelled and skip it).
+            guard !job.status.isFinished else { throw EngineError.conflict("job '\(id)' already \(job.status.rawValue)") }
         }
-        guard !job.status.isFinished else { throw EngineError.conflict("job '\(id)' already \(job.status.rawValue)") }
-        // Not queued and not running: the run loop has taken it and is about to start it.
-        if !wasQueued { cancelledBeforeStart.insert(id) }
         Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
         job.status = .cancelled
         job.finishedAt = Date()
