@@ -48,6 +48,8 @@ def main():
     ap.add_argument("--offset-noise", type=float, default=0.1)
     ap.add_argument("--snr-gamma", type=float, default=5.0)
     ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--const-frac", type=float, default=1.0,
+                    help="constant learning rate until this fraction of --steps, then cosine decay")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     setup_threads(2)
@@ -89,7 +91,7 @@ def main():
     t0, acc, n_acc = time.time(), 0.0, 0
     while step < args.steps:
         for g in opt.param_groups:
-            g["lr"] = args.lr * lr_factor(step, 100, args.steps)
+            g["lr"] = args.lr * lr_factor(step, 100, args.steps, args.const_frac)
         idx = torch.randint(0, N, (args.bs,))
         alt = torch.where(single[idx], torch.randint(0, ids.shape[1], (args.bs,)), torch.zeros(args.bs, dtype=torch.long))
         ix = cap_ix[idx, alt]

@@ -2,7 +2,8 @@
 """Train the AutoencoderKL (f=8, 4 latent channels) on freshly generated images.
 
 Data: 70% "base" shape images (seeds 1,000,000+) and 30% "generic" drawings (random
-polygons, ellipses, rings, lines; no hearts), random 64x64 crops on the 8-px grid,
+polygons, ellipses, rings, lines; no hearts); --outline-frac moves part of the base share to
+outline-style pictures, random 64x64 crops on the 8-px grid,
 random flips / 90-degree rotations. Every batch is a pure function of the step.
 Loss: MSE + L1 on pixels in [-1,1] + kl_weight * KL; posterior sampling noise ramped in
 over the first 300 steps. bf16 autocast (fp32 master weights), AdamW, EMA 0.999.
@@ -23,12 +24,13 @@ from common import (EMA, VAE_CONFIG, load_ckpt, log, lr_factor, psnr, rng_state,
 import shapes_data as sd
 
 
-def vae_batch(step, bs, crop):
+def vae_batch(step, bs, crop, outline_frac=0.0):
     xs = []
     for i in range(bs):
         seed = step * bs + i
         r = random.Random(f"vaemix:{seed}")
-        s = sd.sample(1_000_000 + seed, "generic" if r.random() < 0.3 else "base")
+        u = r.random()
+        s = sd.sample(1_000_000 + seed, "generic" if u < 0.3 else "outline" if u < 0.3 + outline_frac else "base")
         im = s["image"]
         if crop < 128:
             oy, ox = r.randrange(0, 128 - crop + 1, 8), r.randrange(0, 128 - crop + 1, 8)
@@ -41,12 +43,12 @@ def vae_batch(step, bs, crop):
 
 
 class Batches(IterableDataset):
-    def __init__(self, start, total, bs, crop):
-        self.start, self.total, self.bs, self.crop = start, total, bs, crop
+    def __init__(self, start, total, bs, crop, outline_frac=0.0):
+        self.start, self.total, self.bs, self.crop, self.outline_frac = start, total, bs, crop, outline_frac
 
     def __iter__(self):
         for st in range(self.start, self.total):
-            yield vae_batch(st, self.bs, self.crop)
+            yield vae_batch(st, self.bs, self.crop, self.outline_frac)
 
 
 def eval_set(n=32):
@@ -87,6 +89,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step; the schedule still follows --steps")
     ap.add_argument("--const-frac", type=float, default=0.6)
+    ap.add_argument("--outline-frac", type=float, default=0.0,
+                    help="share of outline-style pictures in the batches (taken from the base share), so the "
+                         "decoder learns to draw the rings of small outlined shapes")
     args = ap.parse_args()
     setup_threads(2)
     os.makedirs(args.out, exist_ok=True)
@@ -118,7 +123,7 @@ def main():
         set_rng_state(ck["rng"])
         log("resumed at step", step)
     evims = eval_set()
-    loader = DataLoader(Batches(step, args.steps, args.bs, args.crop), batch_size=None, num_workers=1,
+    loader = DataLoader(Batches(step, args.steps, args.bs, args.crop, args.outline_frac), batch_size=None, num_workers=1,
                         prefetch_factor=4, persistent_workers=False)
     import time
     t0, acc, nacc = time.time(), 0.0, 0
