@@ -47,6 +47,27 @@ public enum ResizeMode: String, CaseIterable, Sendable {
         self = mode
     }
 
+    /// The size a `imageWidth x imageHeight` image is scaled to before it is cropped (Crop and Resize) or placed
+    /// (Resize and Fill) to fit `width x height`; for Just Resize, the target itself. Callers bound it before
+    /// `apply`, whose memory it decides.
+    public func scaledSize(width imageWidth: Int, height imageHeight: Int, toWidth width: Int, toHeight height: Int)
+        -> (width: Int, height: Int)
+    {
+        let (oldWidth, oldHeight) = (Double(max(imageWidth, 1)), Double(max(imageHeight, 1)))
+        let kHeight = Double(height) / oldHeight, kWidth = Double(width) / oldWidth
+        func clamped(_ value: Double) -> Int { Int(min(value.rounded(.toNearestOrEven), Double(Int32.max))) }
+        switch self {
+        case .justResize:
+            return (width, height)
+        case .cropAndResize:
+            let k = max(kHeight, kWidth)
+            return (max(clamped(oldWidth * k), width), max(clamped(oldHeight * k), height))
+        case .resizeAndFill:
+            let k = min(kHeight, kWidth)
+            return (min(max(clamped(oldWidth * k), 1), width), min(max(clamped(oldHeight * k), 1), height))
+        }
+    }
+
     /// The image fitted to `width x height`; scaling uses `filter` (PIL LANCZOS by default, as diffusers).
     ///
     /// Crop and Resize scales by `max(height / h, width / w)` and Resize and Fill by the `min`; the scaled size is

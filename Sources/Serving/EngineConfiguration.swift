@@ -10,13 +10,24 @@ public struct RequestLimits: Codable, Sendable, Equatable {
     public var maximumControls = 4
     public var maximumPromptCharacters = 8000
     public var maximumImageBytes = 20 << 20
+    /// Decoded control and init images: per side, in pixels, and the longer side over the shorter.
+    public var maximumImageSide = 8192
+    public var maximumImagePixels = 4096 * 4096
+    public var maximumAspectRatio: Double = 32
+    /// Pixels an image may be scaled to while it is fitted to the generation size (before cropping).
+    public var maximumIntermediatePixels = 4 * 2048 * 2048
+    /// Client-chosen `metadata` echoed with a job: entries, and bytes of keys and values together.
+    public var maximumMetadataEntries = 16
+    public var maximumMetadataBytes = 4096
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case maximumSide = "max_side", maximumPixels = "max_pixels", maximumSteps = "max_steps", maximumCount = "max_images"
         case maximumLoRAs = "max_loras", maximumControls = "max_controls", maximumPromptCharacters = "max_prompt_characters"
-        case maximumImageBytes = "max_image_bytes"
+        case maximumImageBytes = "max_image_bytes", maximumImageSide = "max_image_side", maximumImagePixels = "max_image_pixels"
+        case maximumAspectRatio = "max_aspect_ratio", maximumIntermediatePixels = "max_intermediate_pixels"
+        case maximumMetadataEntries = "max_metadata_entries", maximumMetadataBytes = "max_metadata_bytes"
     }
 }
 
@@ -37,6 +48,9 @@ public struct EngineConfiguration: Sendable {
     public var loraCacheBytes = 2 << 30
     /// Finished jobs and their images are deleted after this many seconds.
     public var retention: TimeInterval = 24 * 3600
+    /// A job that was running when the process ended this many times is not run again: it is failed as a poison
+    /// job, so a request that kills the process cannot put the server into a restart loop.
+    public var maximumJobAttempts = 3
     public var limits = RequestLimits()
 
     public init() {}

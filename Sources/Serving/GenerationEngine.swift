@@ -14,6 +14,8 @@ public actor GenerationEngine: Service {
     let logger: Logger
     let executor: JobExecutor
     let compute = ComputeThread(name: "generation")
+    /// Submission checks decode images and read model configs: off the cooperative pool, which serves HTTP.
+    let validation = ComputeThread(name: "validation")
     let events = JobEventHub()
 
     private var queue: JobQueue
@@ -83,6 +85,18 @@ public actor GenerationEngine: Service {
         submittedBeforeRestore = []
         restored = true
         for var job in unfinished where !submittedMeanwhile.contains(job.id) && !queue.entries.contains(where: { $0.id == job.id }) {
+            if job.status == .running && job.attempts >= configuration.maximumJobAttempts {
+                // The process ended while running it, every time it was tried: most likely the job itself ends the
+                // process. Running it again would end this one too.
+                job.status = .failed
+                job.finishedAt = Date()
+                job.error =
+                    "poison job: the server process ended while running this job \(job.attempts) times; it is not run again"
+                try await store.update(job)
+                Counter(label: "swiftdiffusion_jobs_total", dimensions: [("outcome", "poisoned")]).increment()
+                logger.error("poison job failed without running", metadata: ["job": "\(job.id)", "attempts": "\(job.attempts)"])
+                continue
+            }
             if job.status == .running {
                 // Interrupted by the restart: it runs again from the start.
                 job.status = .queued
@@ -120,7 +134,9 @@ public actor GenerationEngine: Service {
     /// Validates and queues a job. Throws `EngineError` (invalid, not found, queue full).
     public func submit(_ spec: JobSpec) async throws -> JobRecord {
         var spec = spec
-        try executor.validate(spec)
+        let executor = self.executor
+        let checked = spec
+        try await validation.run { try executor.validate(checked) }
         guard queue.count + pendingSubmissions < queue.capacity else {
             Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
             throw EngineError.queueFull(retryAfter: retryAfterEstimate())
@@ -272,8 +288,16 @@ public actor GenerationEngine: Service {
         progressContinuation.finish()
         await progressTask.value
         if Task.isCancelled {
-            // The service was cancelled: record no outcome, the job stays "running" and the next start re-runs it.
+            // The service was cancelled: no outcome; the job is queued again for the next start, and this try does
+            // not count towards the poison-job limit (the job did not end the process).
             running = nil
+            job.status = .queued
+            job.attempts = max(0, job.attempts - 1)
+            job.progress = JobProgress()
+            job.startedAt = nil
+            // In a task of its own: this one is cancelled, and the store would refuse to write from it.
+            let store = self.store, record = job
+            await Task.detached { try? await store.update(record) }.value
             logger.info("job interrupted by cancellation of the engine", metadata: ["job": "\(id)"])
             return
         }
@@ -332,10 +356,14 @@ public actor GenerationEngine: Service {
         }
     }
 
-    /// Seconds a refused client should wait: the typical job time times the work ahead, at least 1.
-    private func retryAfterEstimate() -> Int {
+    /// Seconds a refused client should wait: the work ahead of it (every queued job, plus what is left of the
+    /// running one) times the recent mean service time of a job; 5 s per job before any has finished.
+    func retryAfterEstimate() -> Int {
         let typical = recentDurations.isEmpty ? 5 : recentDurations.reduce(0, +) / Double(recentDurations.count)
-        return max(1, Int((typical * Double(max(1, queue.count / 4))).rounded(.up)))
+        var remaining = 0.0
+        if let started = running?.record.startedAt { remaining = max(0, typical - Date().timeIntervalSince(started)) }
+        let seconds = typical * Double(queue.count + pendingSubmissions) + remaining
+        return Int(min(max(1, seconds.rounded(.up)), 3600))
     }
 
     private func enforceRetentionPeriodically() async {

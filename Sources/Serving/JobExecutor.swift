@@ -82,8 +82,12 @@ final class JobExecutor: @unchecked Sendable {
         guard (1...limits.maximumCount).contains(spec.count) else { throw invalid("the number of images must be between 1 and \(limits.maximumCount)") }
         guard spec.cfg.isFinite, (0...50).contains(spec.cfg) else { throw invalid("cfg must be between 0 and 50") }
         guard spec.strength.isFinite, spec.strength > 0, spec.strength <= 1 else { throw invalid("strength must be in (0, 1]") }
-        if let clipSkip = spec.clipSkip, !(1...12).contains(clipSkip) { throw invalid("clip_skip must be between 1 and 12") }
         if let deadline = spec.loraDeadlineStep, deadline < 0 { throw invalid("lora_deadline_step must not be negative") }
+        guard spec.metadata.count <= limits.maximumMetadataEntries,
+            spec.metadata.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) <= limits.maximumMetadataBytes
+        else {
+            throw invalid("metadata is limited to \(limits.maximumMetadataEntries) entries and \(limits.maximumMetadataBytes) bytes")
+        }
         do { _ = try SamplerKind.named(spec.sampler) } catch { throw invalid("\(error)") }
         if spec.promptSyntax == .a1111 {
             for text in [spec.prompt, spec.negativePrompt ?? ""] {
@@ -95,6 +99,26 @@ final class JobExecutor: @unchecked Sendable {
         let modelID = spec.model ?? repository.defaultModel
         guard let modelID, repository.entry(.checkpoint, modelID) != nil else {
             throw EngineError.notFound("unknown model '\(spec.model ?? "")'; see /v1/models")
+        }
+        // What the chosen model can take: sizes in its VAE's multiples, no more CLIP layers skipped than it has.
+        let profile = try repository.profile(modelID)
+        for (name, value) in [("width", spec.width), ("height", spec.height)] {
+            if let value, value % profile.sizeMultiple != 0 {
+                throw invalid(
+                    "\(name) must be a multiple of \(profile.sizeMultiple) for model '\(modelID)', got \(value) "
+                        + "(its native size is \(profile.width)x\(profile.height))")
+            }
+        }
+        if let clipSkip = spec.clipSkip, !(1...profile.maximumClipSkip).contains(clipSkip) {
+            throw invalid(
+                "clip_skip must be between 1 and \(profile.maximumClipSkip) for model '\(modelID)' "
+                    + "(its text encoder has \(profile.textEncoderLayers) layers), got \(clipSkip)")
+        }
+        let width = spec.width ?? profile.width, height = spec.height ?? profile.height
+        guard width.multipliedReportingOverflow(by: height).partialValue <= limits.maximumPixels,
+            width <= limits.maximumSide, height <= limits.maximumSide
+        else {
+            throw invalid("width x height must be at most \(limits.maximumPixels) pixels")
         }
         for lora in spec.loras {
             guard repository.entry(.lora, lora.name) != nil else { throw EngineError.notFound("unknown LoRA '\(lora.name)'; see /v1/loras") }
@@ -114,20 +138,39 @@ final class JobExecutor: @unchecked Sendable {
             guard ResizeMode(name: control.resizeMode) != nil else {
                 throw invalid("unknown resize mode '\(control.resizeMode)' (just_resize, crop_and_resize, resize_and_fill)")
             }
-            try checkImage(control.image, what: "ControlNet image")
+            try checkImage(control.image, what: "ControlNet image", resize: ResizeMode(name: control.resizeMode), width: width, height: height)
         }
-        if let image = spec.initImage { try checkImage(image, what: "init image") }
+        if let image = spec.initImage { try checkImage(image, what: "init image", resize: .justResize, width: width, height: height) }
     }
 
-    /// Decodes enough of an image to know it is a PNG or JPEG within the limits.
-    private func checkImage(_ data: Data, what: String) throws {
-        guard data.count <= configuration.limits.maximumImageBytes else {
-            throw EngineError.invalidRequest("\(what) is larger than \(configuration.limits.maximumImageBytes) bytes")
+    /// Decodes an image to know it is a PNG or JPEG within the limits, and checks that fitting it to the
+    /// generation size stays within bounds (an 8192x1 drawing cropped to cover 2048x2048 would need a 16M x 2048
+    /// intermediate).
+    private func checkImage(_ data: Data, what: String, resize: ResizeMode?, width: Int, height: Int) throws {
+        let limits = configuration.limits
+        guard data.count <= limits.maximumImageBytes else {
+            throw EngineError.invalidRequest("\(what) is larger than \(limits.maximumImageBytes) bytes")
         }
+        let image: RGBImage
         do {
-            _ = try ImageCodec.decode(data, limits: ImageLimits(maximumBytes: configuration.limits.maximumImageBytes))
+            image = try ImageCodec.decode(
+                data, limits: ImageLimits(maximumBytes: limits.maximumImageBytes, maximumSide: limits.maximumImageSide,
+                    maximumPixels: limits.maximumImagePixels))
         } catch {
             throw EngineError.invalidRequest("\(what): \(error)")
+        }
+        let ratio = Double(max(image.width, image.height)) / Double(min(image.width, image.height))
+        guard ratio <= limits.maximumAspectRatio else {
+            throw EngineError.invalidRequest(
+                "\(what) is \(image.width)x\(image.height): its aspect ratio is beyond \(Int(limits.maximumAspectRatio)):1")
+        }
+        if let resize {
+            let scaled = resize.scaledSize(width: image.width, height: image.height, toWidth: width, toHeight: height)
+            guard Double(scaled.width) * Double(scaled.height) <= Double(limits.maximumIntermediatePixels) else {
+                throw EngineError.invalidRequest(
+                    "\(what) is \(image.width)x\(image.height): \(resize.displayName) to \(width)x\(height) would scale it to "
+                        + "\(scaled.width)x\(scaled.height), over the limit of \(limits.maximumIntermediatePixels) pixels")
+            }
         }
     }
 

@@ -34,6 +34,8 @@ public final class ModelRepository: @unchecked Sendable {
     public let embeddedModels: URL?
     private let lock = NSLock()
     private var entries: [ModelKind: [String: ModelEntry]] = [:]
+    /// Profiles read so far, by checkpoint path (forgotten on rescan: a file may have changed).
+    private var profiles: [String: ModelProfile] = [:]
     /// Id of the model used when a request names none.
     public private(set) var defaultModel: String?
 
@@ -69,6 +71,7 @@ public final class ModelRepository: @unchecked Sendable {
         }
         lock.lock()
         entries = found
+        profiles = [:]
         if defaultModel == nil || found[.checkpoint]?[defaultModel ?? ""] == nil {
             defaultModel = found[.checkpoint]?.values.sorted { ($0.embedded ? 0 : 1, $0.id) < ($1.embedded ? 0 : 1, $1.id) }.first?.id
         }
@@ -93,6 +96,29 @@ public final class ModelRepository: @unchecked Sendable {
         if let exact = entries[kind]?[id] { return exact }
         let bare = Self.bareName(id)
         return entries[kind]?[bare]
+    }
+
+    /// The profile (native size, recommended sampler/steps/CFG, text encoder depth) of checkpoint `id`; nil `id`
+    /// means the default model. Read from the model's config files once, without loading weights.
+    public func profile(_ id: String?) throws -> ModelProfile {
+        guard let id = id ?? defaultModel else { throw EngineError.notFound("no model is available") }
+        guard let entry = entry(.checkpoint, id) else { throw EngineError.notFound("unknown model '\(id)'; see /v1/models") }
+        lock.lock()
+        let cached = profiles[entry.path]
+        lock.unlock()
+        if let cached { return cached }
+        let profile: ModelProfile
+        do {
+            profile = try ModelProfile.read(path: entry.path)
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw EngineError.unavailable("model '\(id)' cannot be read: \(error)")
+        }
+        lock.lock()
+        profiles[entry.path] = profile
+        lock.unlock()
+        return profile
     }
 
     static func bareName(_ name: String) -> String {

@@ -37,7 +37,7 @@ final class GenerationEngineTests: XCTestCase {
             ("huge cfg", spec { $0.cfg = 1e9 }, .invalidRequest("cfg must be between 0 and 50")),
             ("nan cfg", spec { $0.cfg = .nan }, .invalidRequest("cfg must be between 0 and 50")),
             ("strength 0", spec { $0.strength = 0 }, .invalidRequest("strength must be in (0, 1]")),
-            ("clip skip", spec { $0.clipSkip = 13 }, .invalidRequest("clip_skip must be between 1 and 12")),
+            ("clip skip", spec { $0.clipSkip = 13 }, .invalidRequest("clip_skip must be between 1 and 2 for model 'sd1' (its text encoder has 2 layers), got 13")),
             ("deadline", spec { $0.loraDeadlineStep = -1 }, .invalidRequest("lora_deadline_step must not be negative")),
             ("unknown model", spec { $0.model = "nope" }, .notFound("unknown model 'nope'; see /v1/models")),
             (

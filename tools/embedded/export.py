@@ -50,10 +50,12 @@ def load_unet_te(path, use_ema=True):
 
 
 def scheduler():
-    from diffusers import PNDMScheduler
-    return PNDMScheduler(num_train_timesteps=SCHED["num_train_timesteps"], beta_start=SCHED["beta_start"],
-                         beta_end=SCHED["beta_end"], beta_schedule="scaled_linear", skip_prk_steps=True,
-                         steps_offset=1, set_alpha_to_one=False, prediction_type="epsilon")
+    # The model's recommended sampler (what tools/embedded/evaluate.py scores): DPM++ 2M, configured exactly as
+    # DPMSolverMultistepScheduler.from_config() of SD 1.5's PNDM config (leading spacing, steps_offset 1).
+    from diffusers import DPMSolverMultistepScheduler
+    return DPMSolverMultistepScheduler(num_train_timesteps=SCHED["num_train_timesteps"], beta_start=SCHED["beta_start"],
+                                       beta_end=SCHED["beta_end"], beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading", prediction_type="epsilon")
 
 
 def export_base(args):
