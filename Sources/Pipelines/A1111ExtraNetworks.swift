@@ -61,15 +61,17 @@ public struct A1111LoRATag: Sendable, Equatable {
 }
 
 /// Finds and removes extra-network tags, as A1111's `parse_prompt` does (regex `<(\w+):([^>]+)>`, each tag replaced
-/// by nothing).
+/// by nothing). One pass: the search for a tag's closing `>` is remembered, so text with many `<` and no `>`
+/// is not scanned again from every `<`.
 public enum A1111ExtraNetworks {
     public static func parse(_ prompt: String) -> (prompt: String, tags: [A1111ExtraNetworkTag]) {
         let scalars = Array(prompt.unicodeScalars)
         var kept = String.UnicodeScalarView()
         var tags: [A1111ExtraNetworkTag] = []
+        var closing = ClosingBracketFinder()
         var i = 0
         while i < scalars.count {
-            if scalars[i] == "<", let (tag, end) = tag(in: scalars, at: i) {
+            if scalars[i] == "<", let (tag, end) = tag(in: scalars, at: i, closing: &closing) {
                 tags.append(tag)
                 i = end
             } else {
@@ -80,19 +82,36 @@ public enum A1111ExtraNetworks {
         return (String(kept), tags)
     }
 
-    /// The tag starting at `start` (a `<`) and the index after its `>`, or nil.
-    static func tag(in scalars: [Unicode.Scalar], at start: Int) -> (A1111ExtraNetworkTag, Int)? {
+    /// The first `>` at or after a position; the positions asked for never decrease, so all calls together scan
+    /// the text once.
+    struct ClosingBracketFinder {
+        private var searched = false
+        /// The first `>` at or after every position asked for since the last scan (`scalars.count`: none).
+        private var result = 0
+
+        mutating func first(in scalars: [Unicode.Scalar], from start: Int) -> Int? {
+            if !searched || start > result {
+                var j = start
+                while j < scalars.count, scalars[j] != ">" { j += 1 }
+                result = j
+                searched = true
+            }
+            return result < scalars.count ? result : nil
+        }
+    }
+
+    /// The tag starting at `start` (a `<`) and the index after its `>`, or nil. `start` must not decrease
+    /// between calls sharing `closing`.
+    static func tag(in scalars: [Unicode.Scalar], at start: Int, closing: inout ClosingBracketFinder) -> (A1111ExtraNetworkTag, Int)? {
         var j = start + 1
         while j < scalars.count, A1111PromptParser.isWordCharacter(scalars[j]) { j += 1 }
         guard j > start + 1, j < scalars.count, scalars[j] == ":" else { return nil }
         let typeEnd = j
-        j += 1
-        let argumentsStart = j
-        while j < scalars.count, scalars[j] != ">" { j += 1 }
-        guard j > argumentsStart, j < scalars.count else { return nil }
+        let argumentsStart = j + 1
+        guard let end = closing.first(in: scalars, from: argumentsStart), end > argumentsStart else { return nil }
         let tag = A1111ExtraNetworkTag(
             type: A1111PromptParser.string(scalars[(start + 1)..<typeEnd]),
-            arguments: A1111PromptParser.string(scalars[argumentsStart..<j]))
-        return (tag, j + 1)
+            arguments: A1111PromptParser.string(scalars[argumentsStart..<end]))
+        return (tag, end + 1)
     }
 }

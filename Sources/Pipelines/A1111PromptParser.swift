@@ -21,10 +21,16 @@ public struct A1111PromptSegment: Sendable, Equatable, CustomStringConvertible {
 public enum A1111PromptError: Error, CustomStringConvertible, Equatable, Sendable {
     /// `(text:weight)` whose weight is not a number (AUTOMATIC1111 fails on these too).
     case invalidWeight(String)
+    /// Brackets nested so deeply around so many runs of text that weighing them would take more than `limit`
+    /// multiplications (A1111 would spend minutes on it).
+    case tooDeeplyNested(limit: Int)
 
     public var description: String {
         switch self {
         case .invalidWeight(let weight): "prompt emphasis weight '\(weight)' is not a number (write e.g. (word:1.2))"
+        case .tooDeeplyNested(let limit):
+            "prompt emphasis brackets are nested too deeply: weighing them would take more than \(limit) steps "
+                + "(use fewer nested ( ) or [ ])"
         }
     }
 }
@@ -44,20 +50,59 @@ public enum A1111PromptParser {
     static let roundMultiplier = 1.1
     static let squareMultiplier = 1 / 1.1
 
-    /// The weighted runs of `text`. Throws when a `(text:weight)` weight is not a number.
+    /// The most bracket-weight multiplications one prompt may ask for (each closing bracket multiplies every run
+    /// of text since its opening bracket). Ordinary prompts need a few hundred; a prompt that nests brackets
+    /// thousands deep around thousands of separate runs of text would need billions, and is refused instead.
+    public static let maximumWeightingWork = 1 << 22
+
+    /// The weighted runs of `text`. Throws when a `(text:weight)` weight is not a number, or when the brackets
+    /// would need more than `maximumWeightingWork` multiplications.
+    ///
+    /// One pass over the text: consecutive entries that no bracket separates share one weight slot, each closing
+    /// bracket multiplies the slots since its opening one in place (in A1111's order, so every weight is the same
+    /// product, rounded the same way), and the work of those multiplications is bounded by
+    /// `maximumWeightingWork`.
     public static func parseAttention(_ text: String) throws -> [A1111PromptSegment] {
         let scalars = Array(text.unicodeScalars)
-        var result: [(text: String, weight: Double)] = []
+        // The entries A1111 builds, each pointing at its weight slot; a slot is shared by entries that no
+        // bracket event separates (they are always multiplied together).
+        var texts: [String] = []
+        var slotOfEntry: [Int] = []
+        var weights: [Double] = []
+        var lastSlotIsOpen = false
+        var lastSlotInitialWeight = 0.0
+        var work = 0
+        // Positions in `weights` (slot indexes) where brackets opened.
         var roundBrackets: [Int] = []
         var squareBrackets: [Int] = []
 
-        func multiplyRange(from start: Int, by multiplier: Double) {
-            for p in start..<result.count { result[p].weight *= multiplier }
+        func append(_ entry: String, _ weight: Double) {
+            if !(lastSlotIsOpen && lastSlotInitialWeight == weight) {
+                weights.append(weight)
+                lastSlotIsOpen = true
+                lastSlotInitialWeight = weight
+            }
+            texts.append(entry)
+            slotOfEntry.append(weights.count - 1)
+        }
+        func open() -> Int {
+            lastSlotIsOpen = false
+            return weights.count
+        }
+        func multiplyRange(from start: Int, by multiplier: Double) throws {
+            lastSlotIsOpen = false
+            let count = weights.count - start
+            guard count > 0 else { return }
+            work += count
+            guard work <= maximumWeightingWork else { throw A1111PromptError.tooDeeplyNested(limit: maximumWeightingWork) }
+            weights.withUnsafeMutableBufferPointer { slots in
+                for p in start..<slots.count { slots[p] *= multiplier }
+            }
         }
         func appendPlain(_ run: ArraySlice<Unicode.Scalar>) {
             for (index, part) in splitOnBreak(run).enumerated() {
-                if index > 0 { result.append(("BREAK", -1)) }
-                result.append((string(part), 1.0))
+                if index > 0 { append("BREAK", -1) }
+                append(string(part), 1.0)
             }
         }
 
@@ -68,17 +113,17 @@ public enum A1111PromptParser {
             case "\\":
                 // `\(`, `\)`, `\[`, `\]`, `\\` are the character; a lone backslash is dropped (its text[1:] is "").
                 if i + 1 < scalars.count, "()[]\\".unicodeScalars.contains(scalars[i + 1]) {
-                    result.append((String(scalars[i + 1]), 1.0))
+                    append(String(scalars[i + 1]), 1.0)
                     i += 2
                 } else {
-                    result.append(("", 1.0))
+                    append("", 1.0)
                     i += 1
                 }
             case "(":
-                roundBrackets.append(result.count)
+                roundBrackets.append(open())
                 i += 1
             case "[":
-                squareBrackets.append(result.count)
+                squareBrackets.append(open())
                 i += 1
             case ":":
                 if let end = weightTokenEnd(scalars, from: i) {
@@ -86,50 +131,62 @@ public enum A1111PromptParser {
                     if let open = roundBrackets.popLast() {
                         let digits = scalars[(i + 1)..<(end - 1)]
                         guard let weight = pythonFloat(digits) else { throw A1111PromptError.invalidWeight(string(digits)) }
-                        multiplyRange(from: open, by: weight)
+                        try multiplyRange(from: open, by: weight)
                     } else {
                         appendPlain(token)
                     }
                     i = end
                 } else {
-                    result.append((":", 1.0))
+                    append(":", 1.0)
                     i += 1
                 }
             case ")":
                 if let open = roundBrackets.popLast() {
-                    multiplyRange(from: open, by: roundMultiplier)
+                    try multiplyRange(from: open, by: roundMultiplier)
                 } else {
                     appendPlain(scalars[i..<(i + 1)])
                 }
                 i += 1
             case "]":
                 if let open = squareBrackets.popLast() {
-                    multiplyRange(from: open, by: squareMultiplier)
+                    try multiplyRange(from: open, by: squareMultiplier)
                 } else {
                     appendPlain(scalars[i..<(i + 1)])
                 }
                 i += 1
             default:
                 var end = i
-                while end < scalars.count, !"\\()[]:".unicodeScalars.contains(scalars[end]) { end += 1 }
+                while end < scalars.count, !isSyntax(scalars[end]) { end += 1 }
                 appendPlain(scalars[i..<end])
                 i = end
             }
         }
-        for open in roundBrackets { multiplyRange(from: open, by: roundMultiplier) }
-        for open in squareBrackets { multiplyRange(from: open, by: squareMultiplier) }
-        if result.isEmpty { result = [("", 1.0)] }
+        // Brackets left open apply to everything after them: refuse before doing work that would be refused.
+        let pending = (roundBrackets + squareBrackets).reduce(0) { $0 + max(0, weights.count - $1) }
+        guard work + pending <= maximumWeightingWork else { throw A1111PromptError.tooDeeplyNested(limit: maximumWeightingWork) }
+        for open in roundBrackets { try multiplyRange(from: open, by: roundMultiplier) }
+        for open in squareBrackets { try multiplyRange(from: open, by: squareMultiplier) }
+        if texts.isEmpty { return [A1111PromptSegment("", 1.0)] }
 
         // Merge runs of identical weights.
-        var merged: [(text: String, weight: Double)] = []
-        for entry in result {
-            if let last = merged.last, last.weight == entry.weight {
-                merged[merged.count - 1].text += entry.text
+        var merged: [A1111PromptSegment] = []
+        for (entry, slot) in zip(texts, slotOfEntry) {
+            let weight = weights[slot]
+            if let last = merged.last, last.weight == weight {
+                merged[merged.count - 1].text += entry
             } else {
-                merged.append(entry)
+                merged.append(A1111PromptSegment(entry, weight))
             }
         }
-        return merged.map { A1111PromptSegment($0.text, $0.weight) }
+        return merged
+    }
+
+    /// The characters that end a run of plain text.
+    static func isSyntax(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar {
+        case "\\", "(", ")", "[", "]", ":": true
+        default: false
+        }
     }
 
     /// The end of `:NUMBER)` starting at `start` (the regex `:([+-]?[.\d]+)\)`), or nil.
@@ -161,12 +218,17 @@ public enum A1111PromptParser {
     }
 
     static func isDecimalDigit(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.numericType == .decimal
+        if scalar.isASCII { return scalar.value >= 0x30 && scalar.value <= 0x39 }
+        return scalar.properties.numericType == .decimal
     }
 
     /// Python's `\w` (Unicode letters, digits and the underscore).
     static func isWordCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        scalar == "_" || scalar.properties.isAlphabetic || scalar.properties.numericType != nil
+        if scalar.isASCII {
+            let value = scalar.value | 0x20  // lower case for letters
+            return scalar == "_" || (scalar.value >= 0x30 && scalar.value <= 0x39) || (value >= 0x61 && value <= 0x7A)
+        }
+        return scalar.properties.isAlphabetic || scalar.properties.numericType != nil
     }
 
     /// `re.split(r"\s*\bBREAK\b\s*", text)`.
@@ -176,10 +238,10 @@ public enum A1111PromptParser {
         var partStart = run.startIndex
         var i = run.startIndex
         while i + keyword.count <= run.endIndex {
-            let matches = run[i..<(i + keyword.count)].elementsEqual(keyword)
-            let boundaryBefore = i == run.startIndex || !isWordCharacter(run[i - 1])
-            let boundaryAfter = i + keyword.count == run.endIndex || !isWordCharacter(run[i + keyword.count])
-            guard matches, boundaryBefore, boundaryAfter else {
+            guard run[i] == "B", run[i..<(i + keyword.count)].elementsEqual(keyword),
+                i == run.startIndex || !isWordCharacter(run[i - 1]),
+                i + keyword.count == run.endIndex || !isWordCharacter(run[i + keyword.count])
+            else {
                 i += 1
                 continue
             }

@@ -110,4 +110,70 @@ final class A1111PromptParserTests: XCTestCase {
         // "<a <lora:x:1>": the first "<" starts no tag; the second does.
         XCTAssertEqual(A1111ExtraNetworks.parse("<a <lora:x:1>").prompt, "<a ")
     }
+
+    /// A prompt of every kind of nesting, 300k characters each: parsed (or refused) in a single pass.
+    func testLongNestedPromptsParseInLinearTime() throws {
+        let n = 100_000
+        func timed<T>(_ label: String, _ body: () throws -> T) rethrows -> T {
+            let start = Date()
+            defer {
+                let elapsed = Date().timeIntervalSince(start)
+                print("\(label): \(elapsed) s")
+                XCTAssertLessThan(elapsed, 0.5, "\(label) took \(elapsed) s")
+            }
+            return try body()
+        }
+        // Nested around one word: exact weights, as A1111 computes them (1.1 applied 150k times overflows).
+        let deepRound = String(repeating: "(", count: 150_000) + "a" + String(repeating: ")", count: 150_000)
+        func repeatedProduct(_ multiplier: Double, _ count: Int) -> Double {
+            var weight = 1.0
+            for _ in 0..<count { weight *= multiplier }
+            return weight
+        }
+        XCTAssertEqual(try timed("((a))") { try parse(deepRound) }, [A1111PromptSegment("a", repeatedProduct(1.1, 150_000))])
+        let deepSquare = String(repeating: "[", count: 150_000) + "a" + String(repeating: "]", count: 150_000)
+        XCTAssertEqual(try timed("[[a]]") { try parse(deepSquare) }, [A1111PromptSegment("a", repeatedProduct(1 / 1.1, 150_000))])
+        // Unclosed brackets, each before a word: A1111 needs ~n^2/2 multiplications; refused instead.
+        for (open, label) in [("(", "(a(a"), ("[", "[a[a"), ("([", "([a([a")] {
+            let text = String(repeating: open + "a", count: 300_000 / (open.count + 1))
+            XCTAssertThrowsError(try timed(label) { try parse(text) }, label) { error in
+                XCTAssertEqual(error as? A1111PromptError, .tooDeeplyNested(limit: A1111PromptParser.maximumWeightingWork))
+                XCTAssertTrue("\(error)".contains("nested too deeply"), "\(error)")
+            }
+        }
+        // Nested and closed, each level with its own word, 64 deep (within the limit): every weight exact.
+        let depth = 64
+        let nested = String(repeating: "(a ", count: depth) + String(repeating: ")", count: depth)
+        let block = nested + " "
+        let blocks = String(repeating: block, count: 300_000 / block.count)
+        let segments = try timed("(a (a ... ) ) repeated") { try parse(blocks) }
+        var expected = [Double](repeating: 1, count: depth)
+        for level in 0..<depth { for inner in level..<depth { expected[inner] *= 1.1 } }
+        // Each block: one segment per level, then the space between blocks.
+        XCTAssertEqual(segments.count, (depth + 1) * (300_000 / block.count))
+        XCTAssertEqual(Array(segments.prefix(depth)).map(\.weight), expected)
+        XCTAssertEqual(segments[depth].text, " ")
+        // Many short bracket groups, escapes, colons and BREAKs: linear too.
+        let unit = "(a:1.2) [b] \\( c: BREAK "
+        let flat = String(repeating: unit, count: 300_000 / unit.count)
+        let flatSegments = try timed("flat") { try parse(flat) }
+        XCTAssertEqual(flatSegments.filter(\.isBreak).count, 300_000 / unit.count)
+        XCTAssertEqual(Array(flatSegments.prefix(4)), [
+            A1111PromptSegment("a", 1.2), A1111PromptSegment(" ", 1), A1111PromptSegment("b", 1 / 1.1),
+            A1111PromptSegment(" ( c:", 1),
+        ])
+        // Extra-network tags: many "<" without ">", nested "<", and many real tags.
+        let unclosed = String(repeating: "<lora:x", count: n / 2)
+        XCTAssertEqual(timed("<lora:x") { A1111ExtraNetworks.parse(unclosed) }.prompt, unclosed)
+        let nestedAngles = String(repeating: "<a:", count: n) + String(repeating: ">", count: n)
+        let parsedAngles = timed("<a:<a:>>") { A1111ExtraNetworks.parse(nestedAngles) }
+        XCTAssertEqual(parsedAngles.tags.count, 1)
+        XCTAssertEqual(parsedAngles.tags[0].type, "a")
+        XCTAssertEqual(parsedAngles.tags[0].positional.count, n)
+        XCTAssertEqual(parsedAngles.prompt, String(repeating: ">", count: n - 1))
+        let many = String(repeating: "<lora:x:0.5>, ", count: 300_000 / 14)
+        let parsedMany = timed("<lora:x:0.5> repeated") { A1111ExtraNetworks.parse(many) }
+        XCTAssertEqual(parsedMany.tags.count, 300_000 / 14)
+        XCTAssertEqual(parsedMany.prompt, String(repeating: ", ", count: 300_000 / 14))
+    }
 }
