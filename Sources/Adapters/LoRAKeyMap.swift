@@ -74,7 +74,7 @@ public enum LoRAKeyMap {
                 unmatched.append("\(module.component.rawValue): \(module.name)")
                 continue
             }
-            entries.append(try bind(module, to: layer))
+            entries.append(try bind(module, to: layer, source: network.source))
         }
         return ResolvedLoRA(source: network.source, entries: entries, unmatched: unmatched)
     }
@@ -102,18 +102,18 @@ public enum LoRAKeyMap {
         return keys
     }
 
-    static func bind(_ module: LoRAModule, to layer: PatchableLayer) throws -> ResolvedLoRA.Entry {
+    static func bind(_ module: LoRAModule, to layer: PatchableLayer, source: String) throws -> ResolvedLoRA.Entry {
         let rank = module.rank
         let up = module.up.reshaped([module.up.shape[0], rank])
         switch layer {
         case .linear(let linear):
             guard module.down.count == rank * linear.inFeatures, module.down.rank == 2 || module.down.shape[2...] == [1, 1] else {
                 throw LoRAError.shapeMismatch(
-                    module: module.name, layer: linear.path, detail: "down is \(module.down.shape), the layer takes \(linear.inFeatures) inputs")
+                    source: source, module: module.name, layer: linear.path, detail: "down is \(module.down.shape), the layer takes \(linear.inFeatures) inputs")
             }
             guard up.shape[0] == linear.outFeatures else {
                 throw LoRAError.shapeMismatch(
-                    module: module.name, layer: linear.path, detail: "up is \(module.up.shape), the layer has \(linear.outFeatures) outputs")
+                    source: source, module: module.name, layer: linear.path, detail: "up is \(module.up.shape), the layer has \(linear.outFeatures) outputs")
             }
             return .init(component: module.component, layer: layer, down: module.down.reshaped([rank, linear.inFeatures]), up: up, scale: module.scale)
         case .conv(let conv):
@@ -122,12 +122,12 @@ public enum LoRAKeyMap {
             let pointwiseFits = down4.shape[2] == 1 && down4.shape[3] == 1 && conv.kernelSize == 1
             guard down4.shape[1] == conv.inChannels, kernelFits || pointwiseFits else {
                 throw LoRAError.shapeMismatch(
-                    module: module.name, layer: conv.path,
+                    source: source, module: module.name, layer: conv.path,
                     detail: "down is \(module.down.shape), the layer is a \(conv.kernelSize)x\(conv.kernelSize) conv from \(conv.inChannels) channels")
             }
             guard up.shape[0] == conv.outChannels else {
                 throw LoRAError.shapeMismatch(
-                    module: module.name, layer: conv.path, detail: "up is \(module.up.shape), the layer has \(conv.outChannels) outputs")
+                    source: source, module: module.name, layer: conv.path, detail: "up is \(module.up.shape), the layer has \(conv.outChannels) outputs")
             }
             return .init(component: module.component, layer: layer, down: channelsLastKernel(down4), up: up, scale: module.scale)
         }

@@ -55,7 +55,9 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable, Sendable {
     case unrecognizedFormat(source: String, sample: [String])
     case incompletePair(source: String, module: String, missing: String)
     case badShape(source: String, module: String, detail: String)
-    case shapeMismatch(module: String, layer: String, detail: String)
+    case shapeMismatch(source: String, module: String, layer: String, detail: String)
+    /// An alpha or a weight that is NaN or infinite (it would turn every patched output into NaN).
+    case invalidValue(source: String, module: String, detail: String)
     case unsupported(source: String, detail: String)
 
     public var description: String {
@@ -66,8 +68,10 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable, Sendable {
             "'\(source)': LoRA module '\(module)' has no \(missing) tensor"
         case .badShape(let source, let module, let detail):
             "'\(source)': LoRA module '\(module)': \(detail)"
-        case .shapeMismatch(let module, let layer, let detail):
-            "LoRA module '\(module)' does not fit layer '\(layer)': \(detail)"
+        case .shapeMismatch(let source, let module, let layer, let detail):
+            "'\(source)': LoRA module '\(module)' does not fit layer '\(layer)': \(detail)"
+        case .invalidValue(let source, let module, let detail):
+            "'\(source)': LoRA module '\(module)': \(detail)"
         case .unsupported(let source, let detail):
             "'\(source)': \(detail)"
         }
@@ -127,8 +131,23 @@ extension LoRANetwork {
             guard let upKey = entry.up else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
             let down = try weights.tensor(downKey), up = try weights.tensor(upKey)
             try checkPair(down: down, up: up, module: name, source: source)
-            var alpha = try entry.alpha.map { try weights.tensor($0).scalars.first ?? Float(down.shape[0]) }
-            if alpha == nil { alpha = defaultAlphas[entry.component] }
+            try checkFinite(down, role: "down (\(downKey))", module: name, source: source)
+            try checkFinite(up, role: "up (\(upKey))", module: name, source: source)
+            var alpha: Float?
+            if let alphaKey = entry.alpha {
+                let stored = try weights.tensor(alphaKey)
+                guard stored.count == 1 else {
+                    throw LoRAError.badShape(
+                        source: source, module: name, detail: "alpha '\(alphaKey)' has shape \(stored.shape), expected one number")
+                }
+                alpha = stored.scalars[0]
+            } else {
+                alpha = defaultAlphas[entry.component]
+            }
+            if let alpha, !alpha.isFinite {
+                throw LoRAError.invalidValue(
+                    source: source, module: name, detail: "alpha is \(alpha); it must be a finite number")
+            }
             modules.append(LoRAModule(component: entry.component, name: name, down: down, up: up, alpha: alpha))
         }
         guard !modules.isEmpty else { throw LoRAError.unrecognizedFormat(source: source, sample: Array(names.prefix(5))) }
@@ -200,15 +219,43 @@ extension LoRANetwork {
         return result
     }
 
+    /// The factors' shapes on their own: `down` `[rank, in]` or `[rank, in, kh, kw]`, `up` `[out, rank]` or
+    /// `[out, rank, 1, 1]`, the same rank ≥ 1 in both, and no empty dimension.
     static func checkPair(down: Tensor, up: Tensor, module: String, source: String) throws {
         guard down.rank == 2 || down.rank == 4, up.rank == 2 || up.rank == 4 else {
             throw LoRAError.badShape(source: source, module: module, detail: "down \(down.shape) / up \(up.shape) must be 2-D or 4-D")
         }
+        guard down.shape[0] >= 1 else {
+            throw LoRAError.badShape(source: source, module: module, detail: "rank 0 (down \(down.shape)): a LoRA needs rank 1 or more")
+        }
         guard up.shape[1] == down.shape[0] else {
             throw LoRAError.badShape(source: source, module: module, detail: "rank of down \(down.shape) and up \(up.shape) differ")
         }
+        guard !down.shape.contains(where: { $0 < 1 }), !up.shape.contains(where: { $0 < 1 }) else {
+            throw LoRAError.badShape(source: source, module: module, detail: "down \(down.shape) / up \(up.shape) have an empty dimension")
+        }
         if up.rank == 4, up.shape[2] != 1 || up.shape[3] != 1 {
             throw LoRAError.badShape(source: source, module: module, detail: "up \(up.shape) must be a 1x1 kernel")
+        }
+    }
+
+    /// Every element finite: one NaN or infinity in a factor makes every output of the patched layer NaN.
+    static func checkFinite(_ tensor: Tensor, role: String, module: String, source: String) throws {
+        let firstBad: Int? = tensor.withUnsafeBufferPointer { values in
+            // The largest exponent field, an integer reduction the compiler vectorises; all ones is NaN or infinity.
+            let exponentMask: UInt32 = 0x7F80_0000
+            var largest: UInt32 = 0
+            UnsafeRawBufferPointer(values).withMemoryRebound(to: UInt32.self) { bits in
+                for pattern in bits { largest = max(largest, pattern & exponentMask) }
+            }
+            guard largest == exponentMask else { return nil }
+            return values.firstIndex { !$0.isFinite }
+        }
+        if let firstBad {
+            let value = tensor.withUnsafeBufferPointer { $0[firstBad] }
+            throw LoRAError.invalidValue(
+                source: source, module: module,
+                detail: "\(role) holds \(value) at element \(firstBad); every weight must be a finite number")
         }
     }
 }

@@ -59,7 +59,8 @@ public final class LoRAPatcher: @unchecked Sendable {
         for application in applications {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
-                if strength == 0 { continue }
+                // Rank 0 is refused when a LoRA loads; an entry without rows has nothing to add either way.
+                if strength == 0 || entry.down.count == 0 || entry.down.shape[0] == 0 { continue }
                 let weight = entry.layer.weight
                 let key = ObjectIdentifier(weight.storage)
                 if saved[key] == nil { saved[key] = (weight, weight.copy()) }
