@@ -96,6 +96,8 @@ let package = Package(
             swiftSettings: numericSettings
         ),
         .executableTarget(name: "swiftdiffusion", dependencies: ["SwiftDiffusionCLI"]),
+        // Dependence measures (Pearson ... MICe, HHG) with permutation p-values. No model code, no dependencies.
+        .target(name: "Dependence", swiftSettings: numericSettings),
 
         // Shared helpers for tests: golden-file loading and tensor comparison.
         .target(name: "ParityTesting", dependencies: ["Compute", "Weights"], path: "Tests/ParityTesting"),
@@ -115,6 +117,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
+        .testTarget(name: "DependenceTests", dependencies: ["Dependence"], exclude: ["Fixtures"]),
         // Runs the built `swiftdiffusion` executable as a subprocess.
         .testTarget(name: "CommandLineTests", dependencies: ["Weights", "ParityTesting"]),
     ]

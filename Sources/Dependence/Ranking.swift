@@ -1,0 +1,89 @@
+/// Sorting and ranking helpers shared by the measures. All sorts are stable (ties keep their input order),
+/// so every statistic is a deterministic function of the data.
+enum Ranking {
+    /// Indices that sort `values` ascending; ties keep their original order.
+    static func argsort(_ values: [Double]) -> [Int] {
+        var index = Array(0..<values.count)
+        values.withUnsafeBufferPointer { v in
+            index.sort { v[$0] < v[$1] || (v[$0] == v[$1] && $0 < $1) }
+        }
+        return index
+    }
+
+    /// Average ranks (1-based; ties get the mean of the ranks they span), as scipy.stats.rankdata('average').
+    static func averageRanks(_ values: [Double]) -> [Double] {
+        let order = argsort(values)
+        var ranks = [Double](repeating: 0, count: values.count)
+        var i = 0
+        let n = values.count
+        while i < n {
+            var j = i + 1
+            while j < n && values[order[j]] == values[order[i]] { j += 1 }
+            let rank = Double(i + j + 1) / 2  // mean of (i+1)...j
+            for k in i..<j { ranks[order[k]] = rank }
+            i = j
+        }
+        return ranks
+    }
+
+    /// Dense ranks 0, 1, 2, ... (equal values share one rank), in input order.
+    static func denseRanks(_ values: [Double]) -> (ranks: [Int], distinct: Int) {
+        let order = argsort(values)
+        var ranks = [Int](repeating: 0, count: values.count)
+        var current = -1
+        var previous = -Double.infinity
+        for (k, i) in order.enumerated() {
+            if k == 0 || values[i] != previous { current += 1; previous = values[i] }
+            ranks[i] = current
+        }
+        return (ranks, current + 1)
+    }
+}
+
+/// A Fenwick (binary indexed) tree of sums over positions 0..<size.
+struct FenwickTree {
+    private var tree: [Double]
+    init(size: Int) { tree = [Double](repeating: 0, count: size + 1) }
+
+    mutating func add(_ position: Int, _ value: Double) {
+        var i = position + 1
+        while i < tree.count { tree[i] += value; i += i & -i }
+    }
+
+    /// Sum over positions 0..<end.
+    func prefix(_ end: Int) -> Double {
+        var s = 0.0
+        var i = end
+        while i > 0 { s += tree[i]; i -= i & -i }
+        return s
+    }
+}
+
+/// A Fenwick tree of integer counts.
+struct CountTree {
+    private var tree: [Int32]
+    init(size: Int) { tree = [Int32](repeating: 0, count: size + 1) }
+
+    mutating func add(_ position: Int) {
+        tree.withUnsafeMutableBufferPointer { t in
+            var i = position + 1
+            while i < t.count { t[i] &+= 1; i += i & -i }
+        }
+    }
+
+    /// Count over positions 0..<end.
+    func prefix(_ end: Int) -> Int {
+        tree.withUnsafeBufferPointer { t in
+            var s: Int32 = 0
+            var i = end
+            while i > 0 { s &+= t[i]; i -= i & -i }
+            return Int(s)
+        }
+    }
+
+    mutating func reset() {
+        tree.withUnsafeMutableBufferPointer { t in
+            for i in t.indices { t[i] = 0 }
+        }
+    }
+}
