@@ -36,10 +36,18 @@ public struct ImageLimits: Sendable {
 
     public static let standard = ImageLimits()
 
-    func check(width: Int, height: Int) throws {
+    /// The largest side any limits allow: a row of RGBA bytes must fit libpng's 32-bit row stride.
+    static let absoluteMaximumSide = Int(Int32.max) / 4
+
+    /// Checks a header's dimensions before anything is allocated for the pixels (overflow-safe for any limits).
+    public func check(width: Int, height: Int) throws {
         guard width > 0, height > 0 else { throw ImageError.corrupt(format: "image", detail: "zero width or height") }
-        guard width <= maximumSide, height <= maximumSide, width * height <= maximumPixels else {
-            throw ImageError.tooLarge(width: width, height: height, limit: "\(maximumSide) px per side, \(maximumPixels) pixels")
+        let side = min(maximumSide, Self.absoluteMaximumSide)
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard width <= side, height <= side, !overflow, pixels <= maximumPixels,
+            !pixels.multipliedReportingOverflow(by: 4).overflow
+        else {
+            throw ImageError.tooLarge(width: width, height: height, limit: "\(side) px per side, \(maximumPixels) pixels")
         }
     }
 }
@@ -97,13 +105,16 @@ public enum ImageCodec {
             }
         }
         guard finished != 0 else { throw ImageError.corrupt(format: "PNG", detail: message(of: image)) }
-        var rgb = [UInt8](repeating: 0, count: width * height * 3)
-        for i in 0..<(width * height) {
-            rgb[3 * i] = rgba[4 * i]
-            rgb[3 * i + 1] = rgba[4 * i + 1]
-            rgb[3 * i + 2] = rgba[4 * i + 2]
+        // Drop alpha in place (each write lands at or before its read), so decoding holds one pixel buffer.
+        rgba.withUnsafeMutableBufferPointer { bytes in
+            for i in 0..<(width * height) {
+                bytes[3 * i] = bytes[4 * i]
+                bytes[3 * i + 1] = bytes[4 * i + 1]
+                bytes[3 * i + 2] = bytes[4 * i + 2]
+            }
         }
-        return RGBImage(width: width, height: height, pixels: rgb)
+        rgba.removeLast(width * height)
+        return RGBImage(width: width, height: height, pixels: rgba)
     }
 
     private static func message(of image: png_image) -> String {
@@ -112,6 +123,10 @@ public enum ImageCodec {
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
     }
+
+    /// Refuse progressive JPEGs with more than 500 scans (a few hundred bytes of them can keep a decoder busy for
+    /// minutes); no valid encoder writes that many.
+    static let jpegFlags = Int32(TJFLAG_LIMITSCANS)
 
     static func decodeJPEG(_ data: Data, limits: ImageLimits) throws -> RGBImage {
         guard let handle = tjInitDecompress() else { throw ImageError.corrupt(format: "JPEG", detail: "cannot initialise libjpeg-turbo") }
@@ -128,7 +143,7 @@ public enum ImageCodec {
             rgb.withUnsafeMutableBufferPointer { out in
                 tjDecompress2(
                     handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(raw.count), out.baseAddress, width, 0, height,
-                    Int32(TJPF_RGB.rawValue), 0)
+                    Int32(TJPF_RGB.rawValue), Self.jpegFlags)
             }
         }
         // Warnings count too: a truncated file only warns ("Premature end of JPEG file") and would come back
