@@ -6,13 +6,19 @@ import PackageDescription
 // On x86-64 the Swift compiler's default target is SSE2 only; naming a CPU with AVX2 + FMA
 // (Haswell, 2013, and every later x86-64) is what lets SIMD8<Float> code use ymm registers.
 // Set SWIFTDIFFUSION_PORTABLE=1 to build for baseline x86-64 instead.
+// The GEMM back end (OpenBLAS) and the FMA peak probe choose their instruction set at run time from CPUID
+// (Compute/ProcessorFeatures.swift); a Haswell build refuses to start on a processor without AVX2 + FMA
+// with a message saying so, instead of dying of an illegal instruction.
 var numericFlags: [String] = ["-Ounchecked"]
+var numericDefines: [SwiftSetting] = []
 #if arch(x86_64)
 if Context.environment["SWIFTDIFFUSION_PORTABLE"] == nil {
     numericFlags += ["-target-cpu", "haswell"]
+} else {
+    numericDefines.append(.define("SWIFTDIFFUSION_PORTABLE"))
 }
 #endif
-let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags)]
+let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags)] + numericDefines
 
 let package = Package(
     name: "SwiftDiffusion",
@@ -47,8 +53,11 @@ let package = Package(
             name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // CPUID/XGETBV feature detection, OpenBLAS kernel re-selection and per-ISA FMA peak loops (C: one file
+        // carries code for several instruction sets, each function compiled for its own target).
+        .target(name: "CCPUFeatures", path: "Sources/CCPUFeatures", cSettings: [.unsafeFlags(["-O2"])]),
         // Tensors, ops, CPU kernels and the engine's thread pool.
-        .target(name: "Compute", dependencies: ["COpenBLAS"], swiftSettings: numericSettings),
+        .target(name: "Compute", dependencies: ["COpenBLAS", "CCPUFeatures"], swiftSettings: numericSettings),
         // safetensors, diffusers folders, .npy, checkpoint key conversion.
         .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
         // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.

@@ -1,19 +1,139 @@
+import CCPUFeatures
 import COpenBLAS
+import Foundation
 
 /// Single-precision matrix multiply on OpenBLAS, split over the compute pool.
 ///
 /// OpenBLAS's own threads are switched off: the engine's pool owns the cores, and each piece of a split
 /// GEMM is a single-threaded `cblas_sgemm` on a band of rows (or columns) of C.
+///
+/// Kernels: Debian's OpenBLAS is built for every x86-64 processor (DYNAMIC_ARCH) but picks its kernel set from a
+/// table of processor models, so a processor newer than the library runs its oldest kernels (0.3.21 runs SSE3
+/// "Prescott" kernels on current Xeons, 6-8x slower). The engine instead picks the kernel set from the
+/// processor's features (`ProcessorFeatures`) and switches OpenBLAS to it at start-up.
+/// `SWIFTDIFFUSION_ISA=avx512_bf16|avx512|avx2|baseline` forces a path (for tests and comparisons);
+/// `SWIFTDIFFUSION_ISA=openblas` leaves OpenBLAS's own choice (and its `OPENBLAS_CORETYPE`) alone.
 public enum GEMM {
-    private static let configureOnce: Void = {
-        openblas_set_num_threads(1)
-    }()
+    /// Which kernels run, and why.
+    public struct KernelSelection: Sendable, Equatable {
+        /// The OpenBLAS kernel set in use ("Cooperlake", "SkylakeX", "Haswell", "Prescott", ...).
+        public var core: String
+        /// What OpenBLAS chose by itself from its processor table (or `OPENBLAS_CORETYPE`).
+        public var openBLASChoice: String
+        /// The instruction set those kernels use.
+        public var instructionSet: ProcessorFeatures.InstructionSet
+        /// "cpuid", "SWIFTDIFFUSION_ISA" or "openblas".
+        public var origin: String
 
-    /// Name of the OpenBLAS kernel set chosen for this CPU (e.g. "Zen", "Haswell").
-    public static var coreName: String {
-        _ = configureOnce
+        public var summary: String {
+            let chosen = origin == "openblas" ? "OpenBLAS's own choice" : origin == "cpuid" ? "chosen from CPUID" : "forced by \(origin)"
+            let differs = openBLASChoice == core ? "" : "; OpenBLAS's own table chose \(openBLASChoice)"
+            return "OpenBLAS \(GEMM.openBLASVersion) core \(core) (\(instructionSet.rawValue), \(chosen)\(differs))"
+        }
+    }
+
+    /// The OpenBLAS kernel set for an instruction set.
+    static func openBLASCore(_ set: ProcessorFeatures.InstructionSet) -> String {
+        switch set {
+        case .baseline: "Prescott"
+        case .avx2: "Haswell"
+        case .avx512: "SkylakeX"
+        case .avx512bf16: "Cooperlake"
+        }
+    }
+
+    private static func currentCoreName() -> String {
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)
+    }
+
+    /// The instruction set of an OpenBLAS core name (the ones its x86-64 kernels are grouped by).
+    static func instructionSet(ofCore core: String) -> ProcessorFeatures.InstructionSet {
+        switch core.lowercased() {
+        case "cooperlake", "sapphirerapids": .avx512bf16
+        case "skylakex": .avx512
+        case "haswell", "zen", "excavator", "steamroller": .avx2
+        default: .baseline
+        }
+    }
+
+    private final class SelectionBox: @unchecked Sendable {
+        let lock = NSLock()
+        var selection: KernelSelection?
+    }
+    private static let box = SelectionBox()
+
+    private static let configureOnce: Void = {
+        openblas_set_num_threads(1)
+        let openBLASChoice = currentCoreName()
+        let requested = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_ISA"]
+        var selection = KernelSelection(
+            core: openBLASChoice, openBLASChoice: openBLASChoice, instructionSet: instructionSet(ofCore: openBLASChoice), origin: "openblas")
+        if requested?.lowercased() != "openblas" {
+            let best = ProcessorFeatures.current.instructionSet
+            var target = best
+            var origin = "cpuid"
+            if let requested, let forced = ProcessorFeatures.InstructionSet(name: requested) {
+                target = min(forced, best)
+                origin = "SWIFTDIFFUSION_ISA"
+            }
+            if apply(target) {
+                selection = KernelSelection(
+                    core: currentCoreName(), openBLASChoice: openBLASChoice, instructionSet: target, origin: origin)
+            }
+        }
+        box.lock.lock()
+        box.selection = selection
+        box.lock.unlock()
+    }()
+
+    /// Switches OpenBLAS to the kernels of `set`; false if the library cannot switch.
+    private static func apply(_ set: ProcessorFeatures.InstructionSet) -> Bool {
+        sd_openblas_select_core(openBLASCore(set))
+    }
+
+    /// The kernels in use.
+    public static var selection: KernelSelection {
+        _ = configureOnce
+        box.lock.lock()
+        defer { box.lock.unlock() }
+        return box.selection!
+    }
+
+    /// Switches to the kernels of `set` (clamped to what the processor can run) and returns the selection. For
+    /// tests and benchmarks that compare paths; no GEMM may be running meanwhile.
+    @discardableResult
+    public static func select(_ set: ProcessorFeatures.InstructionSet) -> KernelSelection {
+        _ = configureOnce
+        let target = min(set, ProcessorFeatures.current.instructionSet)
+        box.lock.lock()
+        defer { box.lock.unlock() }
+        if apply(target) {
+            box.selection = KernelSelection(
+                core: currentCoreName(), openBLASChoice: box.selection!.openBLASChoice, instructionSet: target, origin: "select")
+        }
+        return box.selection!
+    }
+
+    /// Goes back to an earlier selection (after `select`).
+    public static func restore(_ selection: KernelSelection) {
+        _ = configureOnce
+        box.lock.lock()
+        defer { box.lock.unlock() }
+        if apply(selection.instructionSet) { box.selection = selection }
+    }
+
+    /// Name of the OpenBLAS kernel set in use (e.g. "SkylakeX", "Haswell").
+    public static var coreName: String {
+        _ = configureOnce
+        return currentCoreName()
+    }
+
+    /// "0.3.21" from OpenBLAS's configuration string.
+    public static var openBLASVersion: String {
+        guard let config = openblas_get_config() else { return "?" }
+        let words = String(cString: config).split(separator: " ")
+        return words.count > 1 ? String(words[1]) : "?"
     }
 
     /// C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, row-major with leading dimensions.

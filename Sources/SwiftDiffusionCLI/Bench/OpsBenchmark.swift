@@ -24,11 +24,25 @@ struct OpsBenchmarkCommand: ParsableCommand {
     func run() throws {
         let threads = ComputePool.shared.threadCount
         print("SwiftDiffusion bench ops: \(threads) compute threads, OpenBLAS core \(GEMM.coreName)")
+        let report = KernelReport.make(measure: false)
+        for line in report.lines { print("  " + line) }
+        let fmaPeak = ProcessorFeatures.current.measuredPeakGFLOPS(report.gemm.instructionSet, seconds: quick ? 0.05 : 0.3)
         let peak = measurePeak(size: quick ? 512 : peakSize)
         print("BLAS peak, OpenBLAS sgemm \(peak.size)^3 (the better of two ways, median of \(repetitions)):")
         print("  one call on OpenBLAS's own \(threads) threads:        \(peak.threaded.formatted(1)) GFLOP/s")
         print("  one single-threaded call per core, concurrently: \(peak.perThread.formatted(1)) GFLOP/s")
         print("  peak = \(peak.gflops.formatted(1)) GFLOP/s")
+        // The processor's own peak: FMA chains in registers on every core at once would be threads x this.
+        let machinePeak = fmaPeak * Double(threads)
+        let share = peak.gflops / machinePeak
+        print(
+            "processor FMA peak (\(report.gemm.instructionSet.rawValue), \(fmaPeak.formatted(1)) GFLOP/s per core x \(threads)): "
+                + "\(machinePeak.formatted(1)) GFLOP/s; the BLAS peak is \((100 * share).formatted(0))% of it")
+        if share < KernelReport.slowFraction {
+            print(
+                "warning: the BLAS runs below \(Int(KernelReport.slowFraction * 100))% of the processor's FMA peak: another process may be "
+                    + "using the cores, or OpenBLAS \(GEMM.openBLASVersion) lacks kernels for this processor (compare SWIFTDIFFUSION_ISA=avx2 / avx512)")
+        }
         print("")
 
         let table = TablePrinter(columns: [("case", 44), ("shape", 26), ("ms", 9), ("GFLOP/s", 8), ("of peak", 8)])
