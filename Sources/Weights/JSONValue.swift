@@ -4,7 +4,7 @@
 /// silently keeps the last of duplicate keys; a header validator needs exact integers, rejects
 /// duplicates (two readers could otherwise disagree about which tensor a name means) and reports the
 /// byte offset of the first error.
-enum JSONValue {
+enum JSONValue: Sendable {
     case object([(key: String, value: JSONValue)])
     case array([JSONValue])
     case string(String)
