@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Imaging
 import Logging
@@ -80,18 +81,25 @@ struct A1111API {
 
     // MARK: - Generation
 
+    /// `txt2img` / `img2img`: the body is parsed and checked (prompts, images, model limits) on a request-work
+    /// thread, the job queued, and the response waits for it; a client that goes away cancels it.
     private func generate(
         _ mode: A1111Generation.Mode, _ request: Request, _ context: ServerRequestContext
     ) async throws -> Response {
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        let generation = try A1111Generation(
-            mode: mode, fields: try A1111Fields.parse(Data(buffer: body)), settings: settings, repository: engine.repository)
+        let body = try await BodyLimits.read(request, context: context)
+        let (settings, repository, limits) = (self.settings, engine.repository, engine.configuration.limits)
+        let generation = try await RequestWork.run {
+            Handoff(
+                try A1111Generation(
+                    mode: mode, fields: try A1111Fields.parse(Data(buffer: body)), settings: settings, repository: repository,
+                    limits: limits))
+        }.value
         if !generation.ignored.isEmpty {
             context.logger.notice(
                 "A1111 request: unsupported settings ignored",
                 metadata: ["route": "\(mode.rawValue)", "ignored": "\(generation.ignored.joined(separator: "; "))"])
         }
-        let job = try await engine.submitAndWait(generation.spec)
+        let job = try await SynchronousJob.run(generation.spec, engine: engine, context: context)
         var images: [Data] = []
         switch job.status {
         case .succeeded:
@@ -111,7 +119,7 @@ struct A1111API {
 
     /// `info`: A1111's `Processed.js()`, a JSON object serialised into a string.
     private func infoText(_ generation: A1111Generation, job: JobRecord, images: [Data]) throws -> String {
-        let count = generation.batchSize * generation.iterations
+        let count = generation.spec.count  // batch_size x n_iter, checked when the request was read
         let timestamp = Self.timestamp(job.startedAt ?? job.createdAt)
         var denoisingStrength: Any = NSNull()
         if let value = generation.denoisingStrength ?? (generation.mode == .img2img ? 0.75 : nil) { denoisingStrength = value }
@@ -204,20 +212,29 @@ struct A1111API {
             })
     }
 
-    /// A plausible A1111 options object; keys clients set through `POST /options` are returned as set.
+    /// The A1111 options this server knows, with their defaults; `POST /options` keeps values for these keys only.
+    static var knownOptions: [String: Any] {
+        [
+        "samples_save": false, "samples_format": "png", "grid_save": false, "return_grid": false, "enable_pnginfo": true,
+        "save_txt": false, "jpeg_quality": 80, "export_for_4chan": false, "sd_vae": "Automatic",
+        "emphasis": "Original", "comma_padding_backtrack": 20, "eta_ddim": 0.0, "eta_ancestral": 1.0,
+        "eta_noise_seed_delta": 0,
+        "randn_source": "CPU", "s_min_uncond": 0.0, "s_churn": 0.0, "s_tmin": 0.0, "s_noise": 1.0, "sdxl_crop_top": 0,
+        "sdxl_crop_left": 0, "img2img_fix_steps": false, "show_progress_every_n_steps": 0, "live_previews_enable": false,
+        "sd_lora": "None", "lora_add_hashes_to_infotext": false,
+        ]
+    }
+    /// Options the server reports but a client cannot set.
+    static let readOnlyOptions: Set<String> = ["sd_checkpoints_limit", "control_net_unit_count", "sd_checkpoint_hash"]
+    /// The longest string value `POST /options` keeps.
+    static let maximumOptionText = 256
+
+    /// A plausible A1111 options object; known keys clients set through `POST /options` are returned as set.
     private func options() -> [String: Any] {
         let repository = engine.repository
         let checkpoint = settings.checkpointID(repository).flatMap { repository.entry(.checkpoint, $0) }
-        var options: [String: Any] = [
-            "samples_save": false, "samples_format": "png", "grid_save": false, "return_grid": false, "enable_pnginfo": true,
-            "save_txt": false, "jpeg_quality": 80, "export_for_4chan": false, "sd_vae": "Automatic", "sd_checkpoints_limit": 1,
-            "emphasis": "Original", "comma_padding_backtrack": 20, "eta_ddim": 0.0, "eta_ancestral": 1.0,
-            "eta_noise_seed_delta": 0,
-            "randn_source": "CPU", "s_min_uncond": 0.0, "s_churn": 0.0, "s_tmin": 0.0, "s_noise": 1.0, "sdxl_crop_top": 0,
-            "sdxl_crop_left": 0, "img2img_fix_steps": false, "show_progress_every_n_steps": 0, "live_previews_enable": false,
-            "control_net_unit_count": engine.configuration.limits.maximumControls, "sd_lora": "None",
-            "lora_add_hashes_to_infotext": false,
-        ]
+        var options = Self.knownOptions
+        options["control_net_unit_count"] = engine.configuration.limits.maximumControls
         options.merge(settings.storedOptions) { $1 }
         options["sd_model_checkpoint"] = checkpoint.map(settings.title) ?? NSNull()
         options["sd_checkpoint_hash"] = NSNull()
@@ -227,32 +244,77 @@ struct A1111API {
     }
 
     /// `POST /options`: `sd_model_checkpoint` switches the model later A1111 requests use, `CLIP_stop_at_last_layers`
-    /// their CLIP skip; other keys are kept (GET returns them) and have no effect.
+    /// their CLIP skip (checked against that model); the other known options are kept (GET returns them) and have no
+    /// effect. Unknown and read-only keys are ignored: logged, and listed in the `X-Ignored-Options` response header.
+    /// Every value is checked before any is applied.
     private func setOptions(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        let fields = try A1111Fields.parse(Data(buffer: body))
+        let body = try await BodyLimits.read(request, context: context)
+        let fields = try await RequestWork.run { Handoff(try A1111Fields.parse(Data(buffer: body))) }.value
+        var checkpoint: String?
         if fields.has("sd_model_checkpoint") {
             let name = try fields.string("sd_model_checkpoint") ?? ""
             guard let entry = engine.repository.entry(.checkpoint, name) else {
-                throw APIError.notFound("model '\(name)' not found; see /sdapi/v1/sd-models")
+                throw APIError.notFound("model '\(name.prefix(200))' not found; see /sdapi/v1/sd-models")
             }
-            settings.setCheckpoint(entry.id)
-            context.logger.info("A1111 options: default checkpoint switched", metadata: ["model": "\(entry.id)"])
+            checkpoint = entry.id
         }
+        var clipSkip: Int?
         if fields.has("CLIP_stop_at_last_layers") {
             let value = try fields.int("CLIP_stop_at_last_layers") ?? 1
-            guard (1...12).contains(value) else {
-                throw APIError.badRequest("CLIP_stop_at_last_layers must be between 1 and 12, got \(value)")
+            let model = checkpoint ?? settings.checkpointID(engine.repository)
+            let profile = try engine.repository.profile(model)
+            try FieldBounds.checkClipSkip(value, field: "CLIP_stop_at_last_layers", profile: profile, model: model ?? "default")
+            clipSkip = value
+        }
+        var kept: [(String, Any)] = []
+        var ignored: [String] = []
+        for key in fields.values.keys.sorted() where key != "sd_model_checkpoint" && key != "CLIP_stop_at_last_layers" {
+            guard let known = Self.knownOptions[key], !Self.readOnlyOptions.contains(key) else {
+                ignored.append(key)
+                continue
             }
-            settings.setClipSkip(value)
+            kept.append((key, try Self.optionValue(fields.values[key] ?? NSNull(), key: key, like: known)))
         }
-        let others = fields.values.keys.filter { $0 != "sd_model_checkpoint" && $0 != "CLIP_stop_at_last_layers" }.sorted()
-        for key in others { settings.store(key, fields.values[key] ?? NSNull()) }
-        if !others.isEmpty {
-            context.logger.notice(
-                "A1111 options accepted without effect", metadata: ["keys": "\(others.joined(separator: ", "))"])
+        if let checkpoint {
+            settings.setCheckpoint(checkpoint)
+            context.logger.info("A1111 options: default checkpoint switched", metadata: ["model": "\(checkpoint)"])
         }
-        return try jsonNull()
+        if let clipSkip { settings.setClipSkip(clipSkip) }
+        for (key, value) in kept { settings.store(key, value) }
+        var response = try jsonNull()
+        if !ignored.isEmpty {
+            // Names as sent can be anything: the header and the log show a bounded, printable summary.
+            let shown = ignored.prefix(32).map { String($0.unicodeScalars.filter { $0.isASCII && $0.value >= 0x20 }.prefix(64)) }
+            let summary = shown.joined(separator: ", ") + (ignored.count > shown.count ? ", ... (\(ignored.count) in all)" : "")
+            context.logger.notice("A1111 options: unknown or read-only keys ignored", metadata: ["keys": "\(summary)"])
+            response.headers[Self.ignoredOptionsHeader] = summary
+        }
+        return response
+    }
+
+    static let ignoredOptionsHeader = HTTPField.Name("X-Ignored-Options")!
+
+    /// A value for a known option: the same JSON kind as its default (a boolean, a number, a short string), or null
+    /// to restore the default.
+    static func optionValue(_ value: Any, key: String, like known: Any) throws -> Any {
+        if value is NSNull { return known }
+        func refuse(_ expected: String) -> APIError {
+            APIError(.unprocessableContent, "invalid_request", "option \(key) must be \(expected), got \(A1111Fields.describe(value))")
+        }
+        switch known {
+        case is Bool:
+            guard let flag = value as? NSNumber, A1111Fields.isBool(flag) else { throw refuse("a boolean") }
+            return flag.boolValue
+        case is Int, is Double:
+            guard let number = value as? NSNumber, !A1111Fields.isBool(number), number.doubleValue.isFinite else {
+                throw refuse("a number")
+            }
+            return number
+        default:
+            guard let text = value as? String else { throw refuse("a string") }
+            guard text.count <= maximumOptionText else { throw refuse("at most \(maximumOptionText) characters") }
+            return text
+        }
     }
 }
 

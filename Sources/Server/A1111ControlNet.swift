@@ -20,9 +20,15 @@ enum A1111ControlNet {
     /// The units of `args` as ControlNet specs. `fallbackImage` (img2img's init image) serves units without an image,
     /// as the extension does; in txt2img such a unit is a 400.
     static func units(
-        _ args: [Any], fallbackImage: Data?, repository: ModelRepository, ignored: inout [String]
+        _ args: [Any], fallbackImage: Data?, repository: ModelRepository, maximum: Int = RequestLimits().maximumControls,
+        ignored: inout [String]
     ) throws -> [ControlSpec] {
         var specs: [ControlSpec] = []
+        // The extension's UI sends a few units, most of them disabled; thousands are not a request but a payload.
+        let maximumUnits = max(maximum, 16)
+        guard args.count <= maximumUnits else {
+            throw APIError.badRequest("alwayson_scripts.controlnet.args has \(args.count) units; at most \(maximumUnits) are read")
+        }
         for (index, item) in args.enumerated() {
             let label = "ControlNet unit \(index)"
             guard let object = item as? [String: Any] else {
@@ -38,6 +44,10 @@ enum A1111ControlNet {
             }
             guard let model = repository.entry(.controlnet, modelName) else {
                 throw APIError.notFound("\(label): ControlNet model '\(modelName)' not found; see /controlnet/model_list")
+            }
+            // Before its image is decoded.
+            guard specs.count < maximum else {
+                throw APIError.badRequest("at most \(maximum) ControlNet units may be enabled per request; \(label) is one more")
             }
 
             var image = try imageData(unit.value("image") ?? unit.value("input_image"), label: label, ignored: &ignored)
@@ -95,7 +105,9 @@ enum A1111ControlNet {
     /// extension's default is Crop and Resize.
     static func resizeMode(_ unit: A1111Fields, label: String) throws -> ResizeMode {
         guard let value = unit.value("resize_mode") else { return .cropAndResize }
-        if let number = value as? NSNumber, !A1111Fields.isBool(number), let mode = ResizeMode(index: number.intValue) {
+        if let number = value as? NSNumber, !A1111Fields.isBool(number), let index = A1111Fields.exactInt(number),
+            let mode = ResizeMode(index: index)
+        {
             return mode
         }
         if let text = value as? String, let mode = ResizeMode(name: text) { return mode }
@@ -107,8 +119,10 @@ enum A1111ControlNet {
     /// 0 Balanced, 1 My prompt is more important, 2 ControlNet is more important (also the legacy `guessmode` flag).
     static func controlMode(_ unit: A1111Fields, label: String) throws -> Int {
         if let value = unit.value("control_mode") {
-            if let number = value as? NSNumber, !A1111Fields.isBool(number), (0...2).contains(number.intValue) {
-                return number.intValue
+            if let number = value as? NSNumber, !A1111Fields.isBool(number), let index = A1111Fields.exactInt(number),
+                (0...2).contains(index)
+            {
+                return index
             }
             if let text = value as? String {
                 switch text.trimmingCharacters(in: .whitespaces).lowercased() {

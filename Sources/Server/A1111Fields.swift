@@ -50,9 +50,14 @@ struct A1111Fields {
         guard let value = value(key) else { return nil }
         if let number = value as? NSNumber {
             if Self.isBool(number) { return number.boolValue ? 1 : 0 }
-            let double = number.doubleValue
-            guard double.isFinite, double == double.rounded(), abs(double) < 9.2e18 else { throw mistyped(key, "an integer") }
-            return number.intValue
+            guard let exact = Self.exactInt(number) else {
+                let double = number.doubleValue
+                if double.isFinite, double == double.rounded() {
+                    throw APIError(.unprocessableContent, "invalid_request", "\(key) is out of range: \(number) does not fit an integer")
+                }
+                throw mistyped(key, "an integer")
+            }
+            return exact
         }
         if let text = value as? String, let parsed = Int(text.trimmingCharacters(in: .whitespaces)) { return parsed }
         throw mistyped(key, "an integer")
@@ -91,6 +96,22 @@ struct A1111Fields {
         guard let value = value(key) else { return nil }
         guard let array = value as? [Any] else { throw mistyped(key, "a list") }
         return array
+    }
+
+    /// The number as an `Int` when it is a whole number that fits one (never a trapping conversion).
+    static func exactInt(_ number: NSNumber) -> Int? {
+        switch String(cString: number.objCType) {
+        case "q", "l", "i", "s", "c":
+            return number.intValue
+        case "Q", "L", "I", "S", "C":
+            let value = number.uint64Value
+            return value <= UInt64(Int.max) ? Int(value) : nil
+        default:
+            break
+        }
+        let double = number.doubleValue
+        guard double.isFinite, double == double.rounded(), abs(double) < 9.2e18 else { return nil }
+        return number.intValue
     }
 
     /// JSON booleans arrive as NSNumber with the `char` type.

@@ -35,19 +35,28 @@ struct A1111Generation {
     /// Settings that were sent but are not supported (each with a short reason where useful).
     let ignored: [String]
 
-    /// A1111's default when neither `sampler_name` nor `sampler_index` is given.
+    /// What the request echo (`parameters`) shows for `sampler_index` when the request names no sampler. (The job
+    /// itself uses the model's recommended sampler, as it uses the model's recommended steps and native size.)
     static let defaultSampler = "Euler"
-    /// Steps when the request names none. (A1111's processing class defaults to 50; its UI and clients such as
-    /// `webuiapi` send 20.)
+    /// Steps shown in the request echo's defaults. (A1111's processing class defaults to 50; its UI and clients such
+    /// as `webuiapi` send 20.)
     static let defaultSteps = 20
 
-    init(mode: Mode, fields: A1111Fields, settings: A1111Settings, repository: ModelRepository) throws {
+    /// Reads and checks a request. Every count, size and step field is bounded before any arithmetic; prompts are
+    /// checked for length before they are parsed; sizes and CLIP skip are checked against the chosen model. Fields
+    /// the request leaves out take the model's own recommendation (native size, sampler, steps, guidance).
+    init(
+        mode: Mode, fields: A1111Fields, settings: A1111Settings, repository: ModelRepository,
+        limits: RequestLimits = RequestLimits()
+    ) throws {
         self.mode = mode
         var ignored: [String] = []
 
-        // Prompts: extra-network tags come out first; LoRA tags become typed LoRAs.
+        // Prompts: their length first, then extra-network tags come out; LoRA tags become typed LoRAs.
         prompt = try fields.string("prompt") ?? ""
         negativePrompt = try fields.string("negative_prompt") ?? ""
+        try FieldBounds.checkPrompt(prompt, field: "prompt", limits: limits)
+        try FieldBounds.checkPrompt(negativePrompt, field: "negative_prompt", limits: limits)
         let positive = A1111ExtraNetworks.parse(prompt)
         let negative = A1111ExtraNetworks.parse(negativePrompt)
         let extraNetworksDisabled = try fields.bool("disable_extra_networks") ?? false
@@ -91,54 +100,57 @@ struct A1111Generation {
                 ignored.append("override_settings.\(key)")
             }
         }
-        guard (1...12).contains(clipSkip) else {
-            throw APIError.badRequest("CLIP_stop_at_last_layers must be between 1 and 12, got \(clipSkip)")
-        }
         let modelName = requestedModel ?? settings.checkpointID(repository)
         guard let modelName, let model = repository.entry(.checkpoint, modelName) else {
             throw APIError.notFound("Model not found: '\(requestedModel ?? "")'; see /sdapi/v1/sd-models")
         }
-        if try fields.bool("override_settings_restore_afterwards") == false {
-            // A1111 keeps the overridden options for later requests.
-            if requestedModel != nil { settings.setCheckpoint(model.id) }
-            if clipSkipOverridden { settings.setClipSkip(clipSkip) }
-        }
+        let profile = try repository.profile(model.id)
+        try FieldBounds.checkClipSkip(clipSkip, field: "CLIP_stop_at_last_layers", profile: profile, model: model.id)
         self.model = model
         self.clipSkip = clipSkip
 
-        // Sizes, steps, guidance, seeds, batch.
-        func positiveInt(_ key: String, default value: Int) throws -> Int {
+        // Sizes, steps, guidance, seeds, batch: each bounded before it takes part in any arithmetic.
+        func bounded(_ key: String, default value: Int, maximum: Int) throws -> Int {
             let number = try fields.int(key) ?? value
             guard number >= 1 else { throw APIError.badRequest("\(key) must be at least 1, got \(number)") }
+            guard number <= maximum else { throw APIError.badRequest("\(key) must be at most \(maximum), got \(number)") }
             return number
         }
-        var width = try positiveInt("width", default: 512)
-        var height = try positiveInt("height", default: 512)
-        // A1111 makes latents of width / 8 x height / 8: sizes are effectively rounded down to multiples of 8.
-        (width, height) = (width / 8 * 8, height / 8 * 8)
-        guard width >= 8, height >= 8 else { throw APIError.badRequest("width and height must be at least 8") }
-        let steps = try positiveInt("steps", default: Self.defaultSteps)
-        batchSize = try positiveInt("batch_size", default: 1)
-        iterations = try positiveInt("n_iter", default: 1)
-        let cfg = try fields.double("cfg_scale") ?? 7
+        var width = try bounded("width", default: profile.width, maximum: limits.maximumSide)
+        var height = try bounded("height", default: profile.height, maximum: limits.maximumSide)
+        // A1111 makes latents of width / 8 x height / 8: sizes are effectively rounded down to multiples of the
+        // model's latent scale (8).
+        let multiple = max(1, profile.sizeMultiple)
+        (width, height) = (width / multiple * multiple, height / multiple * multiple)
+        guard width >= multiple, height >= multiple else {
+            throw APIError.badRequest("width and height must be at least \(multiple) for model '\(model.id)'")
+        }
+        try FieldBounds.checkSize(width: width, height: height, profile: profile, limits: limits, model: model.id)
+        let steps = try bounded("steps", default: profile.steps, maximum: limits.maximumSteps)
+        batchSize = try bounded("batch_size", default: 1, maximum: limits.maximumCount)
+        iterations = try bounded("n_iter", default: 1, maximum: limits.maximumCount)
+        let count = try FieldBounds.product(batchSize, iterations, maximum: limits.maximumCount, what: "batch_size x n_iter")
+        let cfg = try fields.double("cfg_scale") ?? Double(profile.cfg)
         guard cfg.isFinite else { throw APIError.badRequest("cfg_scale must be a number") }
-        seed = Self.resolveSeed(try fields.int("seed"))
-        subseed = Self.resolveSeed(try fields.int("subseed"))
+        seed = try Self.resolveSeed(try fields.int("seed"), count: count, field: "seed")
+        subseed = try Self.resolveSeed(try fields.int("subseed"), count: count, field: "subseed")
         subseedStrength = try fields.double("subseed_strength") ?? 0
+        guard subseedStrength.isFinite else { throw APIError.badRequest("subseed_strength must be a number") }
 
-        // Sampler: sampler_name, else sampler_index (a name, or an index into the sampler list), else "Euler";
-        // `scheduler` "karras" turns DPM++ 2M into DPM++ 2M Karras.
+        // Sampler: sampler_name, else sampler_index (a name, or an index into the sampler list), else the model's
+        // recommendation; `scheduler` "karras" turns DPM++ 2M into DPM++ 2M Karras.
         var samplerName = try fields.string("sampler_name") ?? ""
         if samplerName.isEmpty {
             if let index = fields.value("sampler_index") as? NSNumber, !A1111Fields.isBool(index) {
                 let all = SamplerKind.allCases
-                guard all.indices.contains(index.intValue) else { throw APIError.notFound("Sampler not found: index \(index)") }
-                samplerName = all[index.intValue].a1111Name
+                let position = try fields.int("sampler_index") ?? -1
+                guard all.indices.contains(position) else { throw APIError.notFound("Sampler not found: index \(index)") }
+                samplerName = all[position].a1111Name
             } else {
                 samplerName = try fields.string("sampler_index") ?? ""
             }
         }
-        if samplerName.isEmpty { samplerName = Self.defaultSampler }
+        if samplerName.isEmpty { samplerName = SamplerKind(name: profile.sampler)?.a1111Name ?? Self.defaultSampler }
         sampler = try Self.sampler(named: samplerName, scheduler: try fields.string("scheduler"), ignored: &ignored)
 
         // Images.
@@ -149,7 +161,8 @@ struct A1111Generation {
             guard let images = try fields.array("init_images"), let first = images.first else {
                 throw APIError.badRequest("img2img needs init_images (a list with one base64 image)")
             }
-            initImage = try Self.initImage(first, resizeMode: try fields.int("resize_mode") ?? 0, width: width, height: height)
+            initImage = try Self.initImage(
+                first, resizeMode: try fields.int("resize_mode") ?? 0, width: width, height: height, limits: limits)
             if images.count > 1 { ignored.append("init_images[1...] (only the first init image is used)") }
             let value = denoisingStrength ?? 0.75
             guard value > 0, value <= 1 else { throw APIError.badRequest("denoising_strength must be in (0, 1], got \(value)") }
@@ -161,7 +174,7 @@ struct A1111Generation {
             if name.lowercased() == "controlnet" {
                 controls = try A1111ControlNet.units(
                     arguments, fallbackImage: mode == .img2img ? try Self.rawInitImage(fields) : nil, repository: repository,
-                    ignored: &ignored)
+                    maximum: limits.maximumControls, ignored: &ignored)
             } else if let first = arguments.first {
                 // `{"args": [false]}` is how clients send a script switched off.
                 let switchedOff = (first as? NSNumber).map { A1111Fields.isBool($0) && !$0.boolValue } ?? false
@@ -176,15 +189,26 @@ struct A1111Generation {
 
         spec = JobSpec(
             model: model.id, prompt: positive.prompt, negativePrompt: negative.prompt, width: width, height: height, steps: steps,
-            sampler: sampler.name, cfg: Float(cfg), seed: UInt64(seed), count: batchSize * iterations,
+            sampler: sampler.name, cfg: Float(cfg), seed: UInt64(seed), count: count,
             clipSkip: clipSkip > 1 ? clipSkip : nil,
             loras: loras, controls: controls, initImage: initImage, strength: strength, promptSyntax: .a1111,
             metadata: ["api": "a1111", "mode": mode.rawValue], seedPerImage: true)
+
+        // Only a request that passed every check changes the options later requests use.
+        if try fields.bool("override_settings_restore_afterwards") == false {
+            // A1111 keeps the overridden options for later requests.
+            if requestedModel != nil { settings.setCheckpoint(model.id) }
+            if clipSkipOverridden { settings.setClipSkip(clipSkip) }
+        }
     }
 
-    /// -1 (or any negative) draws a seed, as A1111's `get_fixed_seed` does for -1.
-    static func resolveSeed(_ value: Int?) -> Int {
+    /// -1 (or any negative) draws a seed, as A1111's `get_fixed_seed` does for -1. Image `i` of the batch uses
+    /// `seed + i`, which must not overflow.
+    static func resolveSeed(_ value: Int?, count: Int, field: String) throws -> Int {
         guard let value, value >= 0 else { return Int.random(in: 0..<4_294_967_294) }
+        guard !value.addingReportingOverflow(max(0, count - 1)).overflow else {
+            throw APIError.badRequest("\(field) must be at most \(Int.max - max(0, count - 1)) for \(count) images, got \(value)")
+        }
         return value
     }
 
@@ -212,18 +236,39 @@ struct A1111Generation {
 
     /// The first init image, decoded to check it and fitted to the size by `resize_mode` (0 just resize, 1 crop and
     /// resize, 2 resize and fill, 3 latent upscale, done here as just resize).
-    static func initImage(_ value: Any, resizeMode: Int, width: Int, height: Int) throws -> Data {
-        guard let text = value as? String, let data = Base64.decodeImage(text), !data.isEmpty else {
+    static func initImage(_ value: Any, resizeMode: Int, width: Int, height: Int, limits: RequestLimits) throws -> Data {
+        guard let text = value as? String else { throw APIError.badRequest("init_images[0] is not a base64-encoded image") }
+        // Base64 takes 4 characters for 3 bytes: a longer text cannot hold an image within the limit.
+        guard text.utf8.count <= (limits.maximumImageBytes / 3 + 2) * 4 + 1024 else {
+            throw APIError.badRequest("init_images[0] is larger than \(limits.maximumImageBytes) bytes")
+        }
+        guard let data = Base64.decodeImage(text), !data.isEmpty else {
             throw APIError.badRequest("init_images[0] is not a base64-encoded image")
         }
+        guard data.count <= limits.maximumImageBytes else {
+            throw APIError.badRequest("init_images[0] is larger than \(limits.maximumImageBytes) bytes")
+        }
+        guard (0...3).contains(resizeMode) else {
+            throw APIError.badRequest(
+                "resize_mode must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or 3, got \(resizeMode)")
+        }
         let image: RGBImage
-        do { image = try ImageCodec.decode(data) } catch {
+        do { image = try ImageCodec.decode(data, limits: ImageLimits(maximumBytes: limits.maximumImageBytes)) } catch {
             throw APIError.badRequest("init_images[0] is not a readable PNG or JPEG: \(error)")
         }
         switch resizeMode {
         case 0, 3:
             return data  // the engine stretches it to width x height
         case 1, 2:
+            // Crop and resize first scales the image to cover the target: an extreme aspect ratio would ask for a
+            // huge intermediate image. Bound it before any pixel is touched.
+            let scale = max(Double(width) / Double(image.width), Double(height) / Double(image.height))
+            let intermediate = Double(image.width) * scale * Double(image.height) * scale
+            if resizeMode == 1, intermediate > Double(max(limits.maximumPixels, width * height)) * 16 {
+                throw APIError.badRequest(
+                    "init_images[0] is \(image.width)x\(image.height): its aspect ratio is too far from \(width)x\(height) to crop and resize (use resize_mode 0 or 2)"
+                )
+            }
             let mode: ResizeMode = resizeMode == 1 ? .cropAndResize : .resizeAndFill
             return try ImageCodec.encodePNG(mode.apply(to: image, width: width, height: height))
         default:

@@ -37,10 +37,14 @@ struct NativeAPI {
         router.get("v1/capabilities") { _, _ in try capabilities() }
     }
 
+    /// Parsing, checking and base64 decoding run on a request-work thread, off the threads that serve HTTP.
     private func submit(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: context.maxUploadSize)
-        let decoded = try NativeJobRequest.decode(Data(buffer: body))
-        let job = try await engine.submit(try decoded.spec())
+        let body = try await BodyLimits.read(request, context: context)
+        let (repository, limits) = (engine.repository, engine.configuration.limits)
+        let spec = try await RequestWork.run {
+            try NativeJobRequest.decode(Data(buffer: body)).spec(repository: repository, limits: limits)
+        }
+        let job = try await engine.submit(spec)
         let response = NativeJobResponse(job, queuePosition: await engine.queuePosition(job.id))
         var headers = HTTPFields()
         headers[HTTPField.Name.location] = response.links.`self`

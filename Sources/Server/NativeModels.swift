@@ -105,14 +105,44 @@ struct NativeJobRequest: Decodable {
         return try JSONDecoder().decode(NativeJobRequest.self, from: data)
     }
 
-    func spec() throws -> JobSpec {
+    /// The job this request asks for. Counts and sizes are bounded, and checked against the chosen model, before any
+    /// image is decoded; fields left out take the model's recommendation (sampler, steps, guidance; the engine uses
+    /// the native size when width and height are left out).
+    func spec(repository: ModelRepository, limits: RequestLimits) throws -> JobSpec {
+        try FieldBounds.checkMetadata(metadata)
+        guard (loras ?? []).count <= limits.maximumLoRAs else {
+            throw APIError.badRequest("at most \(limits.maximumLoRAs) LoRAs per request, got \((loras ?? []).count)")
+        }
+        guard (controls ?? []).count <= limits.maximumControls else {
+            throw APIError.badRequest("at most \(limits.maximumControls) ControlNets per request, got \((controls ?? []).count)")
+        }
+        if let n, !(1...limits.maximumCount).contains(n) {
+            throw APIError.badRequest("the number of images must be between 1 and \(limits.maximumCount), got \(n)")
+        }
+        if let steps, !(1...limits.maximumSteps).contains(steps) {
+            throw APIError.badRequest("steps must be between 1 and \(limits.maximumSteps), got \(steps)")
+        }
+        try FieldBounds.checkPrompt(prompt, field: "prompt", limits: limits)
+        try FieldBounds.checkPrompt(negativePrompt ?? "", field: "negative_prompt", limits: limits)
+        let modelID = model ?? repository.defaultModel
+        let profile = try repository.profile(modelID)
+        if width != nil || height != nil {
+            try FieldBounds.checkSize(
+                width: width ?? profile.width, height: height ?? profile.height, profile: profile, limits: limits,
+                model: modelID ?? "default")
+        }
+        if let clipSkip { try FieldBounds.checkClipSkip(clipSkip, field: "clip_skip", profile: profile, model: modelID ?? "default") }
         func image(_ text: String, _ what: String) throws -> Data {
+            // Base64 takes 4 characters for 3 bytes: a longer text cannot hold an image within the limit.
+            guard text.utf8.count <= (limits.maximumImageBytes / 3 + 2) * 4 + 1024 else {
+                throw APIError.badRequest("\(what) is larger than \(limits.maximumImageBytes) bytes")
+            }
             guard let data = Base64.decodeImage(text), !data.isEmpty else { throw APIError.badRequest("\(what) is not valid base64") }
             return data
         }
         return JobSpec(
-            model: model, prompt: prompt, negativePrompt: negativePrompt, width: width, height: height, steps: steps ?? 20,
-            sampler: sampler ?? "euler_a", cfg: cfg ?? 7, seed: seed.flatMap { $0 < 0 ? nil : UInt64($0) }, count: n ?? 1,
+            model: model, prompt: prompt, negativePrompt: negativePrompt, width: width, height: height, steps: steps ?? profile.steps,
+            sampler: sampler ?? profile.sampler, cfg: cfg ?? profile.cfg, seed: seed.flatMap { $0 < 0 ? nil : UInt64($0) }, count: n ?? 1,
             clipSkip: clipSkip, loras: (loras ?? []).map { LoRASpec(name: $0.name, weight: $0.weight ?? 1, textEncoderWeight: $0.weightText) },
             controls: try (controls ?? []).enumerated().map { index, unit in
                 ControlSpec(

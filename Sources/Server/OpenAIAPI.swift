@@ -29,28 +29,11 @@ struct OpenAIAPI {
 
     func register(on router: Router<ServerRequestContext>) {
         router.post("v1/images/generations") { request, context in
-            let body = try await request.body.collect(upTo: context.maxUploadSize)
-            let generation: Generation
-            do {
-                generation = try JSONDecoder().decode(Generation.self, from: Data(buffer: body))
-            } catch {
-                throw APIError.badRequest("malformed request: \(error)")
-            }
-            var width: Int?, height: Int?
-            if let size = generation.size, size != "auto" {
-                let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
-                guard parts.count == 2 else { throw APIError.badRequest("size must look like 512x512, got '\(size)'") }
-                (width, height) = (parts[0], parts[1])
-            }
+            let body = try await BodyLimits.read(request, context: context)
+            let (repository, limits) = (engine.repository, engine.configuration.limits)
+            let (generation, spec) = try await RequestWork.run { try Self.job(Data(buffer: body), repository: repository, limits: limits) }
             let format = generation.responseFormat ?? "b64_json"
-            guard format == "b64_json" || format == "url" else { throw APIError.badRequest("response_format must be b64_json or url") }
-            if let outputFormat = generation.outputFormat, outputFormat != "png" {
-                throw APIError.badRequest("output_format '\(outputFormat)' is not supported (png)")
-            }
-            // OpenAI's model names (dall-e-*, gpt-image-*) mean "the server's default model".
-            let model = generation.model.flatMap { engine.repository.entry(.checkpoint, $0) != nil ? $0 : nil }
-            let spec = JobSpec(model: model, prompt: generation.prompt, width: width, height: height, count: generation.n ?? 1)
-            let job = try await engine.submitAndWait(spec)
+            let job = try await SynchronousJob.run(spec, engine: engine, context: context)
             guard job.status == .succeeded else {
                 throw APIError(.internalServerError, "generation_failed", job.error ?? "the job ended as \(job.status.rawValue)")
             }
@@ -61,5 +44,52 @@ struct OpenAIAPI {
                 : images.map { ["b64_json": $0.base64EncodedString(), "revised_prompt": generation.prompt] }
             return try json(["created": Int(job.createdAt.timeIntervalSince1970), "data": data])
         }
+    }
+
+    /// Reads a request into a job, checked against the model it runs on: `size` must be "auto" or WxH within the
+    /// server's limits in multiples of the model's size multiple (the model's native size when left out or "auto");
+    /// steps, sampler and guidance are the model's recommendation.
+    static func job(_ data: Data, repository: ModelRepository, limits: RequestLimits) throws -> (Generation, JobSpec) {
+        let generation: Generation
+        do {
+            generation = try JSONDecoder().decode(Generation.self, from: data)
+        } catch let error as DecodingError {
+            throw APIError.badRequest("malformed request: \(ErrorMappingMiddleware<ServerRequestContext>.describe(error))")
+        } catch {
+            throw APIError.badRequest("malformed request: the body is not a JSON object")
+        }
+        if let n = generation.n, !(1...limits.maximumCount).contains(n) {
+            throw APIError.badRequest("the number of images (n) must be between 1 and \(limits.maximumCount), got \(n)")
+        }
+        try FieldBounds.checkPrompt(generation.prompt, field: "prompt", limits: limits)
+        let format = generation.responseFormat ?? "b64_json"
+        guard format == "b64_json" || format == "url" else { throw APIError.badRequest("response_format must be b64_json or url") }
+        if let outputFormat = generation.outputFormat, outputFormat != "png" {
+            throw APIError.badRequest("output_format '\(outputFormat.prefix(100))' is not supported (png)")
+        }
+        // OpenAI's model names (dall-e-*, gpt-image-*) mean "the server's default model".
+        let model = generation.model.flatMap { repository.entry(.checkpoint, $0) != nil ? $0 : nil }
+        let modelID = model ?? repository.defaultModel
+        let profile = try repository.profile(modelID)
+        var (width, height) = (profile.width, profile.height)
+        if let size = generation.size, size != "auto" {
+            let multiple = max(1, profile.sizeMultiple)
+            let allowed =
+                "WxH with each side a multiple of \(multiple) between \(multiple) and \(limits.maximumSide), at most \(limits.maximumPixels) pixels (this model's native size: \(profile.width)x\(profile.height)), or auto"
+            let parts = size.count <= 32 ? size.lowercased().split(separator: "x", omittingEmptySubsequences: false) : []
+            guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]) else {
+                throw APIError.badRequest("size must be \(allowed); got '\(size.prefix(40))'")
+            }
+            do {
+                try FieldBounds.checkSize(width: w, height: h, profile: profile, limits: limits, model: modelID ?? "default")
+            } catch let error as APIError {
+                throw APIError.badRequest("size '\(size)' is not allowed: \(error.message); size must be \(allowed)")
+            }
+            (width, height) = (w, h)
+        }
+        let spec = JobSpec(
+            model: model, prompt: generation.prompt, width: width, height: height, steps: profile.steps, sampler: profile.sampler,
+            cfg: profile.cfg, count: generation.n ?? 1)
+        return (generation, spec)
     }
 }

@@ -20,12 +20,15 @@ public enum ServerApplication {
         let router = Router(context: ServerRequestContext.self)
         router.add(middleware: ErrorMappingMiddleware())
         router.add(middleware: AuthMiddleware(tokens: configuration.tokens))
+        router.add(middleware: BodyLimitMiddleware())
         OperationsAPI(engine: engine, metrics: MetricsBootstrap.registry).register(on: router)
         NativeAPI(engine: engine).register(on: router)
         OpenAIAPI(engine: engine).register(on: router)
         A1111API(engine: engine).register(on: router)
         WebPage().register(on: router)
         OpenAPIDocument().register(on: router)
+        // Last: it wraps only the not-found responder (405 with Allow for a known path, else a JSON 404).
+        router.add(middleware: RouteFallbackMiddleware(routes: router.routes))
         return router
     }
 

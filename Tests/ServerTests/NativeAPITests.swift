@@ -37,7 +37,7 @@ final class NativeAPITests: XCTestCase {
             XCTAssertEqual(echo["steps"] as? Int, 3)
             XCTAssertEqual(echo["seed"] as? Int, 4)
             XCTAssertEqual(echo["n"] as? Int, 2)
-            XCTAssertEqual(echo["sampler"] as? String, "euler_a")
+            XCTAssertEqual(echo["sampler"] as? String, "pndm", "the model's recommendation (sd1's scheduler config is PNDM)")
             XCTAssertEqual((body["results"] as? [Any])?.count, 0)
             let second = try await API.submit(client, ["prompt": "a blue square", "width": 32, "height": 32, "steps": 3])
             XCTAssertEqual(second.body.jsonObject["queue_position"] as? Int, 2)
@@ -110,7 +110,8 @@ final class NativeAPITests: XCTestCase {
         let engine = API.engine()
         try await TestServer.withApplication(engine: engine) { client in
             let blocker = try await API.submitBlocker(client, engine)
-            let id = try await API.submitID(client, ["prompt": "events", "width": 32, "height": 32, "steps": 5, "seed": 1])
+            let id = try await API.submitID(
+                client, ["prompt": "events", "width": 32, "height": 32, "steps": 5, "seed": 1, "sampler": "euler_a"])
             // Subscribed while queued; the stream ends with the terminal event.
             let events = Task { try await API.events(client, id) }
             try await API.waitForSubscriber(engine)
