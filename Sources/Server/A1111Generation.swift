@@ -253,7 +253,9 @@ struct A1111Generation {
                 "resize_mode must be 0 (just resize), 1 (crop and resize), 2 (resize and fill) or 3, got \(resizeMode)")
         }
         let image: RGBImage
-        do { image = try ImageCodec.decode(data, limits: ImageLimits(maximumBytes: limits.maximumImageBytes)) } catch {
+        let decodeLimits = ImageLimits(
+            maximumBytes: limits.maximumImageBytes, maximumSide: limits.maximumImageSide, maximumPixels: limits.maximumImagePixels)
+        do { image = try ImageCodec.decode(data, limits: decodeLimits) } catch {
             throw APIError.badRequest("init_images[0] is not a readable PNG or JPEG: \(error)")
         }
         switch resizeMode {
@@ -264,9 +266,10 @@ struct A1111Generation {
             // huge intermediate image. Bound it before any pixel is touched.
             let scale = max(Double(width) / Double(image.width), Double(height) / Double(image.height))
             let intermediate = Double(image.width) * scale * Double(image.height) * scale
-            if resizeMode == 1, intermediate > Double(max(limits.maximumPixels, width * height)) * 16 {
+            let aspect = Double(max(image.width, image.height)) / Double(max(1, min(image.width, image.height)))
+            if aspect > limits.maximumAspectRatio || (resizeMode == 1 && intermediate > Double(limits.maximumIntermediatePixels)) {
                 throw APIError.badRequest(
-                    "init_images[0] is \(image.width)x\(image.height): its aspect ratio is too far from \(width)x\(height) to crop and resize (use resize_mode 0 or 2)"
+                    "init_images[0] is \(image.width)x\(image.height): fitting it to \(width)x\(height) needs an aspect ratio of at most \(limits.maximumAspectRatio) and at most \(limits.maximumIntermediatePixels) intermediate pixels (use resize_mode 0)"
                 )
             }
             let mode: ResizeMode = resizeMode == 1 ? .cropAndResize : .resizeAndFill

@@ -109,7 +109,7 @@ struct NativeJobRequest: Decodable {
     /// image is decoded; fields left out take the model's recommendation (sampler, steps, guidance; the engine uses
     /// the native size when width and height are left out).
     func spec(repository: ModelRepository, limits: RequestLimits) throws -> JobSpec {
-        try FieldBounds.checkMetadata(metadata)
+        try FieldBounds.checkMetadata(metadata, limits: limits)
         guard (loras ?? []).count <= limits.maximumLoRAs else {
             throw APIError.badRequest("at most \(limits.maximumLoRAs) LoRAs per request, got \((loras ?? []).count)")
         }

@@ -106,18 +106,16 @@ struct RouteFallbackMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Bounds on request fields that the engine's own limits do not cover, and checked arithmetic for the products
 /// the server forms.
 enum FieldBounds {
-    /// Native `metadata`: a few short labels, echoed with every job read.
-    static let maximumMetadataKeys = 16
-    static let maximumMetadataBytes = 4 << 10
-
-    static func checkMetadata(_ metadata: [String: String]?) throws {
+    /// Native `metadata`: a few short labels, echoed with every job read (before the rest of the request is decoded).
+    static func checkMetadata(_ metadata: [String: String]?, limits: RequestLimits) throws {
         guard let metadata else { return }
-        guard metadata.count <= maximumMetadataKeys else {
-            throw APIError.badRequest("metadata has \(metadata.count) keys; at most \(maximumMetadataKeys) are allowed")
+        guard metadata.count <= limits.maximumMetadataEntries else {
+            throw APIError.badRequest("metadata has \(metadata.count) keys; at most \(limits.maximumMetadataEntries) are allowed")
         }
         let bytes = metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
-        guard bytes <= maximumMetadataBytes else {
-            throw APIError.badRequest("metadata is \(bytes) bytes (keys and values); at most \(maximumMetadataBytes) are allowed")
+        guard bytes <= limits.maximumMetadataBytes else {
+            throw APIError.badRequest(
+                "metadata is \(bytes) bytes (keys and values); at most \(limits.maximumMetadataBytes) are allowed")
         }
     }
 

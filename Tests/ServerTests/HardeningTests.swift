@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Imaging
 import Logging
 import ParityTesting
 import Server
@@ -67,6 +68,17 @@ final class HardeningTests: XCTestCase {
             // Beyond what an integer holds: refused as out of range, never converted.
             let beyond = try await api.post("/sdapi/v1/txt2img", A1111APITests.small(["n_iter": 1e19]))
             Self.assertRefused(beyond, .unprocessableContent, mentions: ["n_iter", "out of range"])
+            // A thin init image under crop-and-resize would need a huge intermediate image: refused before any
+            // pixel is scaled.
+            let thin = try ImageCodec.encodePNG(RGBImage(width: 4000, height: 1, pixels: [UInt8](repeating: 128, count: 12_000)))
+            for resizeMode in [1, 2] {
+                let extreme = try await api.post(
+                    "/sdapi/v1/img2img",
+                    A1111APITests.small([
+                        "init_images": [thin.base64EncodedString()], "resize_mode": resizeMode, "width": 256, "height": 256,
+                    ]))
+                Self.assertRefused(extreme, .badRequest, mentions: ["4000x1", "aspect ratio"])
+            }
             let index = try await api.post("/sdapi/v1/txt2img", A1111APITests.small(["sampler_index": 1e300]))
             XCTAssertEqual(index.status, .unprocessableContent, String(buffer: index.body))
             let unitMode: [String: Any] = [
