@@ -99,6 +99,7 @@ let package = Package(
             name: "SwiftDiffusionCLI",
             dependencies: [
                 "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging", "Serving", "Server",
+                "Dependence",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
