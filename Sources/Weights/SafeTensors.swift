@@ -235,6 +235,14 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
             guard !overflow else { throw invalid("shape \(shape) has too many elements") }
             elements = product
         }
+        // An empty tensor may not hide dimensions whose product overflows either (code that multiplies some of
+        // the dimensions, in another order, would trap).
+        var nonEmptyElements = 1
+        for dimension in shape {
+            let next = nonEmptyElements.multipliedReportingOverflow(by: max(dimension, 1))
+            guard !next.overflow else { throw invalid("shape \(shape) has too many elements") }
+            nonEmptyElements = next.partialValue
+        }
         let (byteCount, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
         guard !overflow else { throw invalid("shape \(shape) of \(dtype.rawValue) is too large") }
         guard byteCount == end - begin else {

@@ -164,4 +164,25 @@ final class SafeTensorsFuzzTests: XCTestCase {
         print("npy fuzz: \(decoded) decoded, \(refused) refused")
         XCTAssertGreaterThan(refused, 1000)
     }
+
+    /// An empty tensor whose other dimensions multiply past Int.max is refused (a loader multiplying two of them
+    /// would trap); an ordinary empty tensor is not.
+    func testEmptyTensorsWithOverflowingDimensionsAreRefused() throws {
+        func open(_ shape: String) throws -> SafeTensorsFile {
+            let header = Array("{\"t\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":[0,0]}}".utf8)
+            var bytes: [UInt8] = []
+            var length = UInt64(header.count).littleEndian
+            withUnsafeBytes(of: &length) { bytes += $0 }
+            let url = directory.appendingPathComponent("empty.safetensors")
+            try Data(bytes + header).write(to: url)
+            return try SafeTensorsFile(contentsOf: url)
+        }
+        for shape in ["[0,4611686018427387904,4]", "[4294967296,0,4294967296]", "[9223372036854775807,0,2]"] {
+            XCTAssertThrowsError(try open(shape), shape) { error in
+                XCTAssertTrue("\(error)".contains("too many elements"), "\(error)")
+            }
+        }
+        XCTAssertEqual(try open("[0,5]").shape(of: "t"), [0, 5])
+        XCTAssertEqual(try open("[3,0]").tensor("t").count, 0)
+    }
 }
