@@ -24,6 +24,11 @@ public struct SwiftDiffusionCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             Foundation.exit(error.exitCode)
         } catch {
+            // A missing file that reached here unwrapped still reads `no such file: PATH`, never an error dump.
+            if let path = CLIError.missingPath(error) {
+                FileHandle.standardError.write(Data("error: no such file: \(path)\n".utf8))
+                Foundation.exit(1)
+            }
             exit(withError: error)
         }
     }

@@ -24,26 +24,85 @@ final class CommandLineTests: XCTestCase {
         var stderr: String
     }
 
-    private func run(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Run {
+    private func run(
+        _ arguments: [String], environment extra: [String: String] = [:], in directory: URL? = nil, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws -> Run {
         guard let executable = Self.executable else {
             XCTFail("swiftdiffusion is not built next to the tests (run `swift build` first)", file: file, line: line)
             throw CocoaError(.fileNoSuchFile)
         }
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTDIFFUSION_THREADS"] = "2"
+        environment.merge(extra) { $1 }
+        return try Self.execute(executable, arguments, environment: environment, in: directory)
+    }
+
+    /// Runs a program to completion with its output captured.
+    static func execute(_ executable: URL, _ arguments: [String], environment: [String: String], in directory: URL? = nil) throws -> Run {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFTDIFFUSION_THREADS"] = "2"
         process.environment = environment
+        if let directory { process.currentDirectoryURL = directory }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Read before waiting: a full pipe would block the child.
+        // Read stderr on another thread while this one reads stdout: a full pipe would block the child.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let stderr = Box()
+        let group = DispatchGroup()
+        let errHandle = err.fileHandleForReading
+        DispatchQueue.global().async(group: group) { stderr.data = errHandle.readDataToEndOfFile() }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return Run(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr.data, as: UTF8.self))
+    }
+
+    /// A command line as a user types it, through `/bin/sh`.
+    static func shell(_ command: String, in directory: URL, environment: [String: String]) throws -> Run {
+        try execute(URL(fileURLWithPath: "/bin/sh"), ["-c", command], environment: environment, in: directory)
+    }
+
+    /// A long-running process started through `/bin/sh -c 'exec ...'` (so signals reach the program), its
+    /// output going to files.
+    struct Background {
+        let process: Process
+        let stderrFile: URL
+
+        func stderrText() -> String { (try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "" }
+    }
+
+    static func startShell(_ command: String, in directory: URL, environment: [String: String]) throws -> Background {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "exec " + command]
+        process.environment = environment
+        process.currentDirectoryURL = directory
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-serve-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return Background(process: process, stderrFile: log)
+    }
+
+    static func waitForExit(_ process: Process, seconds: Double) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { try? await Task.sleep(for: .milliseconds(100)) }
+        return !process.isRunning
+    }
+
+    /// Ends a process this test started (no-op once it has exited).
+    static func stop(_ process: Process) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     private var directory: URL!
@@ -93,7 +152,7 @@ final class CommandLineTests: XCTestCase {
         let cases: [([String], String)] = [
             (["generate", "--model", Self.model, "--steps", "0", "--quiet", "x"], "steps"),
             (["generate", "--model", Self.model, "--width", "33", "--quiet", "x"], "multiple"),
-            (["generate", "--model", "/nonexistent/model", "--quiet", "x"], "/nonexistent/model"),
+            (["generate", "--model", "/nonexistent/model", "--quiet", "x"], "no such file: /nonexistent/model"),
             (["generate", "--model", Self.model, "--sampler", "bogus", "--quiet", "x"], "bogus"),
             (["generate", "--model", Self.model, "--lora-mode", "bogus", "--quiet", "x"], "lora-mode"),
             (["generate", "--model", Self.model, "--lora", "/nonexistent.safetensors", "--quiet", "x"], "nonexistent"),
@@ -106,5 +165,156 @@ final class CommandLineTests: XCTestCase {
             XCTAssertLessThan(result.status, 128, "\(arguments) crashed: \(result.stderr)")
             XCTAssertTrue(result.stderr.localizedCaseInsensitiveContains(expected), "\(arguments): \(result.stderr)")
         }
+    }
+
+    /// Every command reports a path that is not there as `no such file: PATH`, exit code 1, no error dump.
+    func testMissingFilesAreNoSuchFileFromEveryCommand() throws {
+        let manifest = directory.appendingPathComponent("m.jsonl")
+        try #"{"prompt": "a dot", "width": 32, "height": 32, "steps": 1, "lora": {"file": "/nonexistent-lora.safetensors"}}"#
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let image = directory.appendingPathComponent("missing-control.png").path
+        let cases: [([String], String)] = [
+            (["generate", "--model", "/nonexistent/model", "x"], "/nonexistent/model"),
+            (["generate", "--model", Self.model, "--lora", "/nonexistent.safetensors:0.5", "x"], "/nonexistent.safetensors"),
+            (["generate", "--model", Self.model, "--taesd", "/nonexistent-taesd", "x"], "/nonexistent-taesd"),
+            (["generate", "--model", Self.model, "--tokenizer", "/nonexistent-tokenizer", "x"], "/nonexistent-tokenizer"),
+            (["generate", "--model", Self.model, "--init-image", "/nonexistent.png", "x"], "/nonexistent.png"),
+            (["generate", "--model", Self.model, "--init-latents", "/nonexistent.npy", "x"], "/nonexistent.npy"),
+            (["generate", "--model", Self.model, "--control", "/nonexistent-controlnet:\(image)", "x"], "/nonexistent-controlnet"),
+            (["generate", "--model", Self.model, "--control", "\(Self.model)-controlnet:\(image)", "x"], image),
+            (["batch", "--manifest", "/nonexistent.jsonl", "--out", directory.path], "/nonexistent.jsonl"),
+            (["batch", "--model", "/nonexistent/model", "--manifest", manifest.path, "--out", directory.path], "/nonexistent/model"),
+            (["batch", "--model", Self.model, "--manifest", manifest.path, "--out", directory.path], "/nonexistent-lora.safetensors"),
+            (["tokenize", "--model", "/nonexistent/model", "x"], "/nonexistent/model"),
+            (["serve", "--models", "/nonexistent-models"], "/nonexistent-models"),
+            (["serve", "--config", "/nonexistent-config.json"], "/nonexistent-config.json"),
+            (["serve", "--database", "/nonexistent-folder/jobs.sqlite"], "/nonexistent-folder"),
+            (["bench", "generate", "--model", "/nonexistent/model"], "/nonexistent/model"),
+            (["bench", "unet", "--torch-python", "/nonexistent/python"], "/nonexistent/python"),
+            (["bench", "lora", "--torch-python", "/nonexistent/python"], "/nonexistent/python"),
+            (["bench", "load", "--models", "/nonexistent-models"], "/nonexistent-models"),
+        ]
+        let state = directory.appendingPathComponent("state").path
+        for (arguments, path) in cases {
+            let result = try run(arguments, environment: ["XDG_STATE_HOME": state])
+            XCTAssertEqual(result.status, 1, "\(arguments): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("no such file: \(path)"), "\(arguments): \(result.stderr)")
+            XCTAssertFalse(
+                result.stderr.contains("NSCocoaErrorDomain") || result.stderr.contains("Error Domain"), "\(arguments): \(result.stderr)")
+            XCTAssertLessThan(result.stderr.split(separator: "\n").count, 3, "\(arguments): a message, not a dump: \(result.stderr)")
+        }
+        // A models "folder" that is a file is an error too.
+        let result = try run(["serve", "--models", manifest.path], environment: ["XDG_STATE_HOME": state])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("not a folder: \(manifest.path)"), result.stderr)
+    }
+
+    /// `serve` keeps its job database in the XDG state folder: `$XDG_STATE_HOME/swiftdiffusion/jobs.sqlite`,
+    /// else (no or a relative XDG_STATE_HOME) `$HOME/.local/state/swiftdiffusion/jobs.sqlite`; never the
+    /// working directory. The folders are created as needed.
+    func testServeKeepsItsJobDatabaseInTheStateFolder() async throws {
+        let executable = try XCTUnwrap(Self.executable)
+        let home = directory.appendingPathComponent("home"), work = directory.appendingPathComponent("work")
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        for (xdg, expected) in [
+            ("relative/state", home.appendingPathComponent(".local/state/swiftdiffusion/jobs.sqlite")),
+            (directory.appendingPathComponent("xdg").path, directory.appendingPathComponent("xdg/swiftdiffusion/jobs.sqlite")),
+        ] {
+            var environment = ProcessInfo.processInfo.environment
+            environment["HOME"] = home.path
+            environment["XDG_STATE_HOME"] = xdg
+            environment["SWIFTDIFFUSION_PORT"] = "\(try READMECommandTests.freeLoopbackPort())"
+            environment["SWIFTDIFFUSION_THREADS"] = "2"
+            let server = try Self.startShell("'\(executable.path)' serve --host 127.0.0.1", in: work, environment: environment)
+            defer { Self.stop(server.process) }
+            let deadline = Date().addingTimeInterval(60)
+            while !FileManager.default.fileExists(atPath: expected.path), server.process.isRunning, Date() < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            XCTAssertTrue(FileManager.default.fileExists(atPath: expected.path), "XDG_STATE_HOME=\(xdg): no \(expected.path)\n\(server.stderrText())")
+            kill(server.process.processIdentifier, SIGINT)
+            let stopped = await Self.waitForExit(server.process, seconds: 30)
+            XCTAssertTrue(stopped, "serve did not stop on SIGINT")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work.path), [], "serve wrote into its working directory")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent("relative").path))
+        }
+    }
+
+    /// Without --width/--height/--sampler/--steps/--cfg, `generate` and `batch` use the model's profile: the
+    /// embedded model's native 128x128 and its evaluation settings (DPM++ 2M, 20 steps, CFG 7); the tiny
+    /// fixture model's native size is its own (8 latents x 2).
+    func testGenerateAndBatchDefaultToTheModelsOwnSettings() throws {
+        let png = directory.appendingPathComponent("default.png")
+        let embedded = try run(["generate", "--seed", "1", "--quiet", "-o", png.path, "a red circle on a blue background"])
+        XCTAssertEqual(embedded.status, 0, embedded.stderr)
+        let parameters = String(decoding: try Data(contentsOf: png), as: UTF8.self)
+        for field in ["Size: 128x128", "Steps: 20", "Sampler: DPM++ 2M,", "CFG scale: 7,"] {
+            XCTAssertTrue(parameters.contains(field), "the embedded model's default: \(field) missing")
+        }
+        XCTAssertEqual(try Self.pngSize(png), [128, 128])
+
+        // Explicit values win over the profile.
+        let explicit = directory.appendingPathComponent("explicit.png")
+        let chosen = try run([
+            "generate", "--seed", "1", "--quiet", "--width", "64", "--height", "32", "--steps", "3", "--sampler", "euler", "--cfg", "4.5",
+            "-o", explicit.path, "a red circle",
+        ])
+        XCTAssertEqual(chosen.status, 0, chosen.stderr)
+        let chosenParameters = String(decoding: try Data(contentsOf: explicit), as: UTF8.self)
+        for field in ["Size: 64x32", "Steps: 3", "Sampler: Euler,", "CFG scale: 4.5"] {
+            XCTAssertTrue(chosenParameters.contains(field), "explicit \(field) missing")
+        }
+
+        // batch: an entry without size or sampler fields takes the model's; one with them keeps its own.
+        let manifest = directory.appendingPathComponent("defaults.jsonl")
+        try """
+            {"id": "plain", "prompt": "a red circle on a blue background", "seed": 2}
+            {"id": "sized", "prompt": "a red circle on a blue background", "seed": 2, "width": 64, "height": 64, "steps": 2, "sampler": "euler"}
+            """.write(to: manifest, atomically: true, encoding: .utf8)
+        let out = directory.appendingPathComponent("batch")
+        let batch = try run(["batch", "--quiet", "--manifest", manifest.path, "--out", out.path])
+        XCTAssertEqual(batch.status, 0, batch.stderr)
+        XCTAssertEqual(try Self.pngSize(out.appendingPathComponent("plain.png")), [128, 128])
+        let plain = String(decoding: try Data(contentsOf: out.appendingPathComponent("plain.png")), as: UTF8.self)
+        XCTAssertTrue(plain.contains("Steps: 20, Sampler: DPM++ 2M, CFG scale: 7,"), "batch defaults")
+        XCTAssertEqual(try Self.pngSize(out.appendingPathComponent("sized.png")), [64, 64])
+
+        // The fixture SD 1.x model: sample_size 8, VAE factor 2 -> 16x16.
+        let tiny = directory.appendingPathComponent("tiny.png")
+        let fixture = try run(["generate", "--model", Self.model, "--steps", "2", "--seed", "1", "--quiet", "-o", tiny.path, "x"])
+        XCTAssertEqual(fixture.status, 0, fixture.stderr)
+        XCTAssertEqual(try Self.pngSize(tiny), [16, 16])
+    }
+
+    func testBatchHelpDocumentsEveryManifestField() throws {
+        let help = try run(["batch", "--help"])
+        XCTAssertEqual(help.status, 0)
+        // Every key BatchCommand reads from an entry.
+        let source = try String(
+            contentsOf: READMECommandTests.repository.appendingPathComponent("Sources/SwiftDiffusionCLI/Commands/BatchCommand.swift"),
+            encoding: .utf8)
+        let expression = try NSRegularExpression(pattern: #"(?:entry|spec|control)\[\"([a-z_]+)\"\]|(?:number|integer|value)\(\"([a-z_]+)\""#)
+        var keys = Set<String>()
+        for match in expression.matches(in: source, range: NSRange(source.startIndex..., in: source)) {
+            for group in 1...2 {
+                if let range = Range(match.range(at: group), in: source) { keys.insert(String(source[range])) }
+            }
+        }
+        XCTAssertTrue(keys.isSuperset(of: ["prompt", "id", "width", "seed", "lora", "control", "file", "scale", "image"]), "\(keys.sorted())")
+        for key in keys.sorted() + ["seconds", "manifest.jsonl"] {
+            XCTAssertTrue(help.stdout.contains(key), "batch --help does not document '\(key)'")
+        }
+        // The manifest text is laid out for 80 columns (ArgumentParser rewraps wider lines and breaks the table).
+        let wide = help.stdout.split(separator: "\n").filter { $0.count > 80 && !$0.hasPrefix("USAGE:") }
+        XCTAssertEqual(wide, [], "help lines wider than 80 columns")
+    }
+
+    /// Width and height of a PNG from its IHDR chunk.
+    static func pngSize(_ url: URL) throws -> [Int] {
+        let bytes = [UInt8](try Data(contentsOf: url))
+        guard bytes.count > 24 else { return [] }
+        let number = { (offset: Int) in bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) } }
+        return [number(16), number(20)]
     }
 }

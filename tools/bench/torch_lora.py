@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """diffusers baseline for `swiftdiffusion bench lora`: load_lora_weights, fuse_lora and unfuse_lora of a kohya
-LoRA file on a full-size SD 1.5 pipeline with random weights (fp32, CPU). Prints medians; --json for one JSON line.
+LoRA file on a full-size SD 1.5 pipeline with random weights (fp32, CPU). Runs --warmup untimed rounds first (as the
+Swift side does), then prints the medians of --repetitions timed rounds; --json for one JSON line. `swiftdiffusion bench
+lora` passes its own thread count and warm-up.
 
-Usage: /work/venv/bin/python tools/bench/torch_lora.py --file LORA.safetensors [--repetitions 3] [--threads 2] [--json]
+Usage: python tools/bench/torch_lora.py --file LORA.safetensors [--repetitions 3] [--warmup 1] [--threads 2] [--json]
 """
 
 import argparse
@@ -40,10 +42,19 @@ def main():
     parser.add_argument("--file", required=True)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipe = build_pipeline()
+    def round_trip():
+        pipe.load_lora_weights(os.path.dirname(args.file), weight_name=os.path.basename(args.file), adapter_name="bench")
+        pipe.fuse_lora(components=["unet"], lora_scale=1.0)
+        pipe.unfuse_lora(components=["unet"])
+        pipe.unload_lora_weights()
+
+    for _ in range(args.warmup):
+        round_trip()
     loads, fuses, unfuses = [], [], []
     for _ in range(args.repetitions):
         start = time.perf_counter()
@@ -57,7 +68,8 @@ def main():
         unfuses.append(time.perf_counter() - start)
         pipe.unload_lora_weights()
     result = {"load_seconds": statistics.median(loads), "fuse_seconds": statistics.median(fuses),
-              "unfuse_seconds": statistics.median(unfuses), "torch": torch.__version__}
+              "unfuse_seconds": statistics.median(unfuses), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "warmup": args.warmup}
     if args.json:
         print(json.dumps(result))
     else:

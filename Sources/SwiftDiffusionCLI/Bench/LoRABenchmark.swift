@@ -8,7 +8,8 @@ import Weights
 /// `swiftdiffusion bench lora`: the cost of each stage of using a LoRA on a full-size SD 1.5 UNet (random
 /// weights): reading the file, resolving its keys, merging, restoring, and the runtime mode's per-step
 /// overhead; with `--torch-python`, diffusers' `load_lora_weights` + `fuse_lora` + `unfuse_lora` on the
-/// same files in the same run.
+/// same files in the same run, with the same warm-up (one untimed round) and thread count as the Swift side.
+/// The memory a merge keeps for the bitwise restore (a copy of every patched weight) is reported per rank.
 struct LoRABenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora",
@@ -36,6 +37,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
     }
 
     func run() throws {
+        let python = try torchPython.map { try InputPath.existing($0).path }  // before minutes of Swift work
         print("SwiftDiffusion bench lora: SD 1.5 UNet architecture, random weights, \(ComputePool.shared.threadCount) threads")
         let unet = try UNetBenchmarkCommand.makeUNet()
         let targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: 2)
@@ -51,9 +53,9 @@ struct LoRABenchmarkCommand: ParsableCommand {
 
         let table = TablePrinter(columns: [
             ("rank", 5), ("modules", 8), ("file MB", 8), ("load ms", 8), ("keymap ms", 9), ("1st merge ms", 12), ("merge ms", 9),
-            ("restore ms", 10), ("runtime step +%", 15),
+            ("restore ms", 10), ("kept MiB", 9), ("runtime step +%", 15),
         ])
-        var rows: [(rank: Int, file: URL, load: Double, keyMap: Double, merge: Double, restore: Double)] = []
+        var rows: [(rank: Int, file: URL, load: Double, keyMap: Double, merge: Double, restore: Double, keptMiB: Double)] = []
         print("UNet step at \(resolution)px batch 2 without LoRA: \((baseStep * 1000).formatted(0)) ms")
         table.header()
         for rank in ranks {
@@ -76,31 +78,38 @@ struct LoRABenchmarkCommand: ParsableCommand {
             }
             let firstMerge = merges.removeFirst()
             restores.removeFirst()
+            // The originals of every patched weight, kept so that restore() is bitwise (and reused by later merges).
+            let keptMiB = Double(patcher.savedBytes) / 1_048_576
             patcher.attachRuntime([LoRAApplication(resolved)])
             let runtimeStep = try Timing.median(repetitions: repetitions) { _ = try unet(sample, timesteps: [500], conditioning: conditioning) }
             patcher.detachRuntime()
             let median = { (values: [Double]) in values.sorted()[values.count / 2] }
-            let row = (rank, file, load, keyMap, median(merges), median(restores))
+            let row = (rank, file, load, keyMap, median(merges), median(restores), keptMiB)
             rows.append(row)
             table.row([
                 "\(rank)", "\(modules)", size.formatted(1), (load * 1000).formatted(1), (keyMap * 1000).formatted(1),
-                (firstMerge * 1000).formatted(1), (row.4 * 1000).formatted(1), (row.5 * 1000).formatted(1), (100 * (runtimeStep / baseStep - 1)).formatted(1),
+                (firstMerge * 1000).formatted(1), (row.4 * 1000).formatted(1), (row.5 * 1000).formatted(1), keptMiB.formatted(1),
+                (100 * (runtimeStep / baseStep - 1)).formatted(1),
             ])
         }
 
-        guard let torchPython else {
+        guard let python else {
             print("(pass --torch-python /path/to/venv/bin/python to time diffusers on the same files)")
             return
         }
+        let threads = ComputePool.shared.threadCount
         print("")
-        print("diffusers on the same files (load_lora_weights / fuse_lora / unfuse_lora), and swift's load+keymap / merge / restore:")
+        print(
+            "diffusers on the same files (load_lora_weights / fuse_lora / unfuse_lora; \(threads) torch threads, one untimed round first, "
+                + "medians of \(repetitions)), and swift's load+keymap / merge / restore (the same warm-up and threads):")
         let compare = TablePrinter(columns: [
             ("rank", 5), ("diffusers load", 14), ("fuse", 8), ("unfuse", 8), ("swift load+map", 14), ("merge", 8), ("restore", 8),
             ("speed-up", 9),
         ])
         compare.header()
         for row in rows {
-            let output = try Subprocess.run(torchPython, [Self.script.path, "--file", row.file.path, "--repetitions", "\(repetitions)", "--json"])
+            let output = try Subprocess.run(
+                python, [Self.script.path, "--file", row.file.path, "--repetitions", "\(repetitions)", "--warmup", "1", "--threads", "\(threads)", "--json"])
             guard let line = output.split(separator: "\n").last,
                 let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let load = object["load_seconds"] as? Double, let fuse = object["fuse_seconds"] as? Double,
@@ -113,6 +122,9 @@ struct LoRABenchmarkCommand: ParsableCommand {
                 (row.restore * 1000).formatted(0) + " ms", ((load + fuse + unfuse) / ours).formatted(1) + "x",
             ])
         }
+        print(
+            "Swift keeps a copy of each patched weight for the bitwise restore (column 'kept MiB' above); diffusers' unfuse_lora "
+                + "subtracts the product again and keeps no copy.")
     }
 
     static var script: URL {

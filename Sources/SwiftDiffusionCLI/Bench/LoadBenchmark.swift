@@ -386,7 +386,7 @@ struct InProcessServer {
         var configuration = EngineConfiguration()
         configuration.queueCapacity = queueCapacity
         let embedded = models.isEmpty ? try ModelLocation.embeddedModel().deletingLastPathComponent() : nil
-        let repository = ModelRepository(roots: models.map { URL(fileURLWithPath: $0) }, embeddedModels: embedded)
+        let repository = ModelRepository(roots: try models.map(InputPath.folder), embeddedModels: embedded)
         guard !repository.list(.checkpoint).isEmpty else { throw CLIError("no model found for the in-process server") }
         let engine = GenerationEngine(
             configuration: configuration, repository: repository, store: InMemoryJobStore(), logger: logger)

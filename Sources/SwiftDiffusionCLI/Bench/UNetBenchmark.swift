@@ -31,6 +31,7 @@ struct UNetBenchmarkCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let torchPython { _ = try InputPath.existing(torchPython) }  // before minutes of Swift work
         let threads = ComputePool.shared.threadCount
         print("SwiftDiffusion bench unet: SD 1.5 UNet architecture, random weights, fp32, \(threads) threads")
         var built: UNet2DConditionModel?

@@ -5,24 +5,50 @@ import Imaging
 import Models
 import Pipelines
 import Samplers
+import Serving
 import Weights
 
 /// `swiftdiffusion batch`: many generations from a JSONL manifest with the model loaded once (evaluation
-/// sets, prompt sweeps). Each line is an object:
-///
-///     {"id": "a1", "prompt": "...", "negative_prompt": "", "seed": 1, "steps": 20, "guidance": 7,
-///      "width": 128, "height": 128, "sampler": "dpmpp_2m",
-///      "lora": {"file": "loras/x.safetensors", "scale": 1.0},          (or "loras": [...])
-///      "control": {"image": "outline.png", "scale": 1.0, "start": 0, "end": 1}}
-///
-/// `scheduler` may name a diffusers scheduler class instead of `sampler`. Relative paths are resolved
-/// against the manifest's folder, then the working directory. Writes `<out>/<id>.png` and
-/// `<out>/manifest.jsonl` (the input lines plus `"file"` and `"seconds"`).
+/// sets, prompt sweeps). The manifest format is documented in `--help` (`manifestHelp`).
 struct BatchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batch",
-        abstract: "Generate every entry of JSONL manifests with one loaded model; writes PNGs and a result manifest."
+        abstract: "Generate every entry of JSONL manifests with one loaded model; writes PNGs and a result manifest.",
+        discussion: manifestHelp
     )
+
+    /// Lines under 80 columns: ArgumentParser wraps longer ones.
+    static let manifestHelp = """
+        A manifest is a JSONL file: one JSON object per line (blank lines are
+        skipped). Fields of an entry:
+          prompt           string, required
+          id               string: writes OUT/<id>.png (default: the entry's number)
+          negative_prompt  string (default: none)
+          seed             whole number (default: 0)
+          width, height    pixels (default: the model's native size; embedded: 128)
+          steps            whole number (default: the model's recommendation,
+                           embedded: 20)
+          sampler          ddim, pndm, euler, euler_a, dpmpp_2m, dpmpp_2m_karras,
+                           lcm, or an AUTOMATIC1111 name (default: the model's own
+                           scheduler; embedded: dpmpp_2m)
+          scheduler        a diffusers scheduler class instead of sampler, e.g.
+                           "EulerAncestralDiscreteScheduler"
+          guidance         classifier-free guidance scale, also "cfg" (default:
+                           the model's recommendation; embedded: 7)
+          lora             {"file": PATH, "scale": 1.0} ("weight" for "scale")
+          loras            a list of such objects
+          control          {"image": PATH, "scale": 1.0, "start": 0, "end": 1}:
+                           an image for the --controlnet model (default: the
+                           embedded canny ControlNet), resized to the output size,
+                           then --control-preprocessor (default none: edge maps)
+        Other fields are copied to the result. Relative paths are looked up next
+        to the manifest, then in the working directory.
+        Writes OUT/<id>.png (with AUTOMATIC1111's "parameters" text chunk) and
+        OUT/manifest.jsonl: each entry plus "file" (the PNG) and "seconds".
+        Example line:
+          {"id": "star", "prompt": "a large green star, white background",
+           "seed": 3, "lora": {"file": "outline.safetensors", "scale": 0.9}}
+        """
 
     @Option(name: .customLong("manifest"), help: "A JSONL manifest (repeatable).")
     var manifests: [String]
@@ -50,15 +76,17 @@ struct BatchCommand: ParsableCommand {
     func run() throws {
         do {
             try runBatch()
-        } catch let error as CLIError {
-            throw error
         } catch {
-            throw CLIError("\(error)")
+            throw CLIError(wrapping: error)
         }
     }
 
     private func runBatch() throws {
+        let manifestURLs = try manifests.map(InputPath.existing)
+        let controlnetFolder = try controlnet.map(InputPath.existing)
         let modelURL = try ModelLocation.resolve(model)
+        // Fields an entry leaves out take the model's recommendation.
+        let profile = try ModelProfile.read(path: modelURL.path)
         let embeddedRoot = try? ModelLocation.embeddedModel().deletingLastPathComponent()
         let loaded = try StableDiffusionModel(
             contentsOf: modelURL, tokenizerFolder: embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer"))
@@ -72,34 +100,51 @@ struct BatchCommand: ParsableCommand {
         let started = Date()
         var count = 0
 
-        for manifest in manifests {
-            let manifestURL = URL(fileURLWithPath: manifest)
+        for (manifest, manifestURL) in zip(manifests, manifestURLs) {
             let base = manifestURL.deletingLastPathComponent()
-            func resolvePath(_ path: String) -> URL {
-                if path.hasPrefix("/") { return URL(fileURLWithPath: path) }
-                let nearManifest = base.appendingPathComponent(path)
-                return FileManager.default.fileExists(atPath: nearManifest.path) ? nearManifest : URL(fileURLWithPath: path)
+            func resolvePath(_ path: String, line: Int) throws -> URL {
+                let expanded = (path as NSString).expandingTildeInPath
+                if !expanded.hasPrefix("/") {
+                    let nearManifest = base.appendingPathComponent(expanded)
+                    if FileManager.default.fileExists(atPath: nearManifest.path) { return nearManifest }
+                }
+                guard FileManager.default.fileExists(atPath: expanded) else {
+                    throw CLIError("\(manifest):\(line): no such file: \(path)")
+                }
+                return URL(fileURLWithPath: expanded)
             }
             let text = try String(contentsOf: manifestURL, encoding: .utf8)
             for (lineNumber, line) in text.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-                guard var entry = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                guard var entry = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
                     throw CLIError("\(manifest):\(lineNumber + 1): not a JSON object")
                 }
                 let number = { (key: String) in (entry[key] as? NSNumber)?.doubleValue }
                 let id = entry["id"] as? String ?? "\(count)"
                 guard let prompt = entry["prompt"] as? String else { throw CLIError("\(manifest):\(lineNumber + 1): no prompt") }
                 let samplerName =
-                    entry["sampler"] as? String ?? (entry["scheduler"] as? String).flatMap { Self.schedulerClasses[$0] } ?? "dpmpp_2m"
+                    entry["sampler"] as? String ?? (entry["scheduler"] as? String).flatMap { Self.schedulerClasses[$0] } ?? profile.sampler
+                // Whole numbers in range, checked before any conversion (a huge value must not trap).
+                func integer(_ key: String, _ range: ClosedRange<Int>, default fallback: Int) throws -> Int {
+                    guard let value = number(key) else { return fallback }
+                    guard value.rounded() == value, value >= Double(range.lowerBound), value <= Double(range.upperBound) else {
+                        throw CLIError("\(manifest):\(lineNumber + 1): \(key) must be a whole number in \(range.lowerBound)...\(range.upperBound)")
+                    }
+                    return Int(value)
+                }
+                let width = try integer("width", 8...4096, default: profile.width)
+                let height = try integer("height", 8...4096, default: profile.height)
+                let steps = try integer("steps", 1...1000, default: profile.steps)
+                let seed = try integer("seed", 0...(1 << 53), default: 0)
                 var request = GenerationRequest(
-                    prompt: prompt, negativePrompt: entry["negative_prompt"] as? String, width: Int(number("width") ?? 512),
-                    height: Int(number("height") ?? 512), steps: Int(number("steps") ?? 20), sampler: try SamplerKind.named(samplerName),
-                    guidanceScale: Float(number("guidance") ?? number("cfg") ?? 7.5), seed: UInt64(number("seed") ?? 0))
+                    prompt: prompt, negativePrompt: entry["negative_prompt"] as? String, width: width, height: height, steps: steps,
+                    sampler: try SamplerKind.named(samplerName), guidanceScale: Float(number("guidance") ?? number("cfg") ?? Double(profile.cfg)),
+                    seed: UInt64(seed))
 
                 var applications: [LoRAApplication] = []
                 let loraSpecs = (entry["loras"] as? [[String: Any]]) ?? (entry["lora"] as? [String: Any]).map { [$0] } ?? []
                 for spec in loraSpecs {
                     guard let file = spec["file"] as? String else { throw CLIError("\(manifest):\(lineNumber + 1): LoRA without file") }
-                    let path = resolvePath(file).path
+                    let path = try resolvePath(file, line: lineNumber + 1).path
                     if loraCache[path] == nil {
                         loraCache[path] = try LoRAKeyMap.resolve(try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path)), targets: loaded.loraTargets)
                     }
@@ -108,13 +153,14 @@ struct BatchCommand: ParsableCommand {
                 }
                 if let control = entry["control"] as? [String: Any], let imagePath = control["image"] as? String {
                     if controlnetModel == nil {
-                        let folderPath = controlnet ?? embeddedRoot?.appendingPathComponent("shapes-sd-controlnet-canny").path ?? ""
+                        let folderPath = controlnetFolder?.path ?? embeddedRoot?.appendingPathComponent("shapes-sd-controlnet-canny").path ?? ""
                         let folder = try ComponentFolder(URL(fileURLWithPath: folderPath))
                         controlnetModel = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: folderPath)
                     }
                     let image = preprocessor(
                         ResizeMode.justResize.apply(
-                            to: try ImageCodec.read(contentsOf: resolvePath(imagePath)), width: request.width, height: request.height))
+                            to: try ImageCodec.read(contentsOf: resolvePath(imagePath, line: lineNumber + 1)), width: request.width,
+                            height: request.height))
                     let value = { (key: String, fallback: Float) in Float((control[key] as? NSNumber)?.doubleValue ?? Double(fallback)) }
                     if let controlnetModel {
                         request.controls.append(

@@ -6,6 +6,7 @@ import Imaging
 import Models
 import Pipelines
 import Samplers
+import Serving
 import Weights
 
 /// `swiftdiffusion generate`: text-to-image and image-to-image on the command line.
@@ -15,12 +16,15 @@ struct GenerateCommand: ParsableCommand {
         abstract: "Generate images from a prompt (text-to-image or image-to-image), with LoRAs and ControlNets.",
         discussion: """
             With no --model, the embedded default model draws (shapes in named colours on coloured backgrounds).
-            Examples:
+            Width, height, sampler, steps and CFG default to what the model recommends: its native size and its
+            scheduler config (the embedded model: 128x128, dpmpp_2m, 20 steps, CFG 7).
+            Examples (from the repository folder):
               swiftdiffusion generate "a red circle on a blue background"
-              swiftdiffusion generate --model ~/models/sd15 --sampler "DPM++ 2M Karras" --steps 25 "a castle"
-              swiftdiffusion generate --lora loras/outline.safetensors:0.8 "a green star on a white background"
-              swiftdiffusion generate --control models/shapes-sd-controlnet-canny:outline.png:1.0 \\
-                  --control-preprocessor none "a yellow square on a black background"
+              swiftdiffusion generate --lora models/shapes-sd-loras/outline.safetensors:0.9 \\
+                  "a large green star in the center, white background"
+              swiftdiffusion generate --control models/shapes-sd-controlnet-canny:docs/images/control-drawing.png \\
+                  --control-preprocessor none "a yellow triangle and a red circle, blue background"
+              swiftdiffusion generate --model PATH ...     (a diffusers folder or a single-file .safetensors checkpoint)
             """
     )
 
@@ -42,14 +46,18 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Image height in pixels (default: the model's native size).")
     var height: Int?
 
-    @Option(help: "Denoising steps.")
-    var steps = 20
+    @Option(help: "Denoising steps (default: the model's recommendation).")
+    var steps: Int?
 
-    @Option(help: "Sampler: ddim, pndm, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, lcm (AUTOMATIC1111 names work too).")
-    var sampler = "euler_a"
+    @Option(
+        help: """
+            Sampler: ddim, pndm, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, lcm (AUTOMATIC1111 names work too; \
+            default: the model's own scheduler).
+            """)
+    var sampler: String?
 
-    @Option(help: "Classifier-free guidance scale.")
-    var cfg: Float = 7.5
+    @Option(help: "Classifier-free guidance scale (default: the model's recommendation).")
+    var cfg: Float?
 
     @Option(help: "Random seed (default: a random one, printed).")
     var seed: UInt64?
@@ -104,9 +112,9 @@ struct GenerateCommand: ParsableCommand {
     func validate() throws {
         guard let resolvedPrompt, !resolvedPrompt.isEmpty else { throw ValidationError("give a prompt (argument or --prompt)") }
         if prompt != nil && positionalPrompt != nil { throw ValidationError("give the prompt once, as an argument or with --prompt") }
-        guard (1...1000).contains(steps) else { throw ValidationError("--steps must be between 1 and 1000") }
+        if let steps, !(1...1000).contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
         guard (1...64).contains(count) else { throw ValidationError("--count must be between 1 and 64") }
-        guard cfg.isFinite, cfg >= 0, cfg <= 100 else { throw ValidationError("--cfg must be between 0 and 100") }
+        if let cfg, !(cfg.isFinite && cfg >= 0 && cfg <= 100) { throw ValidationError("--cfg must be between 0 and 100") }
         if let clipSkip, !(1...12).contains(clipSkip) { throw ValidationError("--clip-skip must be between 1 and 12") }
         guard strength > 0, strength <= 1 else { throw ValidationError("--strength must be in (0, 1]") }
         guard DiffusionPipeline.LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("--lora-mode must be merged or runtime") }
@@ -122,39 +130,60 @@ struct GenerateCommand: ParsableCommand {
         } catch let error as ValidationError {
             throw error
         } catch {
-            throw CLIError("\(error)")
+            throw CLIError(wrapping: error)
         }
     }
 
     private func generate() throws {
-        let sampler = try SamplerKind.named(self.sampler)
+        if let sampler = self.sampler { _ = try SamplerKind.named(sampler) }  // a bad name fails before loading anything
         let modelURL = try ModelLocation.resolve(model)
+        // Every input path is checked before the model loads: a typo costs no waiting.
+        let tokenizerFolder = try tokenizer.map(InputPath.existing) ?? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
+        let taesdFolder = try taesd.map(InputPath.existing)
+        let initImageURL = try initImage.map(InputPath.existing)
+        let initLatentsURL = try initLatents.map(InputPath.existing)
+        let loraFiles = try loras.map { spec -> (URL, Float) in
+            let (path, weight) = try Self.splitWeight(spec)
+            return (try InputPath.existing(path), weight)
+        }
+        let controlSpecs = try controls.map { spec -> (ControlSpec, URL, URL) in
+            let parsed = try ControlSpec(spec)
+            return (parsed, try InputPath.existing(parsed.model), try InputPath.existing(parsed.image))
+        }
+        let outputURL = try output.map(InputPath.output)
+        let latentsURL = try outputLatents.map(InputPath.output)
+
+        // Unset fields take the model's recommendation (native size, its scheduler, steps, guidance).
+        let profile = try ModelProfile.read(path: modelURL.path)
+        let sampler = try SamplerKind.named(self.sampler ?? profile.sampler)
+        let steps = self.steps ?? profile.steps
+        let cfg = self.cfg ?? profile.cfg
+        let width = self.width ?? profile.width, height = self.height ?? profile.height
+        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+
         let status = StatusPrinter(quiet: quiet)
         status.line("loading \(modelURL.path)")
-        let tokenizerFolder = try tokenizer.map { URL(fileURLWithPath: $0) } ?? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
         let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder)
         let pipeline = DiffusionPipeline(model: loaded)
-        if let taesd {
-            let folder = try ComponentFolder(URL(fileURLWithPath: taesd))
-            pipeline.tinyDecoder = try TinyAutoencoderDecoder(configData: try folder.configData, weights: try folder.weights(), source: taesd)
+        if let taesdFolder {
+            let folder = try ComponentFolder(taesdFolder)
+            pipeline.tinyDecoder = try TinyAutoencoderDecoder(
+                configData: try folder.configData, weights: try folder.weights(), source: taesdFolder.path)
         }
-        let nativeSize = (loaded.unet.configuration.sampleSize ?? 64) * loaded.vaeScaleFactor
-        let width = self.width ?? nativeSize, height = self.height ?? nativeSize
-        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
 
         var request = GenerationRequest(
             prompt: resolvedPrompt ?? "", negativePrompt: negativePrompt, width: width, height: height, steps: steps, sampler: sampler,
             guidanceScale: cfg, seed: seed, count: count, clipSkip: clipSkip.map { $0 - 1 }, strength: strength)
-        if let initImage {
-            request.initImage = try ImageCodec.read(contentsOf: URL(fileURLWithPath: initImage)).resized(width: width, height: height)
+        if let initImageURL {
+            request.initImage = try ImageCodec.read(contentsOf: initImageURL).resized(width: width, height: height)
         }
-        if let initLatents { request.initLatents = try NumPy.read(contentsOf: URL(fileURLWithPath: initLatents)) }
+        if let initLatentsURL { request.initLatents = try NumPy.read(contentsOf: initLatentsURL) }
 
         var loraApplications: [LoRAApplication] = []
         var loraLabels: [(name: String, weight: Float)] = []
-        for spec in loras {
-            let (path, weight) = try Self.splitWeight(spec)
-            let network = try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path))
+        for (file, weight) in loraFiles {
+            let path = file.path
+            let network = try LoRANetwork.load(contentsOf: file)
             let resolved = try LoRAKeyMap.resolve(network, targets: loaded.loraTargets)
             if !resolved.unmatched.isEmpty {
                 status.warning("\(path): \(resolved.unmatched.count) LoRA modules match no layer of the model: "
@@ -168,11 +197,10 @@ struct GenerateCommand: ParsableCommand {
         let preprocessor = try ControlPreprocessor.named(controlPreprocessor)
         guard let resize = ResizeMode(name: controlResize) else { throw CLIError("unknown --control-resize '\(controlResize)'") }
         var controlLabels: [String] = []
-        for spec in controls {
-            let parsed = try ControlSpec(spec)
-            let folder = try ComponentFolder(URL(fileURLWithPath: parsed.model))
+        for (parsed, modelFolder, imageFile) in controlSpecs {
+            let folder = try ComponentFolder(modelFolder)
             let controlnet = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: folder.url.path)
-            let image = try ImageCodec.read(contentsOf: URL(fileURLWithPath: parsed.image))
+            let image = try ImageCodec.read(contentsOf: imageFile)
             let prepared = preprocessor(resize.apply(to: image, width: width, height: height))
             request.controls.append(ControlInput(model: controlnet, image: prepared, scale: parsed.scale, start: parsed.start, end: parsed.end))
             controlLabels.append("\(URL(fileURLWithPath: parsed.model).lastPathComponent), \(preprocessor.name), weight \(parsed.scale)")
@@ -187,9 +215,9 @@ struct GenerateCommand: ParsableCommand {
             request, loras: loraApplications, loraMode: DiffusionPipeline.LoRAMode(rawValue: loraMode) ?? .merged, hooks: hooks)
         progress.finish()
 
-        if let outputLatents { try NumPy.write(result.latents, to: URL(fileURLWithPath: outputLatents)) }
+        if let latentsURL { try NumPy.write(result.latents, to: latentsURL) }
         let infotext = Infotext(request: request, modelName: loaded.name, loras: loraLabels, controls: controlLabels).text
-        let base = output ?? "swiftdiffusion-\(seed).png"
+        let base = outputURL?.path ?? "swiftdiffusion-\(seed).png"
         for (index, image) in result.images.enumerated() {
             let path = result.images.count == 1 ? base : Self.numbered(base, index + 1)
             let png = try ImageCodec.encodePNG(image, textChunks: [("parameters", infotext)])

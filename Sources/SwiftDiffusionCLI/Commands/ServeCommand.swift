@@ -30,7 +30,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A JSON configuration file.")
     var config: String?
 
-    @Option(help: "Job database: a SQLite file path, or 'memory' (config key: database; default ./swiftdiffusion-jobs.sqlite).")
+    @Option(
+        help: """
+            Job database: a SQLite file path, or 'memory' (config key: database; default \
+            $XDG_STATE_HOME/swiftdiffusion/jobs.sqlite, else ~/.local/state/swiftdiffusion/jobs.sqlite).
+            """)
     var database: String?
 
     @Option(name: .customLong("token"), help: "A bearer token clients must send (repeatable; config key: tokens, comma-separated).")
@@ -70,13 +74,24 @@ struct ServeCommand: AsyncParsableCommand {
             ["merged", "runtime"].contains(engineConfiguration.loraMode)
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
 
-        let roots = settings.string(forKey: "models", default: "").split(separator: ",").map { URL(fileURLWithPath: String($0)) }
+        // A models folder that is not there is a mistake, not an empty registry.
+        let roots = try settings.string(forKey: "models", default: "").split(separator: ",").map { try InputPath.folder(String($0)) }
         let embedded = try? ModelLocation.embeddedModel().deletingLastPathComponent()
         let repository = ModelRepository(roots: roots, embeddedModels: embedded)
         guard !repository.list(.checkpoint).isEmpty else { throw CLIError("no model found (embedded model missing and --models has none)") }
 
-        let databasePath = settings.string(forKey: "database", default: "swiftdiffusion-jobs.sqlite")
-        let store: any JobStore = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: databasePath)
+        // The job database lives in the state folder unless one is named; never in the working directory.
+        let databasePath = try settings.string(forKey: "database") ?? StateDirectory.jobsDatabase()
+        if databasePath != "memory" {
+            let folder = URL(fileURLWithPath: (databasePath as NSString).expandingTildeInPath).deletingLastPathComponent()
+            guard FileManager.default.fileExists(atPath: folder.path) else { throw CLIError.noSuchFile(folder.path) }
+        }
+        let store: any JobStore
+        do {
+            store = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: (databasePath as NSString).expandingTildeInPath)
+        } catch {
+            throw CLIError("cannot open the job database \(databasePath): \(error)")
+        }
         let engine = GenerationEngine(configuration: engineConfiguration, repository: repository, store: store, logger: logger)
 
         var server = ServerConfiguration()
@@ -119,7 +134,7 @@ struct ServeCommand: AsyncParsableCommand {
             EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["TOKENS"])),
         ]
         if let config {
-            guard FileManager.default.fileExists(atPath: config) else { throw CLIError("config file not found: \(config)") }
+            guard FileManager.default.fileExists(atPath: config) else { throw CLIError.noSuchFile(config) }
             do {
                 providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(config)))
             } catch {

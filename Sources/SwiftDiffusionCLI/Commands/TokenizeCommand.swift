@@ -36,10 +36,8 @@ struct TokenizeCommand: ParsableCommand {
             } else {
                 print("[" + ids.map(String.init).joined(separator: ", ") + "]")
             }
-        } catch let error as CLIError {
-            throw error
         } catch {
-            throw CLIError("\(error)")
+            throw CLIError(wrapping: error)
         }
     }
 }
