@@ -7,7 +7,7 @@ struct DependenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dependence",
         abstract: "Dependence measures (Pearson ... MICe, HHG) with permutation p-values.",
-        subcommands: [DependenceMeasureCommand.self]
+        subcommands: [DependenceMeasureCommand.self, DependenceEquitabilityCommand.self, DependencePowerCommand.self]
     )
 }
 
@@ -74,6 +74,9 @@ struct DependenceMeasureCommand: ParsableCommand {
         } catch { throw CLIError("\(csv): \(error.description)") }
         let sample: PairedSample
         do { sample = try PairedSample(x: columns[0], y: columns[1]) } catch {
+            if case .constant(let variable) = error {
+                throw CLIError("\(csv): column '\(variable == "x" ? x : y)' is constant: dependence is undefined")
+            }
             throw CLIError("\(csv): columns '\(x)', '\(y)': \(error.description)")
         }
 
@@ -134,5 +137,160 @@ struct DependenceMeasureCommand: ParsableCommand {
             }
         }
         return "{\n" + body.joined(separator: ",\n") + "\n}"
+    }
+}
+
+/// Options shared by `dependence equitability` and `dependence power`.
+struct HarnessOptions: ParsableArguments {
+    @Option(help: "Pairs per sample.")
+    var n = 100
+
+    @Option(help: "Samples per (relationship, R²) cell.")
+    var replicates = 50
+
+    @Option(help: "Comma-separated R² levels in (0, 1].")
+    var r2 = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+
+    @Option(name: .customLong("measure"), help: "A measure to include (repeatable); default: all.")
+    var measures: [String] = []
+
+    @Option(help: "Comma-separated relationship ids (f1 ... f21, Reshef et al. 2011); default: all 21.")
+    var relationships: String?
+
+    @Option(help: "Seed of the sample generator.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Folder for the CSV table, the SVG chart and the summary.")
+    var out: String
+
+    func harness(nullReplicates: Int) throws -> EquitabilityHarness {
+        var h = EquitabilityHarness()
+        h.n = n
+        h.replicates = replicates
+        h.nullReplicates = nullReplicates
+        h.seed = seed
+        let levels = r2.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !levels.isEmpty, levels.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1 }) else {
+            throw CLIError("--r2 must be comma-separated numbers in (0, 1], got '\(r2)'")
+        }
+        h.r2Grid = levels.map { $0! }
+        if let unknown = measures.first(where: { MeasureCatalog.measure(named: $0) == nil }) {
+            throw CLIError("unknown measure '\(unknown)'; known: \(MeasureCatalog.names.joined(separator: ", "))")
+        }
+        if !measures.isEmpty { h.measures = measures }
+        if let relationships {
+            let ids = relationships.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let chosen = ids.compactMap { id in Relationship.reshef21.first { $0.id == id } }
+            guard chosen.count == ids.count, !chosen.isEmpty else {
+                throw CLIError("--relationships takes ids f1 ... f21, got '\(relationships)'")
+            }
+            h.relationships = chosen
+        }
+        guard replicates >= 2, replicates <= 100_000, n >= 10, n <= 20_000 else {
+            throw CLIError("--replicates must be in 2...100000 and --n in 10...20000")
+        }
+        return h
+    }
+
+    func run(_ harness: EquitabilityHarness) throws -> EquitabilityHarness.Result {
+        let result: EquitabilityHarness.Result
+        do {
+            result = try harness.run { done, total in
+                FileHandle.standardError.write(Data("\r\(done)/\(total) relationships".utf8))
+            }
+        } catch { throw CLIError(error.description) }
+        FileHandle.standardError.write(Data("\n".utf8))
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        return result
+    }
+
+    func write(_ text: String, _ name: String) throws {
+        let path = (out as NSString).appendingPathComponent(name)
+        do { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) } catch { throw CLIError("cannot write \(path): \(error.localizedDescription)") }
+        print("wrote \(path)")
+    }
+
+    static func chart(_ result: EquitabilityHarness.Result, title: String, yLabel: String, yRange: ClosedRange<Double>?,
+                      value: (Int, Int, Int) -> Double) -> String {
+        let panels = result.measures.indices.map { m in
+            SVGChart.Panel(
+                title: result.measures[m],
+                lines: result.relationships.indices.map { f in result.r2Grid.indices.map { r in (result.r2Grid[r], value(m, f, r)) } },
+                yRange: yRange)
+        }
+        return SVGChart(title: title, xLabel: "R² of the noisy relationship", yLabel: yLabel, panels: panels,
+                        legend: result.relationships.map { "\($0.id) \($0.name)" }).render()
+    }
+}
+
+/// `swiftdiffusion dependence equitability`: score against R² per relationship, interpretable intervals.
+struct DependenceEquitabilityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "equitability",
+        abstract: "Score against R² on Reshef et al.'s 21 relationships; interpretable-interval widths per measure.")
+
+    @OptionGroup var options: HarnessOptions
+
+    func run() throws {
+        let result = try options.run(try options.harness(nullReplicates: 0))
+        var csv = "measure,relationship,r2,median,q05,q95\n"
+        for m in result.measures.indices {
+            for f in result.relationships.indices {
+                for r in result.r2Grid.indices {
+                    let s = result.cell(f, r).scores[m]
+                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.quantile(s, 0.5)),\(result.quantile(s, 0.05)),\(result.quantile(s, 0.95))\n"
+                }
+            }
+        }
+        var summary = "| measure | mean interpretable interval (R²) | worst interval (R²) |\n|---|---|---|\n"
+        for m in result.measures.indices {
+            let w = result.interpretableIntervals(m)
+            summary += String(format: "| %@ | %.3f | %.3f |\n", result.measures[m] as NSString, w.mean, w.worst)
+        }
+        try options.write(csv, "equitability.csv")
+        try options.write(HarnessOptions.chart(result, title: "Median score against R² (n = \(result.n))", yLabel: "median score (|T| for signed)",
+                                               yRange: nil) { m, f, r in result.median(m, f, r) }, "equitability.svg")
+        try options.write(summary, "equitability-summary.md")
+        print(summary, terminator: "")
+    }
+}
+
+/// `swiftdiffusion dependence power`: power against R² per relationship and the power-equitability spread.
+struct DependencePowerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "power",
+        abstract: "Power against R² on Reshef et al.'s 21 relationships (null: same y, independent x); power-equitability.")
+
+    @OptionGroup var options: HarnessOptions
+
+    @Option(name: .customLong("null-replicates"), help: "Null samples per cell for the 95% critical value.")
+    var nullReplicates = 100
+
+    func run() throws {
+        guard nullReplicates >= 20 else { throw CLIError("--null-replicates must be >= 20") }
+        let result = try options.run(try options.harness(nullReplicates: nullReplicates))
+        var csv = "measure,relationship,r2,power,median\n"
+        for m in result.measures.indices {
+            for f in result.relationships.indices {
+                for r in result.r2Grid.indices {
+                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.power(m, f, r)!),\(result.median(m, f, r))\n"
+                }
+            }
+        }
+        var summary = "| measure | mean power | max Δβ over R² | mean Δβ | mean interpretable interval (R²) |\n|---|---|---|---|---|\n"
+        for m in result.measures.indices {
+            var total = 0.0
+            for f in result.relationships.indices { for r in result.r2Grid.indices { total += result.power(m, f, r)! } }
+            let spread = result.powerSpread(m)!
+            let w = result.interpretableIntervals(m)
+            summary += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", result.measures[m] as NSString,
+                              total / Double(result.relationships.count * result.r2Grid.count),
+                              spread.max() ?? 0, spread.reduce(0, +) / Double(spread.count), w.mean)
+        }
+        try options.write(csv, "power.csv")
+        try options.write(HarnessOptions.chart(result, title: "Power against R² (n = \(result.n), α = 0.05)", yLabel: "power",
+                                               yRange: 0...1) { m, f, r in result.power(m, f, r)! }, "power.svg")
+        try options.write(summary, "power-summary.md")
+        print(summary, terminator: "")
     }
 }
