@@ -180,6 +180,8 @@ final class WebDriverSession: @unchecked Sendable {
             if driver.isRunning { kill(driver.processIdentifier, SIGKILL) }
         }
         Self.killProcesses(using: folder.appendingPathComponent("profile").path)
+        // The temporary browser profile (tens of MB) goes with the session.
+        try? FileManager.default.removeItem(at: folder.appendingPathComponent("profile"))
     }
 
     /// The last lines of chromedriver's log, for failure messages.

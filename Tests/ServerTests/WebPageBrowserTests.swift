@@ -22,10 +22,28 @@ final class WebPageBrowserTests: XCTestCase {
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-browser-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        // The temporary folder (browser profile, chromedriver log, screenshot) goes on every path; a failure
+        // keeps the screenshot and the log, copied out first.
+        let keep = FailureFlag()
+        defer {
+            let failed = keep.isSet || (testRun?.failureCount ?? 0) > 0
+            if failed || ProcessInfo.processInfo.environment["SWIFTDIFFUSION_KEEP_BROWSER_FILES"] == "1" {
+                let kept = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-browser-files-\(getpid())")
+                try? FileManager.default.createDirectory(at: kept, withIntermediateDirectories: true)
+                for name in ["web-page.png", "layout-1280x800.png", "chromedriver.log"] {
+                    try? FileManager.default.copyItem(at: folder.appendingPathComponent(name), to: kept.appendingPathComponent(name))
+                }
+                print("browser test files kept in \(kept.path)")
+            }
+            try? FileManager.default.removeItem(at: folder)
+        }
 
         var logger = Logger(label: "browser-test")
         logger.logLevel = .warning
-        let engine = TestServer.engine()
+        // The fixture models plus the embedded family, so that the model picker has a model of each kind.
+        ServerApplication.bootstrapMetrics()
+        let repository = ModelRepository(roots: [TestServer.modelsFolder], embeddedModels: Self.embeddedModels, defaultModel: "sd1")
+        let engine = GenerationEngine(configuration: EngineConfiguration(), repository: repository, store: InMemoryJobStore(), logger: logger)
         let application = Application(
             router: ServerApplication.router(engine: engine, configuration: ServerConfiguration()),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "SwiftDiffusion"),
@@ -33,22 +51,107 @@ final class WebPageBrowserTests: XCTestCase {
 
         try await application.test(.live) { client in
             let port = try XCTUnwrap(client.port, "the live test server has no port")
-            let browser = try await WebDriverSession(tools: tools, folder: folder, windowSize: (1180, 1040))
+            let browser = try await WebDriverSession(tools: tools, folder: folder, windowSize: (1280, 800))
             do {
-                let jobID = try await Self.drive(browser, page: URL(string: "http://127.0.0.1:\(port)/")!, folder: folder)
+                let profiles = try await Self.modelProfiles(client)
+                let jobID = try await Self.drive(
+                    browser, page: URL(string: "http://127.0.0.1:\(port)/")!, folder: folder, profiles: profiles)
                 try await Self.checkJob(jobID, client: client)
                 await browser.close()
             } catch {
+                keep.set()
                 let log = browser.logTail
                 await browser.close()
                 XCTFail("browser test failed: \(error)\nchromedriver log (last lines):\n\(log)")
                 throw error
             }
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: folder.appendingPathComponent("profile").path),
+                "the browser profile folder outlived the session")
         }
     }
 
+    static var embeddedModels: URL { repositoryRoot.appendingPathComponent("models") }
+
+    /// Each model's entry in `GET /v1/models`: whether it is embedded, and its profile when the listing has one.
+    private static func modelProfiles(_ client: some TestClientProtocol) async throws -> [String: [String: Any]] {
+        let response = try await client.execute(uri: "/v1/models", method: .get)
+        XCTAssertEqual(response.status, .ok)
+        let data = response.body.jsonObject["data"] as? [[String: Any]] ?? []
+        return Dictionary(data.compactMap { entry in (entry["id"] as? String).map { ($0, entry) } }) { first, _ in first }
+    }
+
+    /// The page in a 1280x800 window: no horizontal scrolling, the whole form (and so Generate) above the fold;
+    /// the fields and the placeholder prompt follow the model picker.
+    private static func checkLayoutAndModelDefaults(
+        _ browser: WebDriverSession, folder: URL, profiles: [String: [String: Any]]
+    ) async throws {
+        let layout =
+            try await browser.execute(
+                """
+                const rect = (id) => document.getElementById(id).getBoundingClientRect();
+                return {
+                  width: window.innerWidth, height: window.innerHeight, scrollWidth: document.documentElement.scrollWidth,
+                  generateTop: rect('generate').top, generateBottom: rect('generate').bottom, formBottom: rect('generate-form').bottom,
+                  scrollY: window.scrollY,
+                };
+                """) as? [String: Any] ?? [:]
+        let number = { (key: String) in (layout[key] as? NSNumber)?.doubleValue ?? .nan }
+        let screenshot = try await browser.screenshot()
+        try screenshot.write(to: folder.appendingPathComponent("layout-1280x800.png"))
+        XCTAssertEqual(number("width"), 1280, "viewport width (\(layout))")
+        // A 1280x800 window leaves about 1280x650 to the page (headless Chromium draws the browser's bars too).
+        XCTAssertLessThanOrEqual(number("height"), 800, "viewport height (\(layout))")
+        XCTAssertGreaterThanOrEqual(number("height"), 600, "viewport height (\(layout))")
+        XCTAssertEqual(number("scrollY"), 0)
+        XCTAssertLessThanOrEqual(number("scrollWidth"), number("width"), "the page scrolls sideways at 1280 px: \(layout)")
+        XCTAssertGreaterThan(number("generateTop"), 0, "Generate is above the window: \(layout)")
+        XCTAssertLessThanOrEqual(number("generateBottom"), number("height"), "Generate is below the fold at 1280x800: \(layout)")
+        XCTAssertLessThanOrEqual(number("formBottom"), number("height"), "the form does not fit a 1280x800 window: \(layout)")
+
+        // The picker's models: the fixture SD 1.x (the default) and the embedded shapes model.
+        let fields = {
+            try await browser.execute(
+                """
+                const v = (id) => document.getElementById(id).value;
+                return {model: v('model'), width: v('width'), height: v('height'), steps: v('steps'), cfg: v('cfg'),
+                        sampler: v('sampler'), placeholder: document.getElementById('prompt').placeholder};
+                """) as? [String: String] ?? [:]
+        }
+        func check(_ id: String, placeholder: String) async throws {
+            let shown = try await fields()
+            XCTAssertEqual(shown["model"], id)
+            XCTAssertEqual(shown["placeholder"], placeholder, "placeholder prompt for \(id)")
+            guard let profile = profiles[id]?["profile"] as? [String: Any] else {
+                // No profile in the listing: the page leaves the fields to the server (the model's own settings).
+                for key in ["width", "height", "steps", "cfg", "sampler"] { XCTAssertEqual(shown[key], "", "\(id) \(key)") }
+                return
+            }
+            for key in ["width", "height", "steps", "cfg", "sampler"] {
+                let expected = profile[key].map { value -> String in
+                    if let number = value as? NSNumber, !(value is String) {
+                        return number.doubleValue == number.doubleValue.rounded() ? "\(number.intValue)" : "\(number.doubleValue)"
+                    }
+                    return "\(value)"
+                }
+                XCTAssertEqual(shown[key], expected, "\(id): \(key) follows the model's profile")
+            }
+        }
+        XCTAssertEqual(profiles["shapes-sd"]?["embedded"] as? Bool, true, "the embedded model is listed: \(profiles.keys.sorted())")
+        try await check("sd1", placeholder: "a lighthouse on a cliff at sunset")
+        try await browser.click("#model option[value='shapes-sd']")
+        try await check("shapes-sd", placeholder: "a red circle on a blue background")
+        if let profile = profiles["shapes-sd"]?["profile"] as? [String: Any] {
+            XCTAssertEqual(profile["width"] as? Int, 128, "the embedded model's native size")
+        }
+        try await browser.click("#model option[value='sd1']")
+        try await check("sd1", placeholder: "a lighthouse on a cliff at sunset")
+    }
+
     /// Fills the form, draws, generates and waits for the image; returns the job id the page shows.
-    private static func drive(_ browser: WebDriverSession, page: URL, folder: URL) async throws -> String {
+    private static func drive(
+        _ browser: WebDriverSession, page: URL, folder: URL, profiles: [String: [String: Any]]
+    ) async throws -> String {
         let pageState = {
             "\(try await browser.execute("return document.getElementById('status-region').innerText + ' | ' + document.getElementById('error-message').innerText"))"
         }
@@ -60,11 +163,13 @@ final class WebPageBrowserTests: XCTestCase {
             }
             return ready == "true" ? true : nil
         }
+        try await checkLayoutAndModelDefaults(browser, folder: folder, profiles: profiles)
 
         try await browser.type("a red circle on a blue background", into: "#prompt")
         try await browser.type("32", into: "#width", clearing: true)
         try await browser.type("32", into: "#height", clearing: true)
         try await browser.type("\(steps)", into: "#steps", clearing: true)
+        try await browser.click("#sampler option[value='euler_a']")
         try await browser.type("42", into: "#seed", clearing: true)
 
         // A LoRA with a weight.
@@ -83,9 +188,10 @@ final class WebPageBrowserTests: XCTestCase {
         try await browser.execute("arguments[0].scrollIntoView({block: 'center'})", [browser.reference(canvas)])
         let origin = browser.reference(canvas)
         var actions: [[String: Any]] = [
-            ["type": "pointerMove", "duration": 0, "origin": origin, "x": -100, "y": 80], ["type": "pointerDown", "button": 0],
+            ["type": "pointerMove", "duration": 0, "origin": origin, "x": -70, "y": 60], ["type": "pointerDown", "button": 0],
         ]
-        for (x, y) in [(0, -110), (100, 80), (-100, 80)] {
+        // A triangle inside the drawing area (200 px wide on a wide window).
+        for (x, y) in [(0, -75), (70, 60), (-70, 60)] {
             actions.append(["type": "pointerMove", "duration": 60, "origin": origin, "x": x, "y": y])
         }
         actions.append(["type": "pointerUp", "button": 0])
@@ -180,6 +286,14 @@ final class WebPageBrowserTests: XCTestCase {
     private static var repositoryRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
+}
+
+/// Set once from the test's concurrent closure, read after it.
+private final class FailureFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }
 
 /// The page's files as the server serves them, and the query-string token of the event stream.

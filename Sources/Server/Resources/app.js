@@ -6,7 +6,14 @@ const TOKEN_KEY = "swiftdiffusion.token";
 const TERMINAL_EVENTS = ["completed", "failed", "cancelled"];
 const $ = (id) => document.getElementById(id);
 
+// Placeholder prompts that suit the selected model: the embedded family draws shapes in named colours.
+const EXAMPLE_PROMPTS = {
+  embedded: "a red circle on a blue background",
+  other: "a lighthouse on a cliff at sunset",
+};
+
 const state = {
+  models: [],        // the /v1/models entries (each with its profile: native size, sampler, steps, cfg)
   loras: [],         // [{name, weight}]
   job: null,         // the job response of the running job
   events: null,      // its EventSource
@@ -68,10 +75,11 @@ async function loadRegistries() {
     apiJSON("v1/models"), apiJSON("v1/samplers"), apiJSON("v1/loras"), apiJSON("v1/controlnets"),
     apiJSON("v1/preprocessors"), apiJSON("v1/capabilities"),
   ]);
+  state.models = models.data;
   const defaultModel = (models.data.find((m) => m.default) || models.data[0] || {}).id;
   fillSelect($("model"), models.data.map((m) => m.id), { selected: defaultModel });
   fillSelect($("sampler"), samplers.map((s) => ({ value: s.name, label: s.a1111_name ? `${s.name} (${s.a1111_name})` : s.name })),
-    { selected: "euler_a" });
+    { empty: "(the model's own)" });
   fillSelect($("lora-select"), loras.data.map((l) => l.id));
   $("lora-add").disabled = loras.data.length === 0;
   fillSelect($("controlnet-model"), controlnets.data.map((c) => c.id), { empty: "(none)" });
@@ -81,6 +89,35 @@ async function loadRegistries() {
   for (const id of ["width", "height"]) if (limits.max_side) $(id).max = limits.max_side;
   if (limits.max_steps) $("steps").max = limits.max_steps;
   if (limits.max_images) $("count").max = limits.max_images;
+  applyModelDefaults();
+}
+
+// The selected model's own settings: its native size (and the multiple sizes must be of), its recommended
+// sampler, steps and CFG, from the profile in its /v1/models entry; and a placeholder prompt that suits it.
+// Without a profile the fields are left empty, and the server fills in the model's settings.
+function applyModelDefaults() {
+  const model = state.models.find((m) => m.id === $("model").value) || {};
+  $("prompt").placeholder = model.embedded ? EXAMPLE_PROMPTS.embedded : EXAMPLE_PROMPTS.other;
+  const profile = model.profile;
+  if (profile) {
+    const multiple = profile.size_multiple || 8;
+    for (const id of ["width", "height"]) {
+      $(id).step = multiple;
+      $(id).min = multiple;
+    }
+    $("width").value = profile.width;
+    $("height").value = profile.height;
+    $("steps").value = profile.steps;
+    $("cfg").value = profile.cfg;
+    const known = [...$("sampler").options].some((option) => option.value === profile.sampler);
+    $("sampler").value = known ? profile.sampler : "";
+    $("model-defaults").textContent =
+      `${model.id}: ${profile.width}x${profile.height}, ${profile.sampler}, ${profile.steps} steps, CFG ${profile.cfg} (its own settings)`;
+  } else {
+    for (const id of ["width", "height", "steps", "cfg"]) $(id).value = "";
+    $("sampler").value = "";
+    $("model-defaults").textContent = "Empty fields take the model's own settings.";
+  }
 }
 
 // MARK: - LoRAs
@@ -445,6 +482,7 @@ async function start() {
     load();
   });
   $("lora-add").addEventListener("click", addLoRA);
+  $("model").addEventListener("change", applyModelDefaults);
   for (const radio of document.querySelectorAll('input[name="control-source"]')) radio.addEventListener("change", showControlSource);
   $("controlnet-upload").addEventListener("change", readUpload);
   $("generate-form").addEventListener("submit", generate);
