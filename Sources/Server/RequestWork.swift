@@ -10,10 +10,11 @@ import Serving
 /// pool (two threads on a two-core machine) stay free, so `/healthz` and every other light route keep answering
 /// while a few expensive requests are being prepared.
 ///
-/// At most `width` closures run at once; further callers wait (suspended, holding no thread) in arrival order.
+/// At most `width` closures run at once, one fewer than the cores, so a core is always left for serving; further
+/// callers wait (suspended, holding no thread) in arrival order.
 enum RequestWork {
     /// Threads preparing requests at once.
-    static let width = max(2, ProcessInfo.processInfo.activeProcessorCount)
+    static let width = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
     private static let queue = DispatchQueue(label: "swiftdiffusion.request-work", qos: .userInitiated, attributes: .concurrent)
     private static let slots = AsyncSlots(width)
 

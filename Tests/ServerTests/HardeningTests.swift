@@ -135,22 +135,28 @@ final class HardeningTests: XCTestCase {
         }
     }
 
-    /// Two 300k-character prompts that must be parsed (the prompt limit raised to let them through) keep request
-    /// threads busy; `/healthz` on a live connection answers within a second all the while.
+    /// Huge prompts that must be parsed (the prompt limit raised to let them through) keep the request-work threads
+    /// busy for seconds; `/healthz` on a live connection answers within a second all the while. (Two 300k-character
+    /// prompts under the default limit are refused on their length at once, see above; these are 8M characters,
+    /// four of them, so that parsing them on the threads that serve HTTP would block `/healthz` for over a second
+    /// now that the parser is linear.)
     func testHealthzAnswersWithinASecondWhileHugePromptsAreProcessed() async throws {
         var configuration = API.configuration
-        configuration.limits.maximumPromptCharacters = 400_000
+        configuration.limits.maximumPromptCharacters = 10_000_000
         let engine = HardeningTests.engine(configuration)
+        // Nested emphasis and brackets with extra-network openings, ending in a weight no parser accepts: parsed
+        // (to the end, or to the parser's nesting budget), then refused. Built before any probe, off the clock.
+        let nested = String(repeating: "(", count: 3_999_990) + "x" + String(repeating: ")", count: 3_999_990) + " (a:1.2.3)"
+        let brackets = String(repeating: "[<a:", count: 1_999_990) + " (a:1.2.3)"
+        let requests = [nested, brackets, nested, brackets].map { prompt in
+            LiveHTTP.request("POST", "/sdapi/v1/txt2img", json: A1111APITests.small(["prompt": prompt]))
+        }
         try await LiveHTTP.withServer(engine: engine) { port, client in
-            // Nested emphasis, ending in a weight no parser accepts: parsed to the end, then refused.
-            let nested = String(repeating: "(", count: 149_990) + "x" + String(repeating: ")", count: 149_990) + " (a:1.2.3)"
-            let brackets = String(repeating: "[<a:", count: 74_990) + " (a:1.2.3)"
             let finished = FinishedCount()
-            let heavy = [nested, brackets].map { prompt in
+            let heavy = requests.map { request in
                 Task {
                     defer { finished.increment() }
-                    return try await LiveHTTP.exchange(
-                        port: port, LiveHTTP.request("POST", "/sdapi/v1/txt2img", json: A1111APITests.small(["prompt": prompt])))
+                    return try await LiveHTTP.exchange(port: port, request)
                 }
             }
             var slowest = 0.0
@@ -162,12 +168,14 @@ final class HardeningTests: XCTestCase {
                 XCTAssertEqual(response.status, .ok)
                 slowest = max(slowest, elapsed)
                 probes += 1
-                if probes > 2000 { break }
+                if probes > 3000 { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
             for task in heavy {
                 let (status, body) = try await task.value
-                XCTAssertEqual(status, 400, String(decoding: body.prefix(300), as: UTF8.self))
+                let text = String(decoding: body, as: UTF8.self)
+                XCTAssertEqual(status, 400, String(text.prefix(300)))
+                XCTAssertTrue(text.contains("\"prompt: "), "refused by the parser, not on its length: \(text.prefix(300))")
             }
             XCTAssertLessThan(slowest, 1, "the slowest /healthz of \(probes) took \(slowest) s")
         }
