@@ -310,6 +310,24 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(wide, [], "help lines wider than 80 columns")
     }
 
+    /// `swiftdiffusion` run through a link on PATH (what scripts/install.sh makes), from a folder far from the
+    /// repository: it still finds the embedded model next to the real binary.
+    func testEmbeddedModelIsFoundThroughALinkOnPATH() throws {
+        let executable = try XCTUnwrap(Self.executable)
+        let bin = directory.appendingPathComponent("bin"), elsewhere = directory.appendingPathComponent("elsewhere")
+        for folder in [bin, elsewhere] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+        try FileManager.default.createSymbolicLink(at: bin.appendingPathComponent("swiftdiffusion"), withDestinationURL: executable)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = bin.path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        environment["SWIFTDIFFUSION_DEFAULT_MODEL"] = nil
+        environment["SWIFTDIFFUSION_THREADS"] = "2"
+        let result = try Self.shell(
+            "swiftdiffusion generate --quiet --steps 2 --seed 1 -o first.png 'a red circle on a blue background'", in: elsewhere,
+            environment: environment)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try Self.pngSize(elsewhere.appendingPathComponent("first.png")), [128, 128], "the embedded model draws 128x128")
+    }
+
     /// Width and height of a PNG from its IHDR chunk.
     static func pngSize(_ url: URL) throws -> [Int] {
         let bytes = [UInt8](try Data(contentsOf: url))

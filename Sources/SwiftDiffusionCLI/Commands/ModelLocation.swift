@@ -12,8 +12,17 @@ enum ModelLocation {
         if let override = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_DEFAULT_MODEL"], !override.isEmpty {
             return URL(fileURLWithPath: override)
         }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        let starts = [executable, URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
+        // The executable's real location: a command found through PATH (the link install.sh makes) has only its
+        // name in argv[0], so the kernel's record of the running binary comes first.
+        var executables: [URL] = []
+        if let running = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            executables.append(URL(fileURLWithPath: running))
+        }
+        if let path = Bundle.main.executablePath { executables.append(URL(fileURLWithPath: path)) }
+        executables.append(URL(fileURLWithPath: CommandLine.arguments[0]))
+        let starts =
+            executables.map { $0.resolvingSymlinksInPath().deletingLastPathComponent() }
+            + [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
         for start in starts {
             var directory = start.standardizedFileURL
             for _ in 0..<8 {
