@@ -86,6 +86,9 @@ struct A1111API {
     private func generate(
         _ mode: A1111Generation.Mode, _ request: Request, _ context: ServerRequestContext
     ) async throws -> Response {
+        // Watched from the start, so a client that leaves while its request is read, checked or run cancels it.
+        let watch = await ConnectionWatch.install(on: context.channel)
+        defer { watch?.remove() }
         let body = try await BodyLimits.read(request, context: context)
         let (settings, repository, limits) = (self.settings, engine.repository, engine.configuration.limits)
         let generation = try await RequestWork.run {
@@ -99,7 +102,7 @@ struct A1111API {
                 "A1111 request: unsupported settings ignored",
                 metadata: ["route": "\(mode.rawValue)", "ignored": "\(generation.ignored.joined(separator: "; "))"])
         }
-        let job = try await SynchronousJob.run(generation.spec, engine: engine, context: context)
+        let job = try await SynchronousJob.run(generation.spec, engine: engine, watch: watch, context: context)
         var images: [Data] = []
         switch job.status {
         case .succeeded:
@@ -109,12 +112,19 @@ struct A1111API {
         default:
             throw APIError(.internalServerError, "generation_failed", job.error ?? "the job ended as \(job.status.rawValue)")
         }
-        let info = try infoText(generation, job: job, images: images)
-        return try json([
-            "images": generation.sendImages ? images.map { $0.base64EncodedString() } : [String](),
-            "parameters": generation.parameters,
-            "info": info,
-        ])
+        // The answer (base64 of up to a batch of PNGs, their infotexts) is built off the serving threads too.
+        let results = Handoff((generation, job, images))
+        let api = self
+        return try await RequestWork.run {
+            let (generation, job, images) = results.value
+            let info = try api.infoText(generation, job: job, images: images)
+            return Handoff(
+                try json([
+                    "images": generation.sendImages ? images.map { $0.base64EncodedString() } : [String](),
+                    "parameters": generation.parameters,
+                    "info": info,
+                ]))
+        }.value
     }
 
     /// `info`: A1111's `Processed.js()`, a JSON object serialised into a string.

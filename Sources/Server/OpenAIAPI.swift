@@ -29,20 +29,25 @@ struct OpenAIAPI {
 
     func register(on router: Router<ServerRequestContext>) {
         router.post("v1/images/generations") { request, context in
+            let watch = await ConnectionWatch.install(on: context.channel)
+            defer { watch?.remove() }
             let body = try await BodyLimits.read(request, context: context)
             let (repository, limits) = (engine.repository, engine.configuration.limits)
             let (generation, spec) = try await RequestWork.run { try Self.job(Data(buffer: body), repository: repository, limits: limits) }
             let format = generation.responseFormat ?? "b64_json"
-            let job = try await SynchronousJob.run(spec, engine: engine, context: context)
+            let job = try await SynchronousJob.run(spec, engine: engine, watch: watch, context: context)
             guard job.status == .succeeded else {
                 throw APIError(.internalServerError, "generation_failed", job.error ?? "the job ended as \(job.status.rawValue)")
             }
             let images = try await engine.outputs(job.id)
-            let data: [[String: String]] =
-                format == "url"
-                ? (0..<images.count).map { ["url": "/v1/images/jobs/\(job.id)/images/\($0)", "revised_prompt": generation.prompt] }
-                : images.map { ["b64_json": $0.base64EncodedString(), "revised_prompt": generation.prompt] }
-            return try json(["created": Int(job.createdAt.timeIntervalSince1970), "data": data])
+            // Base64 of up to n PNGs: off the serving threads.
+            return try await RequestWork.run {
+                let data: [[String: String]] =
+                    format == "url"
+                    ? (0..<images.count).map { ["url": "/v1/images/jobs/\(job.id)/images/\($0)", "revised_prompt": generation.prompt] }
+                    : images.map { ["b64_json": $0.base64EncodedString(), "revised_prompt": generation.prompt] }
+                return Handoff(try json(["created": Int(job.createdAt.timeIntervalSince1970), "data": data]))
+            }.value
         }
     }
 

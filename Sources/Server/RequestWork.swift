@@ -98,10 +98,15 @@ enum SynchronousJob {
     /// Raised when the client went away before the job ended (the job has been cancelled).
     static let clientClosedRequest = HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request")
 
-    static func run(_ spec: JobSpec, engine: GenerationEngine, context: ServerRequestContext) async throws -> JobRecord {
+    /// Queues `spec` and waits for its end. `watch` is the connection's watch, installed when the request began
+    /// (before its body was read), so a client that leaves at any point after that is noticed.
+    static func run(
+        _ spec: JobSpec, engine: GenerationEngine, watch: ConnectionWatch?, context: ServerRequestContext
+    ) async throws -> JobRecord {
+        if watch?.hasFired ?? false {
+            throw APIError(clientClosedRequest, "client_closed_request", "the client closed the connection before the job was queued")
+        }
         let job = try await engine.submit(spec)
-        let watch = await ConnectionWatch.install(on: context.channel)
-        defer { watch?.remove() }
         let ended: Bool = await withTaskCancellationHandler {
             await withTaskGroup(of: Bool.self) { group in
                 group.addTask {
@@ -142,6 +147,7 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, @un
     private weak var channel: (any Channel)?
 
     /// Installs a watch on `channel` (nil when there is none, e.g. the in-process test router, or it is closed).
+    /// Remove it with `remove()` when the request is done.
     static func install(on channel: (any Channel)?) async -> ConnectionWatch? {
         guard let channel, channel.isActive else { return nil }
         let watch = ConnectionWatch()
@@ -162,16 +168,24 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, @un
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now: Bool = lock.withLock {
-                    if fired { return true }
+                    if fired || Task.isCancelled { return true }
                     waiters.append(continuation)
                     return false
                 }
                 if now { continuation.resume() }
             }
         } onCancel: {
-            fire()
+            // Only this waiter: the connection itself has not closed.
+            let waiting: [CheckedContinuation<Void, Never>] = lock.withLock {
+                defer { waiters = [] }
+                return waiters
+            }
+            for waiter in waiting { waiter.resume() }
         }
     }
+
+    /// Whether the client has gone away.
+    var hasFired: Bool { lock.withLock { fired } }
 
     private func fire() {
         let waiting: [CheckedContinuation<Void, Never>] = lock.withLock {

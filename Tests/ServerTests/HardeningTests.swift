@@ -405,7 +405,9 @@ final class HardeningTests: XCTestCase {
         try await LiveHTTP.withServer(engine: engine) { port, client in
             // A1111 txt2img running when its client goes away.
             let connection = try LiveHTTP.Connection(port: port)
-            let long = LiveHTTP.request("POST", "/sdapi/v1/txt2img", json: A1111APITests.small(["steps": 1000, "width": 32, "height": 32]))
+            let long = LiveHTTP.request(
+                "POST", "/sdapi/v1/txt2img",
+                json: A1111APITests.small(["steps": 1000, "width": 64, "height": 64, "batch_size": 4, "sampler_name": "Euler"]))
             try await LiveHTTP.onThread { try connection.send(long) }
             var running: JobRecord?
             for _ in 0..<5000 where running == nil {
@@ -418,7 +420,10 @@ final class HardeningTests: XCTestCase {
             XCTAssertLessThan(cancelled.progress.step, 1000, "stopped early")
 
             // OpenAI generation still queued behind a blocker when its client goes away: it never runs.
-            let blocker = try await API.submitBlocker(client, engine)
+            // (A blocker far longer than the few milliseconds the rest takes.)
+            let blocker = try await API.submitID(
+                client, ["prompt": "blocker", "width": 64, "height": 64, "steps": 1000, "n": 8, "sampler": "euler"])
+            for _ in 0..<5000 where try await engine.job(blocker).status != .running { try await Task.sleep(for: .milliseconds(2)) }
             let second = try LiveHTTP.Connection(port: port)
             try await LiveHTTP.onThread {
                 try second.send(LiveHTTP.request("POST", "/v1/images/generations", json: ["prompt": "queued", "size": "32x32"]))
