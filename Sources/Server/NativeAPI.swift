@@ -86,15 +86,19 @@ struct NativeAPI {
             let sizeBytes: Int
             let embedded: Bool
             let isDefault: Bool?
+            /// Checkpoints: native size, recommended sampler/steps/CFG, text encoder depth (what requests default to
+            /// and are checked against); absent when the model's configuration cannot be read.
+            let profile: ModelProfile?
             enum CodingKeys: String, CodingKey {
-                case id, format, embedded
+                case id, format, embedded, profile
                 case sizeBytes = "size_bytes", isDefault = "default"
             }
         }
-        let items = engine.repository.list(kind).map { entry in
+        let repository = engine.repository
+        let items = repository.list(kind).map { entry in
             Item(
                 id: entry.id, format: entry.format, sizeBytes: entry.sizeBytes, embedded: entry.embedded,
-                isDefault: defaultID.map { $0 == entry.id })
+                isDefault: defaultID.map { $0 == entry.id }, profile: kind == .checkpoint ? try? repository.profile(entry.id) : nil)
         }
         return try encode(["data": items])
     }

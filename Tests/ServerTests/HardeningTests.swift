@@ -310,6 +310,19 @@ final class HardeningTests: XCTestCase {
         let profile = try engine.repository.profile("sd1")
         XCTAssertEqual(profile.width, 16, "the fixture's native size")
         try await TestServer.withApplication(engine: engine) { client in
+            // Each checkpoint's profile is listed (the web page reads its defaults from it).
+            let listing = try await API.get(client, "/v1/models")
+            let models = try XCTUnwrap(listing["data"] as? [[String: Any]])
+            let profiles = Dictionary(uniqueKeysWithValues: models.map { ($0["id"] as? String ?? "", $0["profile"] as? [String: Any]) })
+            XCTAssertEqual(profiles["sd1"]??["width"] as? Int, 16)
+            XCTAssertEqual(profiles["sd1"]??["sampler"] as? String, "pndm")
+            XCTAssertEqual(profiles["sd1"]??["max_clip_skip"] as? Int, 2)
+            XCTAssertEqual(profiles["shapes-sd"]??["width"] as? Int, 128)
+            XCTAssertEqual(profiles["shapes-sd"]??["size_multiple"] as? Int, 8)
+            let loraListing = try await API.get(client, "/v1/loras")
+            let loras = try XCTUnwrap(loraListing["data"] as? [[String: Any]])
+            XCTAssertFalse(loras.isEmpty)
+            XCTAssertTrue(loras.allSatisfy { $0["profile"] == nil }, "checkpoints only")
             let api = A1111Client(client)
             // A1111 with no size, steps or sampler: the model's native size and recommendation.
             let response = try await api.post("/sdapi/v1/txt2img", ["prompt": "a red circle", "seed": 3])
