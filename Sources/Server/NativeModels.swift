@@ -122,6 +122,9 @@ struct NativeJobRequest: Decodable {
         if let steps, !(1...limits.maximumSteps).contains(steps) {
             throw APIError.badRequest("steps must be between 1 and \(limits.maximumSteps), got \(steps)")
         }
+        if let loraDeadlineStep, !(0...limits.maximumSteps).contains(loraDeadlineStep) {
+            throw APIError.badRequest("lora_deadline_step must be between 0 and \(limits.maximumSteps), got \(loraDeadlineStep)")
+        }
         try FieldBounds.checkPrompt(prompt, field: "prompt", limits: limits)
         try FieldBounds.checkPrompt(negativePrompt ?? "", field: "negative_prompt", limits: limits)
         let modelID = model ?? repository.defaultModel

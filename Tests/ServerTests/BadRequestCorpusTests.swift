@@ -428,6 +428,8 @@ final class BadRequestCorpusTests: XCTestCase {
             RouteCase(name: "native clip skip sdxl", method: .post, uri: jobs, body: native(["model": "sdxl", "clip_skip": 2]), status: bad, mentions: ["between 1 and 1"]),
             RouteCase(name: "native n huge", method: .post, uri: jobs, body: native(["n": huge]), status: bad, mentions: ["number of images"]),
             RouteCase(name: "native steps huge", method: .post, uri: jobs, body: native(["steps": huge]), status: bad, mentions: ["steps"]),
+            RouteCase(name: "native deadline huge", method: .post, uri: jobs, body: native(["lora_deadline_step": huge]), status: bad, mentions: ["lora_deadline_step must be between 0 and 150"]),
+            RouteCase(name: "native deadline negative", method: .post, uri: jobs, body: native(["lora_deadline_step": -1]), status: bad, mentions: ["lora_deadline_step"]),
             RouteCase(name: "native seed text", method: .post, uri: jobs, body: native(["seed": "x"]), status: bad, mentions: ["seed"]),
             RouteCase(name: "native controls many", method: .post, uri: jobs, body: native(["controls": Array(repeating: ["model": "sd1-controlnet", "image": control] as [String: Any], count: 50)]), status: bad, mentions: ["at most 4 controlnets"]),
             RouteCase(name: "native metadata keys", method: .post, uri: jobs, body: native(["metadata": Dictionary(uniqueKeysWithValues: (0..<40).map { ("k\($0)", "v") })]), status: bad, mentions: ["40 keys"]),
