@@ -173,27 +173,29 @@ public struct MINE: DependenceMeasure {
     static func optimizeAxis(rows: [Int], q: Int, columns: [Int], p: Int, maxColumns: Int, n: Int) -> [Double] {
         let count = max(maxColumns - 1, 0)
         if p == 1 || q < 2 || count == 0 { return [Double](repeating: 0, count: count) }
-        // cum[t] = points in blocks 0..<t; cumRow[r * (p + 1) + t] = points of row r in blocks 0..<t.
+        // cum[t] = points in blocks 0..<t; cumRow[t * q + r] = points of row r in blocks 0..<t (rows contiguous).
         var cum = [Int](repeating: 0, count: p + 1)
         var cumRow = [Int](repeating: 0, count: q * (p + 1))
-        for k in 0..<n { cum[columns[k] + 1] += 1; cumRow[rows[k] * (p + 1) + columns[k] + 1] += 1 }
+        for k in 0..<n { cum[columns[k] + 1] += 1; cumRow[(columns[k] + 1) * q + rows[k]] += 1 }
         for t in 1...p {
             cum[t] += cum[t - 1]
-            for r in 0..<q { cumRow[r * (p + 1) + t] += cumRow[r * (p + 1) + t - 1] }
+            for r in 0..<q { cumRow[t * q + r] += cumRow[(t - 1) * q + r] }
         }
+        // log k for every count k <= n: the entropies below take ~p²q logarithms of counts.
+        let logOf = [0.0] + (1...n).map { log(Double($0)) }
         @inline(__always) func plogp(_ part: Int, _ logTotal: Double, _ total: Double) -> Double {
-            part == 0 ? 0 : Double(part) / total * (log(Double(part)) - logTotal)
+            part == 0 ? 0 : Double(part) / total * (logOf[part] - logTotal)
         }
         // Entropy of the rows over all points.
         let totalN = Double(n), logN = log(totalN)
         var hRows = 0.0
-        for r in 0..<q { hRows -= plogp(cumRow[r * (p + 1) + p], logN, totalN) }
+        for r in 0..<q { hRows -= plogp(cumRow[p * q + r], logN, totalN) }
         // Entropy of the rows within the column interval (s, t] (blocks s..<t), for 1 <= s < t <= p.
         func hRowsBetween(_ s: Int, _ t: Int) -> Double {
             if s == t { return 0 }
-            let total = Double(cum[t] - cum[s]), logTotal = log(total)
+            let total = Double(cum[t] - cum[s]), logTotal = logOf[cum[t] - cum[s]]
             var h = 0.0
-            for r in 0..<q { h -= plogp(cumRow[r * (p + 1) + t] - cumRow[r * (p + 1) + s], logTotal, total) }
+            for r in 0..<q { h -= plogp(cumRow[t * q + r] - cumRow[s * q + r], logTotal, total) }
             return h
         }
         let columnsMax = maxColumns
@@ -202,7 +204,7 @@ public struct MINE: DependenceMeasure {
         var table = [Double](repeating: 0, count: (p + 1) * stride)
         // Two columns: split the first t blocks at s.
         for t in 2...p {
-            let total = Double(cum[t]), logTotal = log(total)
+            let total = Double(cum[t]), logTotal = logOf[cum[t]]
             var best = -Double.greatestFiniteMagnitude
             for s in 1...t {
                 // H(<c_0, c_s, c_t>) - H(<c_0, c_s, c_t>, Q)
@@ -213,7 +215,7 @@ public struct MINE: DependenceMeasure {
                 }
                 var hJoint = 0.0
                 for r in 0..<q {
-                    let left = cumRow[r * (p + 1) + s], all = cumRow[r * (p + 1) + t]
+                    let left = cumRow[s * q + r], all = cumRow[t * q + r]
                     hJoint -= plogp(left, logTotal, total)
                     hJoint -= plogp(all - left, logTotal, total)
                 }

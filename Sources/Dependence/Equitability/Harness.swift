@@ -61,28 +61,27 @@ public struct EquitabilityHarness: Sendable {
             return Double(c.scores[m].filter { $0 > critical }.count) / Double(c.scores[m].count)
         }
 
-        /// (mean width, worst width) of the interpretable intervals over 101 score values spanning the medians.
+        /// (mean width, worst width) of the interpretable intervals, evaluated at every cell's median score (so
+        /// the summary does not change under a monotone rescaling of the measure, which matters for unbounded
+        /// scores such as KSG, TICe and HHG).
         public func interpretableIntervals(_ m: Int) -> (mean: Double, worst: Double) {
             let fCount = relationships.count, rCount = r2Grid.count
             var bands: [(lo: Double, hi: Double, r2: Double)] = []
-            var lowest = Double.infinity, highest = -Double.infinity
+            var medians: [Double] = []
             for f in 0..<fCount {
                 for r in 0..<rCount {
                     let s = cell(f, r).scores[m]
                     bands.append((quantile(s, 0.05), quantile(s, 0.95), r2Grid[r]))
-                    let med = quantile(s, 0.5)
-                    lowest = min(lowest, med); highest = max(highest, med)
+                    medians.append(quantile(s, 0.5))
                 }
             }
-            guard highest > lowest else { return (0, 0) }
-            var total = 0.0, worst = 0.0, counted = 0
-            for k in 0...100 {
-                let s = lowest + (highest - lowest) * Double(k) / 100
+            var total = 0.0, worst = 0.0
+            for s in medians {
                 let hits = bands.filter { $0.lo <= s && s <= $0.hi }.map(\.r2)
-                guard let a = hits.min(), let b = hits.max() else { continue }
-                total += b - a; worst = max(worst, b - a); counted += 1
+                let width = (hits.max() ?? 0) - (hits.min() ?? 0)
+                total += width; worst = max(worst, width)
             }
-            return (counted > 0 ? total / Double(counted) : 0, worst)
+            return (total / Double(medians.count), worst)
         }
 
         /// Δβ(R²) = max_f β - min_f β for each R² on the grid.

@@ -82,20 +82,20 @@ struct DependenceMeasureCommand: ParsableCommand {
 
         var seen = Set<String>()
         let names = (measures.isEmpty ? MeasureCatalog.names : measures).filter { seen.insert($0).inserted }
-        var entries: [(String, Result<TestResult, DependenceError>)] = []
+        var entries: [(String, Result<TestResult, DependenceError>, Double)] = []
         for name in names {
             let measure = MeasureCatalog.measure(named: name)!
-            do {
-                entries.append((name, .success(try measure.test(sample, permutations: permutations, seed: seed))))
-            } catch {
-                entries.append((name, .failure(error)))
-            }
+            let start = ContinuousClock.now
+            let result: Result<TestResult, DependenceError>
+            do { result = .success(try measure.test(sample, permutations: permutations, seed: seed)) } catch { result = .failure(error) }
+            let elapsed = ContinuousClock.now - start
+            entries.append((name, result, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
         }
         if json {
             print(Self.json(entries))
         } else {
             print("n = \(sample.count), permutations = \(permutations), seed = \(seed)")
-            for (name, result) in entries {
+            for (name, result, _) in entries {
                 switch result {
                 case .success(let r):
                     let p = r.pValue.map { String(format: "%.4g", $0) } ?? "-"
@@ -109,9 +109,10 @@ struct DependenceMeasureCommand: ParsableCommand {
         if !failed.isEmpty { throw CLIError("\(failed.joined(separator: ", ")) could not be computed (see above)") }
     }
 
-    /// {"pearson": {"value": ..., "p_value": ..., "permutations": N, "alternative": "two-sided"}, ...};
-    /// a failed measure is {"error": "..."}. Numbers are Swift's shortest round-trip form.
-    static func json(_ entries: [(String, Result<TestResult, DependenceError>)]) -> String {
+    /// {"pearson": {"value": ..., "p_value": ..., "permutations": N, "alternative": "two-sided", "seconds": t}, ...};
+    /// a failed measure is {"error": "..."}; "seconds" is the measure's time including its permutations.
+    /// Numbers are Swift's shortest round-trip form.
+    static func json(_ entries: [(String, Result<TestResult, DependenceError>, Double)]) -> String {
         func quoted(_ s: String) -> String {
             var out = "\""
             for scalar in s.unicodeScalars {
@@ -125,13 +126,13 @@ struct DependenceMeasureCommand: ParsableCommand {
             }
             return out + "\""
         }
-        let body = entries.map { name, result -> String in
+        let body = entries.map { name, result, seconds -> String in
             switch result {
             case .success(let r):
                 let measure = MeasureCatalog.measure(named: name)!
                 let p = r.pValue.map { "\($0)" } ?? "null"
                 return "  \(quoted(name)): {\"value\": \(r.value), \"p_value\": \(p), \"permutations\": \(r.permutations), "
-                    + "\"alternative\": \(quoted(measure.alternative.rawValue))}"
+                    + "\"alternative\": \(quoted(measure.alternative.rawValue)), \"seconds\": \(seconds)}"
             case .failure(let e):
                 return "  \(quoted(name)): {\"error\": \(quoted(e.description))}"
             }
@@ -286,6 +287,14 @@ struct DependencePowerCommand: ParsableCommand {
             summary += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", result.measures[m] as NSString,
                               total / Double(result.relationships.count * result.r2Grid.count),
                               spread.max() ?? 0, spread.reduce(0, +) / Double(spread.count), w.mean)
+        }
+        summary += "\nMean power over the R² grid, per relationship:\n\n| relationship | "
+            + result.measures.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: result.measures.count) + "\n"
+        for f in result.relationships.indices {
+            let row = result.measures.indices.map { m in
+                String(format: "%.2f", result.r2Grid.indices.map { result.power(m, f, $0)! }.reduce(0, +) / Double(result.r2Grid.count))
+            }
+            summary += "| \(result.relationships[f].id) \(result.relationships[f].name) | " + row.joined(separator: " | ") + " |\n"
         }
         try options.write(csv, "power.csv")
         try options.write(HarnessOptions.chart(result, title: "Power against R² (n = \(result.n), α = 0.05)", yLabel: "power",
