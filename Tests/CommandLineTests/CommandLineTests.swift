@@ -105,6 +105,12 @@ final class CommandLineTests: XCTestCase {
         process.waitUntilExit()
     }
 
+    /// Ends the process and removes its log file.
+    static func stop(_ background: Background) {
+        stop(background.process)
+        try? FileManager.default.removeItem(at: background.stderrFile)
+    }
+
     private var directory: URL!
     override func setUpWithError() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-cli-\(UUID().uuidString)")
@@ -227,7 +233,7 @@ final class CommandLineTests: XCTestCase {
             environment["SWIFTDIFFUSION_PORT"] = "\(try READMECommandTests.freeLoopbackPort())"
             environment["SWIFTDIFFUSION_THREADS"] = "2"
             let server = try Self.startShell("'\(executable.path)' serve --host 127.0.0.1", in: work, environment: environment)
-            defer { Self.stop(server.process) }
+            defer { Self.stop(server) }
             let deadline = Date().addingTimeInterval(60)
             while !FileManager.default.fileExists(atPath: expected.path), server.process.isRunning, Date() < deadline {
                 try await Task.sleep(for: .milliseconds(100))

@@ -162,7 +162,7 @@ final class READMECommandTests: XCTestCase {
         let port = try freeLoopbackPort()
         environment["SWIFTDIFFUSION_PORT"] = "\(port)"
         let server = try CommandLineTests.startShell(command, in: work, environment: environment)
-        defer { CommandLineTests.stop(server.process) }
+        defer { CommandLineTests.stop(server) }
         let base = "http://127.0.0.1:\(port)"
         var healthy = false
         let deadline = Date().addingTimeInterval(90)
