@@ -66,7 +66,6 @@ public struct DistanceCorrelation: DependenceMeasure {
 
     /// Σ_{i,j} |x_i - x_j| |y_i - y_j| in O(n log n).
     static func crossSum(_ x: [Double], _ y: [Double]) -> Double {
-        let n = x.count
         let order = Ranking.argsort(x)
         let (yRank, distinct) = Ranking.denseRanks(y)
         var count = FenwickTree(size: distinct), sumX = FenwickTree(size: distinct)

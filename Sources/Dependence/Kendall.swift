@@ -5,6 +5,7 @@
 ///     tau_b = (n0 - n1 - n2 + n3 - 2 * discordant) / sqrt(n0 - n1) / sqrt(n0 - n2)
 ///
 /// with n0 = n(n-1)/2, n1 / n2 the pairs tied in x / y and n3 the pairs tied in both. Two-sided p-value.
+/// (No dense ranks are needed: the merge sort compares the y values themselves; equal values are not inversions.)
 public struct KendallTau: DependenceMeasure {
     public init() {}
     public var name: String { "kendall" }
@@ -12,19 +13,19 @@ public struct KendallTau: DependenceMeasure {
 
     public func statistic(_ sample: PairedSample) -> Double {
         let n = sample.count
-        let (xr, _) = Ranking.denseRanks(sample.x)
-        let (yr, _) = Ranking.denseRanks(sample.y)
-        // Sort by (x rank, y rank): a counting sort on y then a stable counting sort on x (both O(n)).
-        var order = countingSort(Array(0..<n), keys: yr)
-        order = countingSort(order, keys: xr)
-        var ys = order.map { yr[$0] }
-        let xs = order.map { xr[$0] }
+        // Sort the pairs by (x, y).
+        var pairs = [(Double, Double)](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = (sample.x[i], sample.y[i]) }
+            count = n
+        }
+        pairs.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+        var ys = pairs.map(\.1)
 
         var xTies = 0, jointTies = 0
         var i = 0
         while i < n {
             var j = i + 1
-            while j < n && xs[j] == xs[i] { j += 1 }
+            while j < n && pairs[j].0 == pairs[i].0 { j += 1 }
             xTies += (j - i) * (j - i - 1) / 2
             var k = i
             while k < j {
@@ -50,22 +51,10 @@ public struct KendallTau: DependenceMeasure {
         return min(1, max(-1, tau))
     }
 
-    private func countingSort(_ items: [Int], keys: [Int]) -> [Int] {
-        var counts = [Int](repeating: 0, count: items.count + 1)
-        for item in items { counts[keys[item] + 1] += 1 }
-        for k in 1..<counts.count { counts[k] += counts[k - 1] }
-        var out = [Int](repeating: 0, count: items.count)
-        for item in items {
-            out[counts[keys[item]]] = item
-            counts[keys[item]] += 1
-        }
-        return out
-    }
-
     /// Sorts `a` ascending (bottom-up merge sort) and returns the number of pairs i < j with a[i] > a[j].
-    static func inversions(_ a: inout [Int]) -> Int {
+    static func inversions(_ a: inout [Double]) -> Int {
         let n = a.count
-        var buffer = [Int](repeating: 0, count: n)
+        var buffer = [Double](repeating: 0, count: n)
         var swaps = 0
         var width = 1
         a.withUnsafeMutableBufferPointer { src0 in
