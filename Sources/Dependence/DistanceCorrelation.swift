@@ -17,7 +17,8 @@ public struct DistanceCorrelation: DependenceMeasure {
     public var alternative: Alternative { .greater }
 
     public func statistic(_ sample: PairedSample) -> Double {
-        let (xy, xx, yy) = DistanceCorrelation.vStatistics(sample.x, sample.y)
+        // dCor is scale invariant; exact power-of-two scaling keeps the expanded sums from overflowing.
+        let (xy, xx, yy) = DistanceCorrelation.vStatistics(Ranking.binaryScaled(sample.x), Ranking.binaryScaled(sample.y))
         let denominator = (xx * yy).squareRoot()
         guard denominator > 0 else { return 0 }
         return max(0, xy / denominator).squareRoot()

@@ -16,7 +16,9 @@ public struct HHG: DependenceMeasure {
     public var alternative: Alternative { .greater }
     public var maximumCount: Int { 5_000 }
 
-    public func statistic(_ sample: PairedSample) -> Double {
+    public func statistic(_ original: PairedSample) -> Double {
+        // Only the order of distances matters; exact power-of-two scaling keeps |x_i - x_j| finite.
+        let sample = PairedSample(unchecked: Ranking.binaryScaled(original.x), Ranking.binaryScaled(original.y))
         let n = sample.count
         let ox = Ranking.argsort(sample.x), oy = Ranking.argsort(sample.y)
         var px = [Int](repeating: 0, count: n), py = [Int](repeating: 0, count: n)

@@ -24,8 +24,9 @@ public struct HSIC: DependenceMeasure {
 
     public func statistic(_ sample: PairedSample) -> Double {
         let n = sample.count
-        let gx = HSIC.medianGamma(sample.x), gy = HSIC.medianGamma(sample.y)
-        let x = sample.x, y = sample.y
+        // The statistic is scale invariant (γ follows the median); exact power-of-two scaling avoids overflow.
+        let x = Ranking.binaryScaled(sample.x), y = Ranking.binaryScaled(sample.y)
+        let gx = HSIC.medianGamma(x), gy = HSIC.medianGamma(y)
         var ra = [Double](repeating: 0, count: n), rb = [Double](repeating: 0, count: n)
         var sab = 0.0, saa = 0.0, sbb = 0.0
         x.withUnsafeBufferPointer { x in

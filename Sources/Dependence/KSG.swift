@@ -19,7 +19,8 @@ public struct KSGMutualInformation: DependenceMeasure {
 
     public func statistic(_ sample: PairedSample) -> Double {
         let n = sample.count, k = neighbors
-        let x = KSGMutualInformation.standardized(sample.x), y = KSGMutualInformation.standardized(sample.y)
+        let x = KSGMutualInformation.standardized(Ranking.binaryScaled(sample.x))
+        let y = KSGMutualInformation.standardized(Ranking.binaryScaled(sample.y))
         let ox = Ranking.argsort(x), oy = Ranking.argsort(y)
         let xs = ox.map { x[$0] }, ysByX = ox.map { y[$0] }, ys = oy.map { y[$0] }
         var psi = [Double](repeating: 0, count: n + 2)  // psi[m] = ψ(m) for m >= 1

@@ -6,7 +6,7 @@ public struct Pearson: DependenceMeasure {
     public var alternative: Alternative { .twoSided }
 
     public func statistic(_ sample: PairedSample) -> Double {
-        Pearson.correlation(sample.x, sample.y)
+        Pearson.correlation(Ranking.binaryScaled(sample.x), Ranking.binaryScaled(sample.y))
     }
 
     static func correlation(_ x: [Double], _ y: [Double]) -> Double {

@@ -10,6 +10,17 @@ enum Ranking {
         return pairs.map(\.1)
     }
 
+    /// `v` multiplied by the power of two that brings its largest magnitude into [1, 2). Exact (barring values
+    /// 2^1000 times smaller than the largest, which underflow), so a scale-invariant statistic computed on the
+    /// result is bit-identical, but sums of squares can no longer overflow (1e300) or underflow (1e-300).
+    static func binaryScaled(_ v: [Double]) -> [Double] {
+        let largest = v.reduce(0) { max($0, abs($1)) }
+        guard largest > 0, largest.isFinite else { return v }
+        let factor = Double(sign: .plus, exponent: -largest.exponent, significand: 1)
+        if factor == 1 { return v }
+        return v.map { $0 * factor }
+    }
+
     /// Average ranks (1-based; ties get the mean of the ranks they span), as scipy.stats.rankdata('average').
     static func averageRanks(_ values: [Double]) -> [Double] {
         let order = argsort(values)

@@ -56,3 +56,21 @@ final class InputValidationTests: XCTestCase {
         }
     }
 }
+
+final class ExtremeMagnitudeTests: XCTestCase {
+    /// Values near the ends of the double range give the same statistics as moderate ones (every measure here
+    /// is invariant under x -> a x, a > 0), finite, never NaN.
+    func testHugeAndTinyValues() throws {
+        var rng = Xoshiro256StarStar(seed: 21)
+        let x = (0..<60).map { _ in rng.unit() }
+        let y = x.map { sin(6 * $0) + 0.3 * rng.normal() }
+        for name in MeasureCatalog.names {
+            let measure = MeasureCatalog.measure(named: name)!
+            let reference = try measure.value(x: x, y: y)
+            for scale in [1e300, 1e-300, 0x1p-1000] {
+                let value = try measure.value(x: x.map { $0 * scale }, y: y.map { $0 * 3e-5 })
+                XCTAssertEqual(value, reference, accuracy: 1e-9 * max(1, abs(reference)), "\(name) at scale \(scale)")
+            }
+        }
+    }
+}
