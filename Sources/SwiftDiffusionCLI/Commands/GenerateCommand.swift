@@ -107,6 +107,9 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "No progress bar.")
     var quiet = false
 
+    @Flag(help: "Print the processor, the GEMM kernels chosen for it and their measured share of its FMA peak.")
+    var verbose = false
+
     var resolvedPrompt: String? { prompt ?? positionalPrompt }
 
     func validate() throws {
@@ -123,6 +126,9 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        if verbose {
+            for line in KernelReport.make(measure: true).lines { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
         do {
             try generate()
         } catch let error as CLIError {

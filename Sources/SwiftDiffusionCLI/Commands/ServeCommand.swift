@@ -1,3 +1,4 @@
+import Compute
 import ArgumentParser
 import Configuration
 import Foundation
@@ -103,6 +104,14 @@ struct ServeCommand: AsyncParsableCommand {
                 "address": "http://\(server.host):\(server.port)", "models": "\(repository.list(.checkpoint).map(\.id))",
                 "default": "\(repository.defaultModel ?? "-")", "database": "\(databasePath)", "auth": "\(server.tokens.isEmpty ? "off" : "bearer")",
             ])
+        // Which kernels run, and a warning with the fix when they are slower than this processor allows.
+        let kernels = KernelReport.make(measure: true)
+        logger.info(
+            "kernels", metadata: ["processor": "\(kernels.processor.summary)", "gemm": "\(kernels.gemm.summary)", "simd": "\(kernels.simd)"])
+        if let fraction = kernels.fraction {
+            logger.info("GEMM speed", metadata: ["share_of_fma_peak": "\(Int((fraction * 100).rounded())) %"])
+        }
+        if let warning = kernels.warning { logger.warning("\(warning)") }
         let application = ServerApplication.application(engine: engine, configuration: server, logger: logger)
         try await application.runService()
     }
