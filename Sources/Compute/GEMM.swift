@@ -48,6 +48,8 @@ public enum GEMM {
     }
 
     /// The instruction set of an OpenBLAS core name (the ones its x86-64 kernels are grouped by).
+    public static func instructionSet(ofCoreName core: String) -> ProcessorFeatures.InstructionSet { instructionSet(ofCore: core) }
+
     static func instructionSet(ofCore core: String) -> ProcessorFeatures.InstructionSet {
         switch core.lowercased() {
         case "cooperlake", "sapphirerapids": .avx512bf16

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compute
+import Foundation
 
 /// `swiftdiffusion bench ops`: GFLOP/s of the engine's GEMM, convolution and attention on SD 1.5 UNet
 /// shapes, next to the machine's OpenBLAS peak measured in the same run.
@@ -21,7 +22,11 @@ struct OpsBenchmarkCommand: ParsableCommand {
     @Option(help: "Only cases whose name contains this text (e.g. attention, conv, gemm).")
     var only: String?
 
+    @Flag(help: "Time every case on every GEMM kernel path this processor can run, in this one run, as ratios to OpenBLAS's own choice.")
+    var paths = false
+
     func run() throws {
+        if paths { return comparePaths() }
         let threads = ComputePool.shared.threadCount
         print("SwiftDiffusion bench ops: \(threads) compute threads, OpenBLAS core \(GEMM.coreName)")
         let report = KernelReport.make(measure: false)
@@ -54,6 +59,40 @@ struct OpsBenchmarkCommand: ParsableCommand {
                 benchmark.name, benchmark.shape, (seconds * 1000).formatted(2), gflops.formatted(1),
                 "\((100 * gflops / peak.gflops).formatted(0))%",
             ])
+        }
+    }
+
+    /// `--paths`: the same cases on each kernel path (baseline .. the processor's best), with OpenBLAS's own choice
+    /// of kernels (its processor table) as the baseline column; paths alternate per repetition round, so a busy
+    /// moment hits all of them alike.
+    private func comparePaths() {
+        let threads = ComputePool.shared.threadCount
+        let original = GEMM.selection
+        defer { GEMM.restore(original) }
+        let best = ProcessorFeatures.current.instructionSet
+        let baselineSet = original.openBLASChoice == original.core ? original.instructionSet : GEMM.instructionSet(ofCoreName: original.openBLASChoice)
+        let sets = ProcessorFeatures.InstructionSet.allCases.filter { $0 <= best }
+        print("SwiftDiffusion bench ops --paths: \(threads) compute threads; \(ProcessorFeatures.current.summary)")
+        print("baseline: OpenBLAS \(GEMM.openBLASVersion)'s own choice, core \(original.openBLASChoice) (\(baselineSet.rawValue))")
+        let table = TablePrinter(columns: [("case", 44)] + sets.map { ("\($0 == .baseline ? "sse" : $0.rawValue) GF/s", 16) } + [("best / OpenBLAS", 16)])
+        table.header()
+        for benchmark in cases() where only.map({ benchmark.name.contains($0) }) ?? true {
+            var samples: [ProcessorFeatures.InstructionSet: [Double]] = [:]
+            for _ in 0..<repetitions {
+                for set in sets {
+                    GEMM.select(set)
+                    benchmark.run()  // warm-up on this path
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    benchmark.run()
+                    samples[set, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+            }
+            func gflops(_ set: ProcessorFeatures.InstructionSet) -> Double {
+                let sorted = samples[set]!.sorted()
+                return benchmark.flops / sorted[sorted.count / 2] / 1e9
+            }
+            table.row(
+                [benchmark.name] + sets.map { gflops($0).formatted(1) } + ["\((gflops(best) / gflops(baselineSet)).formatted(2))x"])
         }
     }
 
