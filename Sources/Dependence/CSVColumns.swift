@@ -53,6 +53,19 @@ public enum CSVColumns {
         }
     }
 
+    /// The header's column names.
+    public static func header(_ bytes: [UInt8], limits: Limits = Limits()) throws(Failure) -> [String] {
+        guard bytes.count <= limits.maxBytes else { throw .tooLarge(bytes: bytes.count, limit: limits.maxBytes) }
+        var parser = Parser(bytes: bytes, limits: limits)
+        guard let header = try parser.nextRecord() else { throw .noHeader }
+        var names: [String] = []
+        for range in header {
+            guard let name = String(validating: parser.field(range), as: UTF8.self) else { throw .invalidUTF8 }
+            names.append(name.trimmingSpaces())
+        }
+        return names
+    }
+
     /// The named columns as numbers, in file order. Records are numbered from 1 = the header; a blank line
     /// (no bytes at all) is skipped; a field that is empty or not a finite number is an error naming its record.
     public static func read(_ bytes: [UInt8], columns names: [String], limits: Limits = Limits()) throws(Failure) -> [[Double]] {

@@ -63,4 +63,29 @@ final class DependenceCommandTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("unknown measure 'bogus'"), result.stderr)
     }
+
+    func testDriversRanksColumnsWithQValues() throws {
+        var lines = ["noise,steps,latency"]
+        var state: UInt64 = 12345
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        for i in 0..<120 {
+            let steps = Double(10 + i % 41)
+            lines.append("\(uniform()),\(steps),\(0.05 * steps + 0.05 * uniform())")
+        }
+        let path = try csv(lines.joined(separator: "\n"))
+        let result = try run(["dependence", "drivers", "--csv", path, "--target", "latency", "--measure", "dcor",
+                              "--permutations", "99", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: [String: Double]]])
+        XCTAssertEqual(Set(object.keys), ["noise", "steps"])
+        XCTAssertEqual(try XCTUnwrap(object["steps"]?["dcor"]?["q_value"]), 0.02, accuracy: 1e-12)  // p = 0.01, 2 features
+        XCTAssertGreaterThan(try XCTUnwrap(object["steps"]?["dcor"]?["value"]), 0.9)
+        XCTAssertLessThan(try XCTUnwrap(object["noise"]?["dcor"]?["value"]), 0.3)
+        // Ranked: the driver is printed first.
+        XCTAssertLessThan(try XCTUnwrap(result.stdout.range(of: "\"steps\"")).lowerBound,
+                          try XCTUnwrap(result.stdout.range(of: "\"noise\"")).lowerBound)
+    }
 }

@@ -7,7 +7,7 @@ struct DependenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dependence",
         abstract: "Dependence measures (Pearson ... MICe, HHG) with permutation p-values.",
-        subcommands: [DependenceMeasureCommand.self, DependenceEquitabilityCommand.self, DependencePowerCommand.self]
+        subcommands: [DependenceMeasureCommand.self, DependenceDriversCommand.self, DependenceEquitabilityCommand.self, DependencePowerCommand.self]
     )
 }
 
@@ -301,5 +301,112 @@ struct DependencePowerCommand: ParsableCommand {
                                                yRange: 0...1) { m, f, r in result.power(m, f, r)! }, "power.svg")
         try options.write(summary, "power-summary.md")
         print(summary, terminator: "")
+    }
+}
+
+/// `swiftdiffusion dependence drivers`: which columns of a CSV file drive a target column.
+struct DependenceDriversCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drivers",
+        abstract: "Rank CSV columns by their dependence with a target column (permutation p-values, Benjamini-Hochberg q).",
+        discussion: DriverScreen.caveat)
+
+    @Option(help: "The CSV file (RFC 4180, header line first).")
+    var csv: String
+
+    @Option(help: "The target column (latency, cache miss, ...).")
+    var target: String
+
+    @Option(name: .customLong("feature"), help: "A feature column (repeatable); default: every other column.")
+    var features: [String] = []
+
+    @Option(name: .customLong("measure"), help: "A measure (repeatable); default: spearman, dcor, xi. The first ranks.")
+    var measures: [String] = []
+
+    @Option(help: "Permutations for each p-value.")
+    var permutations = 199
+
+    @Option(help: "Seed of the permutation generator.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("max-bytes"), help: "Refuse CSV files larger than this many bytes.")
+    var maxBytes = 1 << 30
+
+    @Flag(help: "Print JSON: {feature: {measure: {value, p_value, q_value} | {error}}}.")
+    var json = false
+
+    func run() throws {
+        let names = measures.isEmpty ? ["spearman", "dcor", "xi"] : measures
+        let instances = try names.map { name -> any DependenceMeasure in
+            guard let m = MeasureCatalog.measure(named: name) else {
+                throw CLIError("unknown measure '\(name)'; known: \(MeasureCatalog.names.joined(separator: ", "))")
+            }
+            return m
+        }
+        guard permutations >= 1, permutations <= 1_000_000 else { throw CLIError("--permutations must be in 1...1000000") }
+        let url = URL(fileURLWithPath: csv)
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber else {
+            throw CLIError("no such file: \(csv)")
+        }
+        guard size.intValue <= maxBytes else { throw CLIError("\(csv): \(size.intValue) bytes, more than --max-bytes \(maxBytes)") }
+        let bytes: [UInt8]
+        do { bytes = [UInt8](try Data(contentsOf: url)) } catch { throw CLIError("cannot read \(csv): \(error.localizedDescription)") }
+        let limits = CSVColumns.Limits(maxBytes: maxBytes)
+        let columns: [[Double]]
+        let featureNames: [String]
+        do {
+            featureNames = features.isEmpty ? try CSVColumns.header(bytes, limits: limits).filter { $0 != target } : features
+            guard !featureNames.isEmpty else { throw CLIError("\(csv): no feature columns besides '\(target)'") }
+            columns = try CSVColumns.read(bytes, columns: [target] + featureNames, limits: limits)
+        } catch let error as CSVColumns.Failure {
+            throw CLIError("\(csv): \(error.description)")
+        }
+        let entries = DriverScreen.screen(
+            target: columns[0], features: featureNames.enumerated().map { ($1, columns[$0 + 1]) },
+            measures: instances, permutations: permutations, seed: seed)
+        // Rank features by the first measure's value (|T| for signed ones); failed features last.
+        func key(_ feature: String) -> Double {
+            guard let e = entries.first(where: { $0.feature == feature && $0.measure == names[0] }),
+                case .success(let r) = e.result else { return -.infinity }
+            return abs(r.value)
+        }
+        let ranked = featureNames.sorted { key($0) > key($1) }
+        func describe(_ error: DependenceError) -> String {
+            if case .constant(let v) = error { return v == "y" ? "target '\(target)' is constant" : "constant column" }
+            return error.description
+        }
+        if json {
+            var lines: [String] = []
+            for feature in ranked {
+                let cells = entries.filter { $0.feature == feature }.map { e -> String in
+                    switch e.result {
+                    case .success(let r):
+                        return "\"\(e.measure)\": {\"value\": \(r.value), \"p_value\": \(r.pValue ?? .nan), \"q_value\": \(e.q ?? 1)}"
+                    case .failure(let error):
+                        return "\"\(e.measure)\": {\"error\": \"\(describe(error).replacingOccurrences(of: "\"", with: "'"))\"}"
+                    }
+                }
+                let escaped = feature.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                lines.append("  \"\(escaped)\": {" + cells.joined(separator: ", ") + "}")
+            }
+            print("{\n" + lines.joined(separator: ",\n") + "\n}")
+        } else {
+            print("target '\(target)', n = \(columns[0].count), \(permutations) permutations; ranked by \(names[0])")
+            print("feature".padding(toLength: 24, withPad: " ", startingAt: 0)
+                + names.map { $0.padding(toLength: 28, withPad: " ", startingAt: 0) }.joined())
+            for feature in ranked {
+                var line = String(feature.prefix(23)).padding(toLength: 24, withPad: " ", startingAt: 0)
+                for e in entries where e.feature == feature {
+                    switch e.result {
+                    case .success(let r):
+                        line += String(format: "%9.4f p=%-6.3g q=%-6.3g  ", r.value, r.pValue ?? .nan, e.q ?? 1)
+                    case .failure(let error):
+                        line += String(describe(error).prefix(26)).padding(toLength: 28, withPad: " ", startingAt: 0)
+                    }
+                }
+                print(line)
+            }
+            print("note: " + DriverScreen.caveat)
+        }
     }
 }
