@@ -17,11 +17,21 @@ public protocol DependenceMeasure: Sendable {
     var maximumCount: Int { get }
     /// The statistic of an already validated sample whose size is within the limits.
     func statistic(_ sample: PairedSample) -> Double
+    /// Optional fast path for permutation tests: the sample prepared once, then re-scored per permutation of y.
+    /// nil (the default) re-runs `statistic` on each permuted sample.
+    func permutationKernel(_ sample: PairedSample) -> (any PermutationKernel)?
+}
+
+/// A statistic prepared for one sample and re-evaluated on permutations of its y: `statistic(permutation:)`
+/// must equal `statistic(PairedSample(x, y[permutation]))` up to rounding.
+public protocol PermutationKernel {
+    mutating func statistic(permutation: [Int]) -> Double
 }
 
 extension DependenceMeasure {
     public var minimumCount: Int { 3 }
     public var maximumCount: Int { Int.max }
+    public func permutationKernel(_ sample: PairedSample) -> (any PermutationKernel)? { nil }
 
     func checkSize(_ n: Int) throws(DependenceError) {
         if n < minimumCount { throw .tooFewPoints(measure: name, n: n, minimum: minimumCount) }
@@ -51,15 +61,24 @@ extension DependenceMeasure {
         let observed = try checked(statistic(sample))
         guard permutations > 0 else { return TestResult(value: observed, pValue: nil, permutations: 0) }
         var rng = Xoshiro256StarStar(seed: seed)
-        var y = sample.y
         let reference = alternative == .twoSided ? abs(observed) : observed
         let threshold = reference - 1e-12 * max(abs(reference), 1e-300)
         var extreme = 0
-        for _ in 0..<permutations {
-            rng.shuffle(&y)
-            let t = statistic(PairedSample(unchecked: sample.x, y))
-            let s = alternative == .twoSided ? abs(t) : t
-            if s >= threshold { extreme += 1 }
+        if var kernel = permutationKernel(sample) {
+            // Shuffling indices with the same generator calls gives the same permutations as shuffling y.
+            var index = Array(0..<sample.count)
+            for _ in 0..<permutations {
+                rng.shuffle(&index)
+                let t = kernel.statistic(permutation: index)
+                if (alternative == .twoSided ? abs(t) : t) >= threshold { extreme += 1 }
+            }
+        } else {
+            var y = sample.y
+            for _ in 0..<permutations {
+                rng.shuffle(&y)
+                let t = statistic(PairedSample(unchecked: sample.x, y))
+                if (alternative == .twoSided ? abs(t) : t) >= threshold { extreme += 1 }
+            }
         }
         return TestResult(value: observed, pValue: Double(extreme + 1) / Double(permutations + 1), permutations: permutations)
     }

@@ -42,7 +42,7 @@ public struct Xoshiro256StarStar: RandomNumberGenerator, Sendable {
     @inline(__always) public mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 
     /// Fisher–Yates shuffle, last index first; uses `below`, so it is reproducible across platforms.
-    public mutating func shuffle(_ a: inout [Double]) {
+    public mutating func shuffle<T>(_ a: inout [T]) {
         var i = a.count - 1
         while i > 0 {
             let j = below(i + 1)
