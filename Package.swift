@@ -99,7 +99,7 @@ let package = Package(
             name: "SwiftDiffusionCLI",
             dependencies: [
                 "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging", "Serving", "Server",
-                "Dependence",
+                "Dependence", "Traces",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -108,6 +108,8 @@ let package = Package(
         .executableTarget(name: "swiftdiffusion", dependencies: ["SwiftDiffusionCLI"]),
         // Dependence measures (Pearson ... MICe, HHG) with permutation p-values. No model code, no dependencies.
         .target(name: "Dependence", swiftSettings: numericSettings),
+        // Request traces: schema (JSONL/CSV), job-store export, synthetic generator, replay, characterization. No HTTP server.
+        .target(name: "Traces", dependencies: ["Dependence", "Serving", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: numericSettings),
 
         // Shared helpers for tests: golden-file loading and tensor comparison.
         .target(name: "ParityTesting", dependencies: ["Compute", "Weights"], path: "Tests/ParityTesting"),
@@ -128,6 +130,7 @@ let package = Package(
         ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
         .testTarget(name: "DependenceTests", dependencies: ["Dependence"], exclude: ["Fixtures"]),
+        .testTarget(name: "TracesTests", dependencies: ["Traces", "Serving", "Dependence"]),
         // Runs the built `swiftdiffusion` executable as a subprocess.
         .testTarget(name: "CommandLineTests", dependencies: ["Weights", "ParityTesting"]),
     ]
