@@ -233,7 +233,7 @@ public enum TraceIO {
         case DecodingError.valueNotFound(let type, let context):
             return "field \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\" is null, expected \(type)"
         case DecodingError.dataCorrupted(let context):
-            if context.codingPath.isEmpty { return "not a JSON object" }
+            if context.codingPath.isEmpty { return "not a valid JSON object" }
             return "field \"\(context.codingPath.map(\.stringValue).joined(separator: "."))\": \(context.debugDescription)"
         default: return "\(error)"
         }
