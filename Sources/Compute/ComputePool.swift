@@ -42,15 +42,19 @@ public final class ComputePool: @unchecked Sendable {
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&wake, nil)
         pthread_cond_init(&done, nil)
+        // Workers hold the pool: it lives until `shutDown()` lets them end (a worker reading a freed pool's
+        // mutex would be a use-after-free).
         for index in 1..<threadCount {
-            let thread = Thread { [unowned self] in self.workerLoop() }
+            let thread = Thread { self.workerLoop() }
             thread.name = "compute-\(index)"
             thread.stackSize = 8 << 20
             thread.start()
         }
     }
 
-    deinit {
+    /// Ends the worker threads once they are idle; the pool is freed when its last user lets go. Kernels called
+    /// on a shut-down pool run on the calling thread alone.
+    public func shutDown() {
         pthread_mutex_lock(&mutex)
         shuttingDown = true
         pthread_cond_broadcast(&wake)
@@ -82,6 +86,11 @@ public final class ComputePool: @unchecked Sendable {
         defer { submitLock.unlock() }
         withoutActuallyEscaping(body) { escapable in
             pthread_mutex_lock(&mutex)
+            if shuttingDown {
+                pthread_mutex_unlock(&mutex)
+                for i in 0..<count { escapable(i) }
+                return
+            }
             job = escapable
             jobCount = count
             nextIndex.store(0, ordering: .relaxed)

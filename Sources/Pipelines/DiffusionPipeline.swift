@@ -41,6 +41,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
             ?? .automatic
     }
 
+    /// Where each step's ControlNets run: one after another before the UNet (`SequentialControlNetExecutor`, the
+    /// default), or on ControlNet workers beside the UNet's down and mid blocks (`ControlNetService`).
+    public var controlNetExecutor: any ControlNetExecutor = SequentialControlNetExecutor()
+
     /// TAESD (diffusers `AutoencoderTiny`) as the fast decoder: when set, images are decoded with it instead
     /// of the model's KL VAE (diffusers: `pipe.vae = AutoencoderTiny...`). Image-to-image still encodes with the VAE.
     public var tinyDecoder: TinyAutoencoderDecoder?
@@ -200,14 +204,23 @@ public final class DiffusionPipeline: @unchecked Sendable {
                 }
                 let timestep = [scheduler.timesteps[stepIndex]]
                 let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
-                let control = try controlResiduals(
+                let controls = try controlCalls(
                     request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex,
                     position: position,
                     total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
-                var prediction =
-                    splitBranches
-                    ? try unetBranchesInParallel(input, timesteps: timestep, conditioning: conditioning, control: control)
-                    : try model.unet(input, timesteps: timestep, conditioning: conditioning, control: control)
+                let stepConditioning = conditioning
+                var prediction = try controlNetExecutor.step(
+                    controls: controls,
+                    downAndMid: {
+                        splitBranches
+                            ? try branchesDownAndMid(input, timesteps: timestep, conditioning: stepConditioning)
+                            : [try model.unet.downAndMid(input, timesteps: timestep, conditioning: stepConditioning)]
+                    },
+                    up: { down, control in
+                        splitBranches
+                            ? try branchesUp(down, conditioning: stepConditioning, control: control)
+                            : try model.unet.up(down[0], conditioning: stepConditioning, control: control)
+                    })
                 if guided {
                     let halves = chunk(prediction, 2, axis: 0)
                     // uncond + scale * (cond - uncond)
@@ -230,28 +243,45 @@ public final class DiffusionPipeline: @unchecked Sendable {
         return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
     }
 
-    /// The batch-2 UNet call of classifier-free guidance as two batch-1 calls running side by side on the pool
-    /// (`BranchParallelism`); returns the same `[uncond; cond]` batch.
-    private func unetBranchesInParallel(
-        _ input: Tensor, timesteps: [Float], conditioning: UNetConditioning, control: ControlResiduals?
-    ) throws -> Tensor {
-        func half(_ tensor: Tensor, _ branch: Int) -> Tensor { chunk(tensor, 2, axis: 0)[branch] }
+    /// The halves of a batch-2 guidance tensor, or of every tensor of a conditioning, for one branch.
+    private static func half(_ tensor: Tensor, _ branch: Int) -> Tensor { chunk(tensor, 2, axis: 0)[branch] }
+
+    private static func half(_ conditioning: UNetConditioning, _ branch: Int) -> UNetConditioning {
+        UNetConditioning(
+            context: half(conditioning.context, branch), textEmbeds: conditioning.textEmbeds.map { half($0, branch) },
+            timeIds: conditioning.timeIds.map { half($0, branch) }, timestepCondition: conditioning.timestepCondition.map { half($0, branch) })
+    }
+
+    /// Latent parallelism, first half: the batch-2 UNet call of classifier-free guidance as two batch-1 down paths
+    /// running side by side on the pool (`BranchParallelism`).
+    private func branchesDownAndMid(_ input: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> [UNet2DConditionModel.DownPath] {
         let inputs = chunk(input, 2, axis: 0)
-        let branches = (0..<2).map { branch in
-            (
-                conditioning: UNetConditioning(
-                    context: half(conditioning.context, branch), textEmbeds: conditioning.textEmbeds.map { half($0, branch) },
-                    timeIds: conditioning.timeIds.map { half($0, branch) },
-                    timestepCondition: conditioning.timestepCondition.map { half($0, branch) }),
-                control: control.map { ControlResiduals(down: $0.down.map { half($0, branch) }, mid: half($0.mid, branch)) }
-            )
+        let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
+        var outputs: [Result<UNet2DConditionModel.DownPath, any Error>?] = [nil, nil]
+        outputs.withUnsafeMutableBufferPointer { results in
+            ComputePool.current.parallelFor(2) { branch in
+                results[branch] = Result {
+                    try model.unet.downAndMid(inputs[branch], timesteps: timesteps, conditioning: conditionings[branch])
+                }
+            }
+        }
+        return [try outputs[0]!.get(), try outputs[1]!.get()]
+    }
+
+    /// Latent parallelism, second half: each branch's up path with its half of the ControlNet residuals; returns the
+    /// same `[uncond; cond]` batch as the batched call.
+    private func branchesUp(
+        _ down: [UNet2DConditionModel.DownPath], conditioning: UNetConditioning, control: ControlResiduals?
+    ) throws -> Tensor {
+        // Halves are cut on this thread, before the branches start.
+        let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
+        let controls = [0, 1].map { branch in
+            control.map { ControlResiduals(down: $0.down.map { Self.half($0, branch) }, mid: Self.half($0.mid, branch)) }
         }
         var outputs: [Result<Tensor, any Error>?] = [nil, nil]
         outputs.withUnsafeMutableBufferPointer { results in
             ComputePool.current.parallelFor(2) { branch in
-                results[branch] = Result {
-                    try model.unet(inputs[branch], timesteps: timesteps, conditioning: branches[branch].conditioning, control: branches[branch].control)
-                }
+                results[branch] = Result { try model.unet.up(down[branch], conditioning: conditionings[branch], control: controls[branch]) }
             }
         }
         return concat([try outputs[0]!.get(), try outputs[1]!.get()], axis: 0)
@@ -265,33 +295,38 @@ public final class DiffusionPipeline: @unchecked Sendable {
         }
     }
 
-    /// Summed residuals of the ControlNets active at this step (diffusers' MultiControlNet), or nil.
-    private func controlResiduals(
+    /// The calls that give each ControlNet's scaled residuals at this step, for those active at it (their sum is
+    /// diffusers' MultiControlNet). Inputs are computed here, so the calls can run on any thread.
+    private func controlCalls(
         _ request: GenerationRequest, scheduler: any Scheduler, images: [Tensor], input: Tensor, latents: Tensor, stepIndex: Int, position: Int, total: Int,
         timestep: [Float], conditioning: UNetConditioning, positive: UNetConditioning, guided: Bool
-    ) throws -> ControlResiduals? {
-        var all: [ControlResiduals] = []
+    ) throws -> [@Sendable () throws -> ControlResiduals] {
+        var calls: [@Sendable () throws -> ControlResiduals] = []
         for (control, image) in zip(request.controls, images) {
             let scale = control.scale * control.keep(step: position, of: total)
             if scale == 0 { continue }
+            let model = control.model
             if control.guessMode && guided {
                 // Guess mode: the ControlNet sees only the conditional batch; the unconditional half gets zeros.
                 let conditionalInput = try scheduler.scaleModelInput(latents, stepIndex: stepIndex)
-                let residuals = try control.model(
-                    conditionalInput, timesteps: timestep, conditioning: positive, controlImage: image,
-                    scaling: .init(conditioningScale: scale, guessMode: true))
-                all.append(
-                    ControlResiduals(
+                calls.append {
+                    let residuals = try model(
+                        conditionalInput, timesteps: timestep, conditioning: positive, controlImage: image,
+                        scaling: .init(conditioningScale: scale, guessMode: true))
+                    return ControlResiduals(
                         down: residuals.down.map { concat([Tensor.zeros($0.shape), $0], axis: 0) },
-                        mid: concat([Tensor.zeros(residuals.mid.shape), residuals.mid], axis: 0)))
+                        mid: concat([Tensor.zeros(residuals.mid.shape), residuals.mid], axis: 0))
+                }
             } else {
-                all.append(
-                    try control.model(
+                let guess = control.guessMode || control.softInjection
+                calls.append {
+                    try model(
                         input, timesteps: timestep, conditioning: conditioning, controlImage: image,
-                        scaling: .init(conditioningScale: scale, guessMode: control.guessMode || control.softInjection)))
+                        scaling: .init(conditioningScale: scale, guessMode: guess))
+                }
             }
         }
-        return ControlResiduals.sum(all)
+        return calls
     }
 }
 

@@ -1,0 +1,156 @@
+import Compute
+import Foundation
+import Models
+
+/// Where and when a denoising step's ControlNets run (SwiftDiffusion §4.1, ControlNet-as-a-Service).
+///
+/// A step needs the ControlNets' residuals only in the UNet's up blocks, so the ControlNets can run while the
+/// UNet computes its time embedding, down blocks and mid block; the critical path becomes
+/// `max(T_down+mid, T_controlnets) + T_up`. An executor gets the step's ControlNet calls and the two halves of
+/// the UNet call and decides how they meet. Every executor gives the same numbers (the same ops on the same
+/// inputs; residuals summed in request order).
+public protocol ControlNetExecutor: AnyObject, Sendable {
+    /// Runs one step: each of `controls` gives one ControlNet's scaled residuals; `downAndMid` is the UNet's first
+    /// half; `up` finishes the UNet with the summed residuals (nil when no ControlNet is active this step).
+    func step<Down>(
+        controls: [@Sendable () throws -> ControlResiduals], downAndMid: () throws -> Down,
+        up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor
+
+    /// A name for logs and benchmarks ("sequential", "concurrent x1", ...).
+    var name: String { get }
+}
+
+/// Today's behaviour and the baseline: the ControlNets one after another on the caller's threads, then the UNet.
+public final class SequentialControlNetExecutor: ControlNetExecutor {
+    public init() {}
+
+    public var name: String { "sequential" }
+
+    public func step<Down>(
+        controls: [@Sendable () throws -> ControlResiduals], downAndMid: () throws -> Down,
+        up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor {
+        let residuals = try controls.map { try $0() }
+        return try up(try downAndMid(), ControlResiduals.sum(residuals))
+    }
+}
+
+/// ControlNet-as-a-Service in one process: ControlNet workers on threads (cores) of their own, shared by every
+/// request and every loaded base model, run a step's ControlNets while the caller runs the UNet's down and mid
+/// blocks; the residuals join before the up blocks. A request's ControlNets spread over the workers.
+///
+/// The caller's compute pool should leave the workers' cores free (e.g. on 2 cores: the UNet on a 1-thread pool,
+/// one worker with 1 thread); `ControlNetService.unetPool` is such a pool.
+public final class ControlNetService: ControlNetExecutor {
+    /// Threads per worker (each worker binds a pool of this width).
+    public let threadsPerWorker: Int
+    private let workers: [Worker]
+    /// The pool the UNet should run on beside the workers: the machine's cores minus the workers' threads.
+    public let unetPool: ComputePool
+
+    /// `workers` ControlNet workers of `threadsPerWorker` threads each; the UNet gets `unetThreads` threads.
+    public init(workers: Int = 1, threadsPerWorker: Int = 1, unetThreads: Int? = nil) {
+        precondition(workers >= 1 && threadsPerWorker >= 1, "a ControlNet service needs at least one worker thread")
+        self.threadsPerWorker = threadsPerWorker
+        self.workers = (0..<workers).map { Worker(name: "controlnet-\($0)", threads: threadsPerWorker) }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        unetPool = ComputePool(threadCount: max(1, unetThreads ?? (cores - workers * threadsPerWorker)))
+    }
+
+    deinit { unetPool.shutDown() }
+
+    public var name: String { "concurrent x\(workers.count) (\(threadsPerWorker) thread\(threadsPerWorker == 1 ? "" : "s") each)" }
+
+    public func step<Down>(
+        controls: [@Sendable () throws -> ControlResiduals], downAndMid: () throws -> Down,
+        up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor {
+        guard !controls.isEmpty else { return try up(try downAndMid(), nil) }
+        // ControlNet i goes to worker i mod n; each worker runs its share in order.
+        let tickets = controls.enumerated().map { index, control in workers[index % workers.count].submit(control) }
+        let down: Down
+        do {
+            down = try downAndMid()
+        } catch {
+            for ticket in tickets { _ = try? ticket.wait() }  // never leave a worker writing into a dead step
+            throw error
+        }
+        let residuals = try tickets.map { try $0.wait() }
+        return try up(down, ControlResiduals.sum(residuals))
+    }
+
+    /// One ControlNet worker: an OS thread with its own compute pool, running submitted calls in order. The
+    /// thread holds only the queue, so a service that goes away stops its threads.
+    final class Worker: @unchecked Sendable {
+        private final class Queue: @unchecked Sendable {
+            let condition = NSCondition()
+            var work: [() -> Void] = []
+            var stopped = false
+
+            func loop() {
+                while true {
+                    condition.lock()
+                    while work.isEmpty && !stopped { condition.wait() }
+                    if work.isEmpty {
+                        condition.unlock()
+                        return
+                    }
+                    let item = work.removeFirst()
+                    condition.unlock()
+                    item()
+                }
+            }
+        }
+        private let queue = Queue()
+
+        init(name: String, threads: Int) {
+            let queue = self.queue
+            let thread = Thread {
+                #if os(Linux)
+                try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+                #endif
+                ComputePool.run(on: ComputePool(threadCount: threads)) { queue.loop() }
+            }
+            thread.name = name
+            thread.stackSize = 16 << 20
+            thread.start()
+        }
+
+        deinit {
+            queue.condition.lock()
+            queue.stopped = true
+            queue.condition.signal()
+            queue.condition.unlock()
+        }
+
+        func submit(_ work: @escaping @Sendable () throws -> ControlResiduals) -> Ticket {
+            let ticket = Ticket()
+            queue.condition.lock()
+            queue.work.append { ticket.fulfil(Result { try work() }) }
+            queue.condition.signal()
+            queue.condition.unlock()
+            return ticket
+        }
+    }
+
+    /// The residuals of one submitted ControlNet call, once the worker has them.
+    final class Ticket: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var result: Result<ControlResiduals, any Error>?
+
+        func fulfil(_ value: Result<ControlResiduals, any Error>) {
+            condition.lock()
+            result = value
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        func wait() throws -> ControlResiduals {
+            condition.lock()
+            defer { condition.unlock() }
+            while result == nil { condition.wait() }
+            return try result!.get()
+        }
+    }
+}

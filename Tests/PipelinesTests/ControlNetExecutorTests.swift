@@ -1,0 +1,133 @@
+import Compute
+import Foundation
+import Imaging
+import Models
+import ParityTesting
+import Pipelines
+import Samplers
+import Weights
+import XCTest
+
+/// ControlNet executors (issue 12): ControlNet-as-a-Service in process (`ControlNetService`) runs a step's
+/// ControlNets on its own worker threads while the UNet computes its down and mid blocks, and gives the sequential
+/// executor's latents (≤ 1e-4) with one and two ControlNets, guidance, guess mode and start/end windows, with and
+/// without latent parallelism, on SD 1.x and SDXL.
+final class ControlNetExecutorTests: XCTestCase {
+    static let models = Golden.fixturesDirectory.appendingPathComponent("models")
+    static let tolerance: Float = 1e-4
+
+    private func controlnet(_ name: String) throws -> ControlNetModel {
+        let folder = try ComponentFolder(Self.models.appendingPathComponent(name))
+        return try ControlNetModel(configData: try folder.configData, weights: try folder.weights())
+    }
+
+    private func drawing(_ size: Int, every stride: Int) -> RGBImage {
+        var pixels = [UInt8](repeating: 0, count: size * size * 3)
+        for i in Swift.stride(from: 0, to: pixels.count, by: stride) { pixels[i] = 255 }
+        return RGBImage(width: size, height: size, pixels: pixels)
+    }
+
+    /// Final latents of `request` with each executor and latent-parallel setting, all against sequential + off.
+    private func assertExecutorsAgree(
+        _ pipeline: DiffusionPipeline, _ request: GenerationRequest, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let service = ControlNetService(workers: 2, threadsPerWorker: 1, unetThreads: 2)
+        let pool = ComputePool(threadCount: 2)
+        defer { pool.shutDown() }
+        func run(_ executor: any ControlNetExecutor, _ branches: DiffusionPipeline.BranchParallelism) throws -> Tensor {
+            pipeline.controlNetExecutor = executor
+            pipeline.branchParallelism = branches
+            return try ComputePool.run(on: pool) { try pipeline.generate(request).latents }
+        }
+        let reference = try run(SequentialControlNetExecutor(), .off)
+        let sequentialBranches = try run(SequentialControlNetExecutor(), .on)
+        XCTAssertLessThan(sequentialBranches.maxAbsDifference(reference), Self.tolerance, "sequential, branches on", file: file, line: line)
+        for branches in [DiffusionPipeline.BranchParallelism.off, .on] {
+            let concurrent = try run(service, branches)
+            let difference = concurrent.maxAbsDifference(reference)
+            print("[parity] \(service.name), latent parallelism \(branches): max abs difference \(difference)")
+            XCTAssertLessThan(difference, Self.tolerance, "\(service.name), \(branches)", file: file, line: line)
+        }
+        // The ControlNets matter: without them the latents differ (the comparison above is not vacuous).
+        var plain = request
+        plain.controls = []
+        pipeline.controlNetExecutor = SequentialControlNetExecutor()
+        let without = try ComputePool.run(on: pool) { try pipeline.generate(plain).latents }
+        XCTAssertGreaterThan(without.maxAbsDifference(reference), 1e-3, "ControlNets must change the result", file: file, line: line)
+    }
+
+    func testSD1OneAndTwoControlNetsWithGuidanceGuessModeAndWindows() throws {
+        let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sd1")))
+        var request = GenerationRequest(
+            prompt: "a red circle", negativePrompt: "blue", width: 32, height: 32, steps: 4, sampler: .dpmPlusPlus2M, seed: 9, decode: false)
+        request.controls = [ControlInput(model: try controlnet("sd1-controlnet"), image: drawing(32, every: 7), scale: 0.8, start: 0, end: 1)]
+        try assertExecutorsAgree(pipeline, request)
+        // Two ControlNets: the second in guess mode and active only in the middle of the schedule.
+        request.controls.append(
+            ControlInput(model: try controlnet("sd1-controlnet-b"), image: drawing(32, every: 5), scale: 1.2, start: 0.25, end: 0.75, guessMode: true))
+        try assertExecutorsAgree(pipeline, request)
+        // Without guidance (one branch).
+        request.guidanceScale = 1
+        try assertExecutorsAgree(pipeline, request)
+    }
+
+    func testSDXLControlNet() throws {
+        // An SDXL ControlNet for the tiny SDXL fixture: its UNet's config, ControlNet fields, random weights.
+        var config = try JSONSerialization.jsonObject(
+            with: try Data(contentsOf: Self.models.appendingPathComponent("sdxl/unet/config.json"))) as! [String: Any]
+        config["_class_name"] = "ControlNetModel"
+        config["conditioning_channels"] = 3
+        config["conditioning_embedding_out_channels"] = [4, 8]
+        let controlnet = try ControlNetModel(
+            configData: try JSONSerialization.data(withJSONObject: config), weights: RandomWeights(seed: 11))
+        let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sdxl")))
+        var request = GenerationRequest(
+            prompt: "a blue square", negativePrompt: "red", width: 32, height: 32, steps: 3, sampler: .euler, seed: 3, decode: false)
+        request.controls = [ControlInput(model: controlnet, image: drawing(32, every: 3), scale: 1, start: 0, end: 1)]
+        try assertExecutorsAgree(pipeline, request)
+    }
+
+    /// The service really overlaps: a ControlNet call that waits for the UNet's down path to start, and a down
+    /// path that waits for the ControlNet call to start, both finish only if they run at the same time.
+    func testTheServiceRunsControlNetsBesideTheDownPath() throws {
+        let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1)
+        let controlStarted = DispatchSemaphore(value: 0), downStarted = DispatchSemaphore(value: 0)
+        let residuals = ControlResiduals(down: [Tensor(shape: [1], values: [2])], mid: Tensor(shape: [1], values: [3]))
+        let output = try service.step(
+            controls: [{
+                controlStarted.signal()
+                guard downStarted.wait(timeout: .now() + 10) == .success else { throw GenerationError.invalidRequest("not concurrent") }
+                return residuals
+            }],
+            downAndMid: { () throws -> Int in
+                downStarted.signal()
+                guard controlStarted.wait(timeout: .now() + 10) == .success else { throw GenerationError.invalidRequest("not concurrent") }
+                return 40
+            },
+            up: { down, control in Tensor(shape: [1], values: [Float(down) + (control?.mid.scalars[0] ?? 0)]) })
+        XCTAssertEqual(output.scalars, [43])
+    }
+
+    /// Several ControlNets of one step spread over the workers and are summed in request order; a failing
+    /// ControlNet fails the step with its error.
+    func testResidualsAreSummedInOrderAndErrorsPropagate() throws {
+        let service = ControlNetService(workers: 2, threadsPerWorker: 1, unetThreads: 1)
+        func constant(_ value: Float) -> @Sendable () throws -> ControlResiduals {
+            { ControlResiduals(down: [Tensor(shape: [2], values: [value, -value])], mid: Tensor(shape: [1], values: [value])) }
+        }
+        let sequential = SequentialControlNetExecutor()
+        for executor in [service, sequential] as [any ControlNetExecutor] {
+            let output = try executor.step(
+                controls: [constant(1), constant(10), constant(100)], downAndMid: { 0 },
+                up: { _, control in control!.down[0] })
+            XCTAssertEqual(output.scalars, [111, -111], executor.name)
+            XCTAssertThrowsError(
+                try executor.step(
+                    controls: [constant(1), { throw GenerationError.invalidRequest("broken ControlNet") }], downAndMid: { 0 },
+                    up: { _, _ in Tensor(shape: [1], values: [0]) })
+            ) { error in
+                XCTAssertEqual("\(error)".contains("broken ControlNet"), true, "\(error)")
+            }
+        }
+    }
+}
