@@ -42,6 +42,11 @@ public struct EngineConfiguration: Sendable {
     public var loraDeadlineFraction: Double = 0.4
     /// How LoRAs are applied: merged into the weights (restored after) or added at run time.
     public var loraMode = "merged"
+    /// ControlNet-as-a-Service in process: threads of one ControlNet worker that runs every request's ControlNets
+    /// beside the UNet's down and mid blocks (the UNet gets the remaining cores). 0 runs them one after another before
+    /// each UNet call on all cores, which is faster for one request at a time on a machine of few cores (measured
+    /// with `bench controlnet`, docs/benchmarks.md).
+    public var controlNetWorkerThreads = 0
     /// Base models kept loaded at once.
     public var loadedModelLimit = 1
     /// Parsed LoRA files kept in memory, in bytes.

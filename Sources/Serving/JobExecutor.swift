@@ -52,11 +52,15 @@ final class JobExecutor: @unchecked Sendable {
     let logger: Logger
     private var pipelines: [(id: String, pipeline: DiffusionPipeline)] = []
     private var controlnets: [String: ControlNetModel] = [:]
+    /// The ControlNet worker shared by every request and every loaded model, when configured.
+    private let controlNetService: ControlNetService?
 
     init(repository: ModelRepository, configuration: EngineConfiguration, logger: Logger) {
         self.repository = repository
         self.configuration = configuration
         self.loras = LoRALibrary(capacityBytes: configuration.loraCacheBytes, logger: logger)
+        self.controlNetService =
+            configuration.controlNetWorkerThreads > 0 ? ControlNetService(workers: 1, threadsPerWorker: configuration.controlNetWorkerThreads) : nil
         self.logger = logger
     }
 
@@ -195,6 +199,7 @@ final class JobExecutor: @unchecked Sendable {
         Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
         logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
         let pipeline = DiffusionPipeline(model: model)
+        if let controlNetService { pipeline.controlNetExecutor = controlNetService }
         pipelines.append((modelID, pipeline))
         return pipeline
     }
@@ -282,9 +287,11 @@ final class JobExecutor: @unchecked Sendable {
             stage: { stage in control.progress.yield(JobProgress(stage: stage.rawValue, step: 0, total: spec.steps)) },
             beforeStep: { _, _ in if control.isCancelled { throw GenerationError.cancelled } },
             afterStep: { step, total in control.progress.yield(JobProgress(stage: "denoise", step: step + 1, total: total)) })
-        let result = try pipeline.generate(
-            request, loras: immediate, deferredLoRAs: deferred, loraMode: DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged,
-            hooks: hooks)
+        let loraMode = DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged
+        // With a ControlNet worker the UNet runs on the cores the worker leaves free.
+        let result = try ComputePool.run(on: controlNetService?.unetPool ?? ComputePool.current) {
+            try pipeline.generate(request, loras: immediate, deferredLoRAs: deferred, loraMode: loraMode, hooks: hooks)
+        }
         for (stage, seconds) in result.timings {
             Timer(label: "swiftdiffusion_stage_seconds", dimensions: [("stage", stage)]).recordSeconds(seconds)
         }

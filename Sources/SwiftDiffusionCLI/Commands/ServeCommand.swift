@@ -50,6 +50,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("lora-mode"), help: "merged or runtime (config key: lora.mode; default merged).")
     var loraMode: String?
 
+    @Option(
+        name: .customLong("controlnet-threads"),
+        help: "Threads of a ControlNet worker that runs ControlNets beside the UNet's down path; 0 = one after another (config key: controlnet.threads; default 0).")
+    var controlNetThreads: Int?
+
     @Option(name: .customLong("loaded-models"), help: "Base models kept loaded (config key: models_loaded; default 1).")
     var loadedModels: Int?
 
@@ -69,6 +74,10 @@ struct ServeCommand: AsyncParsableCommand {
         engineConfiguration.queueCapacity = settings.int(forKey: "queue.capacity", default: engineConfiguration.queueCapacity)
         engineConfiguration.loraDeadlineFraction = settings.double(forKey: "lora.deadline", default: engineConfiguration.loraDeadlineFraction)
         engineConfiguration.loraMode = settings.string(forKey: "lora.mode", default: engineConfiguration.loraMode)
+        engineConfiguration.controlNetWorkerThreads = settings.int(forKey: "controlnet.threads", default: 0)
+        guard (0..<max(2, ProcessInfo.processInfo.activeProcessorCount)).contains(engineConfiguration.controlNetWorkerThreads) else {
+            throw CLIError("invalid settings: controlnet.threads must be between 0 and the number of cores minus one")
+        }
         engineConfiguration.loadedModelLimit = settings.int(forKey: "models_loaded", default: engineConfiguration.loadedModelLimit)
         engineConfiguration.retention = 3600 * settings.double(forKey: "retention_hours", default: 24)
         guard engineConfiguration.queueCapacity >= 1, (0...1).contains(engineConfiguration.loraDeadlineFraction),
@@ -130,6 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
         set("queue.capacity", queueCapacity.map { .int($0) })
         set("lora.deadline", loraDeadline.map { .double($0) })
         set("lora.mode", loraMode.map { .string($0) })
+        set("controlnet.threads", controlNetThreads.map { .int($0) })
         set("models_loaded", loadedModels.map { .int($0) })
         set("retention_hours", retentionHours.map { .double($0) })
         set("log_level", logLevel.map { .string($0) })
