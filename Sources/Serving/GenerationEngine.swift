@@ -312,6 +312,7 @@ public actor GenerationEngine: Service {
             job.imageCount = result.images.count
             job.infotext = result.infotext
             job.loraPatchStep = result.loraPatchStep
+            job.cache = result.cache
             job.progress = JobProgress(stage: "done", step: job.spec.steps, total: job.spec.steps)
             for (stage, seconds) in result.timings { job.timings[stage] = seconds }
             do {

@@ -39,6 +39,7 @@ struct ExecutionResult: Sendable {
     var infotext: String
     var timings: [String: Double]
     var loraPatchStep: Int?
+    var cache: CacheUse
 }
 
 /// Turns stored job specs into pipeline runs: loads (and caches) base models and ControlNets, prepares
@@ -180,7 +181,13 @@ final class JobExecutor: @unchecked Sendable {
 
     /// The pipeline for a model id, loading it (and evicting the least recently used one) if needed.
     func pipeline(for modelID: String) throws -> DiffusionPipeline {
+        try pipeline(for: modelID, hit: nil)
+    }
+
+    /// The pipeline for a model id; `hit` learns whether it was loaded already.
+    private func pipeline(for modelID: String, hit: UnsafeMutablePointer<Bool>?) throws -> DiffusionPipeline {
         if let index = pipelines.firstIndex(where: { $0.id == modelID }) {
+            hit?.pointee = true
             let entry = pipelines.remove(at: index)
             pipelines.append(entry)
             Counter(label: "swiftdiffusion_model_cache_total", dimensions: [("result", "hit")]).increment()
@@ -202,6 +209,11 @@ final class JobExecutor: @unchecked Sendable {
         if let controlNetService { pipeline.controlNetExecutor = controlNetService }
         pipelines.append((modelID, pipeline))
         return pipeline
+    }
+
+    private func controlnet(_ id: String, cache: inout CacheUse) throws -> ControlNetModel {
+        if controlnets[id] != nil { cache.controlnetHits += 1 } else { cache.controlnetMisses += 1 }
+        return try controlnet(id)
     }
 
     private func controlnet(_ id: String) throws -> ControlNetModel {
@@ -227,7 +239,10 @@ final class JobExecutor: @unchecked Sendable {
         let spec = job.spec
         guard let modelID = spec.model ?? repository.defaultModel else { throw EngineError.notFound("no model is available") }
         control.progress.yield(JobProgress(stage: "load_model", step: 0, total: spec.steps))
-        let pipeline = try pipeline(for: modelID)
+        var cache = CacheUse()
+        var modelHit = false
+        let pipeline = try pipeline(for: modelID, hit: &modelHit)
+        cache.modelHit = modelHit
         let model = pipeline.model
         let nativeSize = (model.unet.configuration.sampleSize ?? 64) * model.vaeScaleFactor
         let width = spec.width ?? nativeSize, height = spec.height ?? nativeSize
@@ -251,7 +266,7 @@ final class JobExecutor: @unchecked Sendable {
             let image = preprocessor(resize.apply(to: try ImageCodec.decode(unit.image), width: width, height: height))
             request.controls.append(
                 ControlInput(
-                    model: try controlnet(unit.model), image: image, scale: unit.weight, start: unit.start, end: unit.end, guessMode: unit.guessMode,
+                    model: try controlnet(unit.model, cache: &cache), image: image, scale: unit.weight, start: unit.start, end: unit.end, guessMode: unit.guessMode,
                     softInjection: unit.softInjection ?? false))
         }
 
@@ -267,6 +282,7 @@ final class JobExecutor: @unchecked Sendable {
             let allCached = loraSpecs.allSatisfy { loras.isCached($0.path) }
             for spec in loraSpecs {
                 let cached = loras.isCached(spec.path)
+                if cached { cache.loraHits += 1 } else { cache.loraMisses += 1 }
                 Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
             }
             let deadline = spec.loraDeadlineStep ?? Int((configuration.loraDeadlineFraction * Double(spec.steps)).rounded(.down))
@@ -310,7 +326,7 @@ final class JobExecutor: @unchecked Sendable {
         }
         var timings = result.timings
         timings["generate"] = Date().timeIntervalSince(started)
-        return ExecutionResult(images: images, infotext: infotext, timings: timings, loraPatchStep: result.loraPatchStep)
+        return ExecutionResult(images: images, infotext: infotext, timings: timings, loraPatchStep: result.loraPatchStep, cache: cache)
     }
 }
 

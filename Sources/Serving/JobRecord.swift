@@ -19,6 +19,28 @@ public struct JobProgress: Codable, Sendable, Equatable {
     }
 }
 
+/// Cache hits and misses of one job: the base model, its LoRAs (parsed and key-mapped) and its ControlNets.
+public struct CacheUse: Codable, Sendable, Equatable {
+    public var modelHit: Bool
+    public var loraHits: Int
+    public var loraMisses: Int
+    public var controlnetHits: Int
+    public var controlnetMisses: Int
+
+    public init(modelHit: Bool = false, loraHits: Int = 0, loraMisses: Int = 0, controlnetHits: Int = 0, controlnetMisses: Int = 0) {
+        self.modelHit = modelHit
+        self.loraHits = loraHits
+        self.loraMisses = loraMisses
+        self.controlnetHits = controlnetHits
+        self.controlnetMisses = controlnetMisses
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case modelHit = "model_hit", loraHits = "lora_hits", loraMisses = "lora_misses", controlnetHits = "controlnet_hits"
+        case controlnetMisses = "controlnet_misses"
+    }
+}
+
 /// A job's state as stored and reported.
 public struct JobRecord: Codable, Sendable, Equatable {
     public var id: String
@@ -39,6 +61,9 @@ public struct JobRecord: Codable, Sendable, Equatable {
     public var loraPatchStep: Int?
     /// How many times the job was started (a job interrupted by a restart runs again).
     public var attempts: Int
+    /// Which of the job's model and adapters were already in memory when it ran (nil for records written before
+    /// the field existed, and for jobs that did not run).
+    public var cache: CacheUse?
 
     public init(id: String, spec: JobSpec, createdAt: Date = Date()) {
         self.id = id

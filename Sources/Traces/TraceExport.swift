@@ -36,14 +36,18 @@ public enum TraceExport {
     }
 
     /// One job as a trace record. The size the job ran at comes from the spec or, when the request left it to the
-    /// model, from the infotext's `Size: WxH`. LoRA cache hit: false when LoRAs were patched in late (bounded
-    /// asynchronous loading only defers LoRAs that were not cached); otherwise not known (nil).
+    /// model, from the infotext's `Size: WxH`. Cache hits come from the job's `cache` record (true when every LoRA,
+    /// or every ControlNet, of the job was in memory; nil when it has none); for records written before that field
+    /// existed, the LoRA hit is false when LoRAs were patched in late (bounded asynchronous loading only defers
+    /// LoRAs that were not cached) and otherwise not known.
     public static func record(_ job: JobRecord, service: String, instance: String) -> TraceRecord {
         var width = job.spec.width ?? 0, height = job.spec.height ?? 0
         if width == 0 || height == 0, let info = job.infotext, let range = info.range(of: #"Size: (\d+)x(\d+)"#, options: .regularExpression) {
             let parts = info[range].dropFirst(6).split(separator: "x")
             if parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]) { width = w; height = h }
         }
+        let loraHit: Bool? =
+            job.spec.loras.isEmpty ? nil : job.cache.map { $0.loraMisses == 0 } ?? (job.loraPatchStep == nil ? nil : false)
         var timings = job.timings
         let queue = timings.removeValue(forKey: "queue"), total = timings.removeValue(forKey: "total")
         let outcome: String
@@ -55,7 +59,7 @@ public enum TraceExport {
             timestamp: job.createdAt.timeIntervalSince1970, service: job.spec.metadata["service"] ?? service,
             instance: job.spec.metadata["instance"] ?? instance, baseModel: job.spec.model ?? "default",
             controlnets: job.spec.controls.map(\.model), loras: job.spec.loras.map(\.name), width: width, height: height, steps: job.spec.steps,
-            queueS: queue, totalS: total, timings: timings, loraCacheHit: job.spec.loras.isEmpty || job.loraPatchStep == nil ? nil : false,
-            controlnetCacheHit: nil, outcome: outcome, requestId: job.id, loraPatchStep: job.loraPatchStep, error: job.error)
+            queueS: queue, totalS: total, timings: timings, loraCacheHit: loraHit,
+            controlnetCacheHit: job.spec.controls.isEmpty ? nil : job.cache.map { $0.controlnetMisses == 0 }, outcome: outcome, requestId: job.id, loraPatchStep: job.loraPatchStep, error: job.error)
     }
 }

@@ -286,6 +286,15 @@ final class TraceExportTests: XCTestCase {
         XCTAssertEqual(trace[1].outcome, "failed")
         XCTAssertEqual(trace[1].error, "out of memory")
         XCTAssertEqual(try TraceExport.export(storePath: path, instance: "h", limit: 1).count, 1)
+        // A record with the engine's cache use: hits when every LoRA / every ControlNet was in memory.
+        var cached = JobRecord(id: "j3", spec: spec, createdAt: Date(timeIntervalSince1970: 3_000))
+        cached.spec.controls = [ControlSpec(model: "canny", image: Data())]
+        cached.status = .succeeded
+        cached.cache = CacheUse(modelHit: true, loraHits: 1, loraMisses: 0, controlnetHits: 0, controlnetMisses: 1)
+        try await store.insert(cached)
+        let third = try TraceExport.export(storePath: path, instance: "h")[2]
+        XCTAssertEqual(third.loraCacheHit, true)
+        XCTAssertEqual(third.controlnetCacheHit, false)
         XCTAssertThrowsError(try TraceExport.export(storePath: dir + "/none.sqlite")) { XCTAssertEqual("\($0)", "no such file: \(dir)/none.sqlite") }
     }
 
