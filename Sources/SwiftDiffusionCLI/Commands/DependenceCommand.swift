@@ -141,7 +141,7 @@ struct DependenceMeasureCommand: ParsableCommand {
     }
 }
 
-/// Options shared by `dependence equitability` and `dependence power`.
+/// Options shared by `dependence equitability` and `dependence power` (definitions: docs/equitability.md).
 struct HarnessOptions: ParsableArguments {
     @Option(help: "Pairs per sample.")
     var n = 100
@@ -149,14 +149,21 @@ struct HarnessOptions: ParsableArguments {
     @Option(help: "Samples per (relationship, R²) cell.")
     var replicates = 50
 
-    @Option(help: "Comma-separated R² levels in (0, 1].")
+    @Option(help: "Comma-separated, increasing R² levels in (0, 1].")
     var r2 = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
 
-    @Option(name: .customLong("measure"), help: "A measure to include (repeatable); default: all.")
+    @Option(name: .customLong("measure"),
+            help: "A measure to include (repeatable); default: all. 'r2-oracle' scores each sample by its realised R² (harness self-test).")
     var measures: [String] = []
 
-    @Option(help: "Comma-separated relationship ids (f1 ... f21, Reshef et al. 2011); default: all 21.")
+    @Option(help: "Relationship suite: reshef21 (Reshef et al. 2011, f1 ... f21) or simon-tibshirani (st-linear ... st-varying-freq).")
+    var suite = "reshef21"
+
+    @Option(help: "Comma-separated relationship ids from either suite (overrides --suite); default: the whole suite.")
     var relationships: String?
+
+    @Option(help: "Noise model: gaussian, uniform, hetero-f (sd ∝ |f(x)|), hetero-x (sd ∝ x), xy or xy:SHARE (noise on x and y).")
+    var noise = "gaussian"
 
     @Option(help: "Seed of the sample generator.")
     var seed: UInt64 = 1
@@ -164,29 +171,38 @@ struct HarnessOptions: ParsableArguments {
     @Option(help: "Folder for the CSV table, the SVG chart and the summary.")
     var out: String
 
-    func harness(nullReplicates: Int) throws -> EquitabilityHarness {
+    func harness(null: EquitabilityHarness.Null) throws -> EquitabilityHarness {
         var h = EquitabilityHarness()
         h.n = n
         h.replicates = replicates
-        h.nullReplicates = nullReplicates
+        h.null = null
         h.seed = seed
         let levels = r2.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !levels.isEmpty, levels.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1 }) else {
-            throw CLIError("--r2 must be comma-separated numbers in (0, 1], got '\(r2)'")
+        guard !levels.isEmpty, levels.allSatisfy({ $0 != nil && $0! > 0 && $0! <= 1 }),
+              zip(levels, levels.dropFirst()).allSatisfy({ $0! < $1! }) else {
+            throw CLIError("--r2 must be comma-separated increasing numbers in (0, 1], got '\(r2)'")
         }
         h.r2Grid = levels.map { $0! }
-        if let unknown = measures.first(where: { MeasureCatalog.measure(named: $0) == nil }) {
-            throw CLIError("unknown measure '\(unknown)'; known: \(MeasureCatalog.names.joined(separator: ", "))")
+        if let unknown = measures.first(where: { MeasureCatalog.measure(named: $0) == nil && $0 != EquitabilityHarness.oracle }) {
+            throw CLIError("unknown measure '\(unknown)'; known: \(MeasureCatalog.names.joined(separator: ", ")), \(EquitabilityHarness.oracle)")
         }
         if !measures.isEmpty { h.measures = measures }
+        guard let chosenSuite = Relationship.suites[suite] else {
+            throw CLIError("--suite takes reshef21 or simon-tibshirani, got '\(suite)'")
+        }
+        h.relationships = chosenSuite
         if let relationships {
             let ids = relationships.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            let chosen = ids.compactMap { id in Relationship.reshef21.first { $0.id == id } }
+            let chosen = ids.compactMap { Relationship.named($0) }
             guard chosen.count == ids.count, !chosen.isEmpty else {
-                throw CLIError("--relationships takes ids f1 ... f21, got '\(relationships)'")
+                throw CLIError("--relationships takes ids f1 ... f21 or st-..., got '\(relationships)'")
             }
             h.relationships = chosen
         }
+        guard let model = NoiseModel(parsing: noise) else {
+            throw CLIError("--noise takes gaussian, uniform, hetero-f, hetero-x, xy or xy:SHARE (0...1), got '\(noise)'")
+        }
+        h.noise = model
         guard replicates >= 2, replicates <= 100_000, n >= 10, n <= 20_000 else {
             throw CLIError("--replicates must be in 2...100000 and --n in 10...20000")
         }
@@ -222,31 +238,47 @@ struct HarnessOptions: ParsableArguments {
         return SVGChart(title: title, xLabel: "R² of the noisy relationship", yLabel: yLabel, panels: panels,
                         legend: result.relationships.map { "\($0.id) \($0.name)" }).render()
     }
+
+    func header(_ result: EquitabilityHarness.Result, _ harness: EquitabilityHarness) -> String {
+        "n = \(result.n), \(harness.replicates) replicates per cell, \(result.relationships.count) relationships, "
+            + "noise \(harness.noise.label), α = \(result.alpha), R² grid \(result.r2Grid.map { String($0) }.joined(separator: ", ")), seed \(harness.seed)\n\n"
+    }
 }
 
 /// `swiftdiffusion dependence equitability`: score against R² per relationship, interpretable intervals.
 struct DependenceEquitabilityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "equitability",
-        abstract: "Score against R² on Reshef et al.'s 21 relationships; interpretable-interval widths per measure.")
+        abstract: "Score against R² per relationship; interpretable intervals, score spread and self-equitability per measure.")
 
     @OptionGroup var options: HarnessOptions
 
     func run() throws {
-        let result = try options.run(try options.harness(nullReplicates: 0))
-        var csv = "measure,relationship,r2,median,q05,q95\n"
+        var harness = try options.harness(null: .none)
+        harness.selfEquitability = true
+        let result = try options.run(harness)
+        var csv = "measure,relationship,r2,median,q025,q975,mean,sd,realised_r2\n"
         for m in result.measures.indices {
             for f in result.relationships.indices {
                 for r in result.r2Grid.indices {
-                    let s = result.cell(f, r).scores[m]
-                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.quantile(s, 0.5)),\(result.quantile(s, 0.05)),\(result.quantile(s, 0.95))\n"
+                    let band = result.band(m, f, r), moments = result.meanAndSD(m, f, r)
+                    let realised = result.cell(f, r).realisedR2
+                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.median(m, f, r)),"
+                        + "\(band.lo),\(band.hi),\(moments.mean),\(moments.sd),\(realised.reduce(0, +) / Double(realised.count))\n"
                 }
             }
         }
-        var summary = "| measure | mean interpretable interval (R²) | worst interval (R²) |\n|---|---|---|\n"
+        var summary = options.header(result, harness)
+            + "| measure | mean interpretable interval (R²) | worst interpretable interval (R²) | max Δscore | mean Δscore "
+            + "| self-eq. max \\|ΔT\\| exp | x³ | logit |\n|---|---|---|---|---|---|---|---|\n"
         for m in result.measures.indices {
             let w = result.interpretableIntervals(m)
-            summary += String(format: "| %@ | %.3f | %.3f |\n", result.measures[m] as NSString, w.mean, w.worst)
+            let spread = result.scoreSpread(m)
+            let selfEq = EquitabilityHarness.transforms.indices.map { g in
+                String(format: "%.3g", result.selfEquitability(m, transform: g)?.max ?? .nan)
+            }
+            summary += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | ", result.measures[m] as NSString, w.mean, w.worst,
+                              spread.max()!, spread.reduce(0, +) / Double(spread.count)) + selfEq.joined(separator: " | ") + " |\n"
         }
         try options.write(csv, "equitability.csv")
         try options.write(HarnessOptions.chart(result, title: "Median score against R² (n = \(result.n))", yLabel: "median score (|T| for signed)",
@@ -260,33 +292,71 @@ struct DependenceEquitabilityCommand: ParsableCommand {
 struct DependencePowerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "power",
-        abstract: "Power against R² on Reshef et al.'s 21 relationships (null: same y, independent x); power-equitability.")
+        abstract: "Power against R² per relationship (null: same y, independent x; or permutations); power-equitability.")
 
     @OptionGroup var options: HarnessOptions
 
-    @Option(name: .customLong("null-replicates"), help: "Null samples per cell for the 95% critical value.")
+    @Option(name: .customLong("null-replicates"), help: "Null samples per cell for the (1 − α) critical value (independent-x null).")
     var nullReplicates = 100
 
+    @Option(help: "Null: independent-x (the noisy y paired with a fresh x; critical value per cell) or permutation (a permutation test per sample).")
+    var null = "independent-x"
+
+    @Option(help: "Permutations per sample with --null permutation.")
+    var permutations = 99
+
+    @Option(help: "Tolerance δ of the verdict: power-equitable iff max Δβ ≤ δ + 2·max SE.")
+    var tolerance = 0.1
+
+    @Option(help: "Interval-estimation power (Reshef et al.): H0 R² ≤ x0 (least favourable relationship) against R² = x1; both on the --r2 grid.")
+    var x0: Double?
+
+    @Option(help: "See --x0.")
+    var x1: Double?
+
     func run() throws {
-        guard nullReplicates >= 20 else { throw CLIError("--null-replicates must be >= 20") }
-        let result = try options.run(try options.harness(nullReplicates: nullReplicates))
-        var csv = "measure,relationship,r2,power,median\n"
+        let mode: EquitabilityHarness.Null
+        switch null {
+        case "independent-x":
+            guard nullReplicates >= 20 else { throw CLIError("--null-replicates must be >= 20") }
+            mode = .independentX(replicates: nullReplicates)
+        case "permutation":
+            guard permutations >= 19 else { throw CLIError("--permutations must be >= 19") }
+            mode = .permutation(permutations: permutations)
+        default: throw CLIError("--null takes independent-x or permutation, got '\(null)'")
+        }
+        guard tolerance >= 0, tolerance <= 1 else { throw CLIError("--tolerance must be in [0, 1]") }
+        let harness = try options.harness(null: mode)
+        var intervalLevels: (Int, Int)?
+        if x0 != nil || x1 != nil {
+            guard let x0, let x1, let i0 = harness.r2Grid.firstIndex(of: x0), let i1 = harness.r2Grid.firstIndex(of: x1), i0 < i1 else {
+                throw CLIError("--x0 and --x1 go together, must both be on the --r2 grid, x0 < x1")
+            }
+            intervalLevels = (i0, i1)
+        }
+        let result = try options.run(harness)
+        var csv = "measure,relationship,r2,power,se,median\n"
         for m in result.measures.indices {
             for f in result.relationships.indices {
                 for r in result.r2Grid.indices {
-                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.power(m, f, r)!),\(result.median(m, f, r))\n"
+                    csv += "\(result.measures[m]),\(result.relationships[f].id),\(result.r2Grid[r]),\(result.power(m, f, r)!),\(result.powerSE(m, f, r)!),\(result.median(m, f, r))\n"
                 }
             }
         }
-        var summary = "| measure | mean power | max Δβ over R² | mean Δβ | mean interpretable interval (R²) |\n|---|---|---|---|---|\n"
+        let nullText = null == "permutation" ? "permutation test, \(permutations) permutations" : "independent-x, \(nullReplicates) null samples per cell"
+        var summary = options.header(result, harness) + "Null: \(nullText); verdict tolerance δ = \(tolerance).\n\n"
+            + "| measure | mean power | max Δβ over R² | ∫Δβ dR² | r₅₀ spread (never 0.5) | power-equitable (δ) | worst interpretable interval (R²) |\n"
+            + "|---|---|---|---|---|---|---|\n"
         for m in result.measures.indices {
             var total = 0.0
             for f in result.relationships.indices { for r in result.r2Grid.indices { total += result.power(m, f, r)! } }
             let spread = result.powerSpread(m)!
+            let r50 = result.r50Spread(m)!
             let w = result.interpretableIntervals(m)
-            summary += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", result.measures[m] as NSString,
+            summary += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f (%d) | %@ | %.3f |\n", result.measures[m] as NSString,
                               total / Double(result.relationships.count * result.r2Grid.count),
-                              spread.max() ?? 0, spread.reduce(0, +) / Double(spread.count), w.mean)
+                              spread.max() ?? 0, result.powerSpreadIntegral(m)!, r50.spread, r50.unreached,
+                              (result.isPowerEquitable(m, tolerance: tolerance)! ? "yes" : "no") as NSString, w.worst)
         }
         summary += "\nMean power over the R² grid, per relationship:\n\n| relationship | "
             + result.measures.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: result.measures.count) + "\n"
@@ -296,8 +366,17 @@ struct DependencePowerCommand: ParsableCommand {
             }
             summary += "| \(result.relationships[f].id) \(result.relationships[f].name) | " + row.joined(separator: " | ") + " |\n"
         }
+        if let (i0, i1) = intervalLevels {
+            summary += "\nInterval-estimation power, H0 R² ≤ \(result.r2Grid[i0]) against R² = \(result.r2Grid[i1]) (min / mean / max over relationships):\n\n"
+                + "| measure | min | mean | max |\n|---|---|---|---|\n"
+            for m in result.measures.indices {
+                let p = result.intervalPower(m, x0: i0, x1: i1)
+                summary += String(format: "| %@ | %.2f | %.2f | %.2f |\n", result.measures[m] as NSString, p.min()!,
+                                  p.reduce(0, +) / Double(p.count), p.max()!)
+            }
+        }
         try options.write(csv, "power.csv")
-        try options.write(HarnessOptions.chart(result, title: "Power against R² (n = \(result.n), α = 0.05)", yLabel: "power",
+        try options.write(HarnessOptions.chart(result, title: "Power against R² (n = \(result.n), α = \(result.alpha))", yLabel: "power",
                                                yRange: 0...1) { m, f, r in result.power(m, f, r)! }, "power.svg")
         try options.write(summary, "power-summary.md")
         print(summary, terminator: "")
