@@ -99,7 +99,7 @@ let package = Package(
             name: "SwiftDiffusionCLI",
             dependencies: [
                 "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging", "Serving", "Server",
-                "Dependence", "Traces",
+                "Dependence", "Traces", "Charts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -108,8 +108,10 @@ let package = Package(
         .executableTarget(name: "swiftdiffusion", dependencies: ["SwiftDiffusionCLI"]),
         // Dependence measures (Pearson ... MICe, HHG) with permutation p-values. No model code, no dependencies.
         .target(name: "Dependence", swiftSettings: numericSettings),
+        // Charts as PNG: a raster back end for the Dependence chart layout (5x7 bitmap font), written with Imaging's libpng.
+        .target(name: "Charts", dependencies: ["Dependence", "Imaging"], swiftSettings: numericSettings),
         // Request traces: schema (JSONL/CSV), job-store export, synthetic generator, replay, characterization. No HTTP server.
-        .target(name: "Traces", dependencies: ["Dependence", "Serving", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: numericSettings),
+        .target(name: "Traces", dependencies: ["Dependence", "Charts", "Serving", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: numericSettings),
 
         // Shared helpers for tests: golden-file loading and tensor comparison.
         .target(name: "ParityTesting", dependencies: ["Compute", "Weights"], path: "Tests/ParityTesting"),
@@ -130,7 +132,8 @@ let package = Package(
         ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
         .testTarget(name: "DependenceTests", dependencies: ["Dependence"], exclude: ["Fixtures"]),
-        .testTarget(name: "TracesTests", dependencies: ["Traces", "Serving", "Dependence"]),
+        .testTarget(name: "TracesTests", dependencies: ["Traces", "Serving", "Dependence", "Charts", "Imaging"]),
+        .testTarget(name: "ChartsTests", dependencies: ["Charts", "Dependence", "Imaging"]),
         // Runs the built `swiftdiffusion` executable as a subprocess.
         .testTarget(name: "CommandLineTests", dependencies: ["Weights", "ParityTesting"]),
     ]

@@ -1,3 +1,4 @@
+import Charts
 import Dependence
 import Foundation
 
@@ -240,7 +241,21 @@ public struct TraceAnalysis: Sendable {
 
     /// SVG charts drawn with the Dependence library's chart writer.
     public func svgFiles(topKLimit: Int = 100) -> [String: String] {
-        var files: [String: String] = [:]
+        charts(topKLimit: topKLimit).mapValues { $0.render() }
+    }
+
+    /// The same charts as PNG images (Charts' raster back end over the same layout), keyed `NAME.png`.
+    public func pngFiles(topKLimit: Int = 100) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        for (name, chart) in charts(topKLimit: topKLimit) {
+            files[(name as NSString).deletingPathExtension + ".png"] = try chart.png()
+        }
+        return files
+    }
+
+    /// The charts, keyed by their SVG file name.
+    public func charts(topKLimit: Int = 100) -> [String: SVGChart] {
+        var files: [String: SVGChart] = [:]
         var panels: [SVGChart.Panel] = []
         for kind in AdapterKind.allCases {
             let lines = services.map { v -> [(x: Double, y: Double)] in
@@ -253,7 +268,7 @@ public struct TraceAnalysis: Sendable {
             title: "Popularity CDF: share of invocations covered by the top-k adapters", xLabel: "k (top-k adapters, up to \(topKLimit))",
             yLabel: "cumulative share", panels: panels, legend: services.map { "service \($0.service)" })
         chart.columns = 2
-        files["popularity_cdf.svg"] = chart.render()
+        files["popularity_cdf.svg"] = chart
 
         panels = []
         for kind in AdapterKind.allCases {
@@ -266,7 +281,7 @@ public struct TraceAnalysis: Sendable {
         chart = SVGChart(title: "Adapters per request", xLabel: "adapters in the request", yLabel: "share of requests", panels: panels,
                          legend: services.map { "service \($0.service)" })
         chart.columns = 2
-        files["adapters_per_request.svg"] = chart.render()
+        files["adapters_per_request.svg"] = chart
 
         panels = []
         for v in services {
@@ -281,11 +296,11 @@ public struct TraceAnalysis: Sendable {
         chart = SVGChart(title: "Per-instance adapter cache miss rate (all instances of a service)", xLabel: "cache size (adapters)",
                          yLabel: "miss rate", panels: panels, legend: CachePolicy.allCases.map(\.label))
         chart.columns = 2
-        files["miss_rates.svg"] = chart.render()
+        files["miss_rates.svg"] = chart
         return files
     }
 
-    /// Writes summary.md, the CSV tables and the SVG charts into `directory`; returns the file names.
+    /// Writes summary.md, the CSV tables and the charts (each as .svg and .png) into `directory`; returns the file names.
     @discardableResult
     public func write(to directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -294,6 +309,10 @@ public struct TraceAnalysis: Sendable {
         for (name, text) in files {
             try Data(text.utf8).write(to: URL(fileURLWithPath: directory).appendingPathComponent(name))
         }
-        return files.keys.sorted()
+        let images = try pngFiles()
+        for (name, data) in images {
+            try data.write(to: URL(fileURLWithPath: directory).appendingPathComponent(name))
+        }
+        return (Array(files.keys) + Array(images.keys)).sorted()
     }
 }

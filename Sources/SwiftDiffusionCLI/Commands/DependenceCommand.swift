@@ -1,4 +1,5 @@
 import ArgumentParser
+import Charts
 import Dependence
 import Foundation
 
@@ -227,8 +228,16 @@ struct HarnessOptions: ParsableArguments {
         print("wrote \(path)")
     }
 
+    /// Writes `chart` as `BASE.svg` and `BASE.png` (Charts' raster back end, same layout).
+    func write(_ chart: SVGChart, base: String) throws {
+        try write(chart.render(), base + ".svg")
+        let path = (out as NSString).appendingPathComponent(base + ".png")
+        do { try chart.png().write(to: URL(fileURLWithPath: path)) } catch { throw CLIError("cannot write \(path): \(error)") }
+        print("wrote \(path)")
+    }
+
     static func chart(_ result: EquitabilityHarness.Result, title: String, yLabel: String, yRange: ClosedRange<Double>?,
-                      value: (Int, Int, Int) -> Double) -> String {
+                      value: (Int, Int, Int) -> Double) -> SVGChart {
         let panels = result.measures.indices.map { m in
             SVGChart.Panel(
                 title: result.measures[m],
@@ -236,7 +245,7 @@ struct HarnessOptions: ParsableArguments {
                 yRange: yRange)
         }
         return SVGChart(title: title, xLabel: "R² of the noisy relationship", yLabel: yLabel, panels: panels,
-                        legend: result.relationships.map { "\($0.id) \($0.name)" }).render()
+                        legend: result.relationships.map { "\($0.id) \($0.name)" })
     }
 
     func header(_ result: EquitabilityHarness.Result, _ harness: EquitabilityHarness) -> String {
@@ -282,7 +291,7 @@ struct DependenceEquitabilityCommand: ParsableCommand {
         }
         try options.write(csv, "equitability.csv")
         try options.write(HarnessOptions.chart(result, title: "Median score against R² (n = \(result.n))", yLabel: "median score (|T| for signed)",
-                                               yRange: nil) { m, f, r in result.median(m, f, r) }, "equitability.svg")
+                                               yRange: nil) { m, f, r in result.median(m, f, r) }, base: "equitability")
         try options.write(summary, "equitability-summary.md")
         print(summary, terminator: "")
     }
@@ -377,7 +386,7 @@ struct DependencePowerCommand: ParsableCommand {
         }
         try options.write(csv, "power.csv")
         try options.write(HarnessOptions.chart(result, title: "Power against R² (n = \(result.n), α = \(result.alpha))", yLabel: "power",
-                                               yRange: 0...1) { m, f, r in result.power(m, f, r)! }, "power.svg")
+                                               yRange: 0...1) { m, f, r in result.power(m, f, r)! }, base: "power")
         try options.write(summary, "power-summary.md")
         print(summary, terminator: "")
     }
