@@ -93,7 +93,11 @@ final class EquitabilityTests: XCTestCase {
         XCTAssertNil(result.interpretableInterval(0, score: 0.7))
         // Widths over s in [0.1, 0.6]: s ≤ 0.2 → only B, width 0; 0.2 ≤ s ≤ 0.3 → 2s − s = s; above → 0. Worst 0.3 − ... :
         // at s = 0.3, A gives 0.3 and B gives 0.6 → width 0.3.
-        XCTAssertEqual(result.interpretableIntervals(0, points: 501).worst, 0.3, accuracy: 2e-3)  // grid step 0.001
+        let scoreGrid = (0...500).map { 0.1 + 0.5 * Double($0) / 500 }
+        XCTAssertEqual(result.interpretableIntervals(0, scores: scoreGrid).worst, 0.3, accuracy: 2e-3)  // grid step 0.001
+        // On the default grid (the cell medians 0.2, 0.6, 0.1, 0.3): widths 0.2 (s = 0.2: A 0.2, B 0.4), 0, 0, 0.3.
+        let w = result.interpretableIntervals(0)
+        XCTAssertEqual(w.worst, 0.3, accuracy: 1e-12); XCTAssertEqual(w.mean, 0.5 / 4, accuracy: 1e-12)
         XCTAssertEqual(result.scoreSpread(0), [0.1, 0.3].map { $0 }, accuracy: 1e-12)
     }
 

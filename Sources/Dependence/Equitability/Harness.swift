@@ -145,18 +145,15 @@ public struct EquitabilityHarness: Sendable {
             return a <= b ? (a, b) : nil
         }
 
-        /// Interpretable-interval widths w(s) = max I(s) − min I(s) over a grid of `points` scores evenly spaced
-        /// from the lowest band edge to the highest (the spec's "grid of scores"; scores with an empty I(s), in
-        /// gaps between bands, are skipped): (mean width, worst-case width). The worst case does not change under
-        /// a monotone rescaling of the measure; the mean weights scores by the measure's own scale.
-        public func interpretableIntervals(_ m: Int, points: Int = 201) -> (mean: Double, worst: Double) {
-            var lo = Double.infinity, hi = -Double.infinity
-            for f in relationships.indices {
-                for r in r2Grid.indices { let b = band(m, f, r); lo = min(lo, b.lo); hi = max(hi, b.hi) }
-            }
+        /// Interpretable-interval widths w(s) = max I(s) − min I(s) over a grid of scores: (mean width, worst-case
+        /// width). The spec leaves the grid open; by default it is every cell's median score (the harness's
+        /// earlier choice), which makes both numbers unchanged under a strictly increasing rescaling of a measure
+        /// — needed to compare unbounded scores (KSG, TICe, HHG) with [0, 1] ones. Scores with an empty I(s)
+        /// are skipped.
+        public func interpretableIntervals(_ m: Int, scores: [Double]? = nil) -> (mean: Double, worst: Double) {
+            let grid = scores ?? relationships.indices.flatMap { f in r2Grid.indices.map { median(m, f, $0) } }
             var total = 0.0, worst = 0.0, count = 0
-            for i in 0..<points {
-                let s = points == 1 || hi == lo ? lo : lo + (hi - lo) * Double(i) / Double(points - 1)
+            for s in grid {
                 guard let interval = interpretableInterval(m, score: s) else { continue }
                 let w = interval.hi - interval.lo
                 total += w; worst = max(worst, w); count += 1
