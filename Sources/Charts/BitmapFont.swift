@@ -2,7 +2,7 @@
 /// drawn by hand, and are in the public domain like the rest of this table's layout).
 ///
 /// Each glyph is 5 columns wide; rows 0...6 stand on the baseline (capitals and digits are 7 rows tall,
-/// lower case 5), rows 7 and 8, where present, descend below it (g, j, p, q, y, comma, semicolon, β, μ).
+/// lower case 5), rows 7 and 8, where present, descend below it (g, j, p, q, y, comma, semicolon, β, μ; the bar `|` too, so |T| doesn't read as ITI).
 /// Printable ASCII (32...126) is complete, plus the few non-ASCII characters chart labels use
 /// (², α, β, Δ, μ, ≤, ≥, ×, en and em dash, middle dot). Other characters draw as `?`.
 public enum BitmapFont {
@@ -113,7 +113,7 @@ public enum BitmapFont {
         y ..... ..... #...# #...# #...# #...# .#### ....# .###.
         z ..... ..... ##### ...#. ..#.. .#... #####
         { ...#. ..#.. ..#.. .#... ..#.. ..#.. ...#.
-        | ..#.. ..#.. ..#.. ..#.. ..#.. ..#.. ..#..
+        | ..#.. ..#.. ..#.. ..#.. ..#.. ..#.. ..#.. ..#.. ..#..
         } .#... ..#.. ..#.. ...#. ..#.. ..#.. .#...
         ~ ..... ..... .#... #.#.# ...#. ..... .....
         ² .##.. #..#. ..#.. .#... ####. ..... .....
