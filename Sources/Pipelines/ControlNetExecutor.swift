@@ -80,56 +80,17 @@ public final class ControlNetService: ControlNetExecutor {
         return try up(down, ControlResiduals.sum(residuals))
     }
 
-    /// One ControlNet worker: an OS thread with its own compute pool, running submitted calls in order. The
-    /// thread holds only the queue, so a service that goes away stops its threads.
-    final class Worker: @unchecked Sendable {
-        private final class Queue: @unchecked Sendable {
-            let condition = NSCondition()
-            var work: [() -> Void] = []
-            var stopped = false
-
-            func loop() {
-                while true {
-                    condition.lock()
-                    while work.isEmpty && !stopped { condition.wait() }
-                    if work.isEmpty {
-                        condition.unlock()
-                        return
-                    }
-                    let item = work.removeFirst()
-                    condition.unlock()
-                    item()
-                }
-            }
-        }
-        private let queue = Queue()
+    /// One ControlNet worker: an OS thread with its own compute pool, running submitted calls in order.
+    final class Worker: Sendable {
+        private let thread: WorkerThread
 
         init(name: String, threads: Int) {
-            let queue = self.queue
-            let thread = Thread {
-                #if os(Linux)
-                try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
-                #endif
-                ComputePool.run(on: ComputePool(threadCount: threads)) { queue.loop() }
-            }
-            thread.name = name
-            thread.stackSize = 16 << 20
-            thread.start()
-        }
-
-        deinit {
-            queue.condition.lock()
-            queue.stopped = true
-            queue.condition.signal()
-            queue.condition.unlock()
+            thread = WorkerThread(name: name, poolThreads: threads)
         }
 
         func submit(_ work: @escaping @Sendable () throws -> ControlResiduals) -> Ticket {
             let ticket = Ticket()
-            queue.condition.lock()
-            queue.work.append { ticket.fulfil(Result { try work() }) }
-            queue.condition.signal()
-            queue.condition.unlock()
+            thread.enqueue { ticket.fulfil(Result { try work() }) }
             return ticket
         }
     }
