@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "cpu_features.h"
 
 #include <dlfcn.h>
@@ -168,6 +169,43 @@ double sd_fma_loop(int width, long iterations) {
 #else
     (void)width;
     (void)iterations;
+    return 0;
+#endif
+}
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+bool sd_pin_current_thread(const int *cores, int count) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cores[i] < 0 || cores[i] >= CPU_SETSIZE) return false;
+        CPU_SET(cores[i], &set);
+    }
+    return count > 0 && sched_setaffinity(0, sizeof(set), &set) == 0;
+#else
+    (void)cores;
+    (void)count;
+    return false;
+#endif
+}
+
+int sd_current_thread_cores(int *out, int capacity) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    int n = 0;
+    for (int core = 0; core < CPU_SETSIZE && n < capacity; core++) {
+        if (CPU_ISSET(core, &set)) out[n++] = core;
+    }
+    return n;
+#else
+    (void)out;
+    (void)capacity;
     return 0;
 #endif
 }

@@ -36,7 +36,9 @@ public final class ComputePool: @unchecked Sendable {
         return ComputePool(threadCount: max(1, env ?? ProcessInfo.processInfo.activeProcessorCount))
     }()
 
-    public init(threadCount: Int) {
+    /// A pool of `threadCount` threads (the caller included). With `cores`, worker `i` (1..<threadCount) is pinned
+    /// to `cores[i % cores.count]`; the calling thread pins itself if it wants to (see `WorkerThread`).
+    public init(threadCount: Int, cores: [Int]? = nil) {
         precondition(threadCount >= 1, "a pool needs at least one thread")
         self.threadCount = threadCount
         pthread_mutex_init(&mutex, nil)
@@ -45,7 +47,11 @@ public final class ComputePool: @unchecked Sendable {
         // Workers hold the pool: it lives until `shutDown()` lets them end (a worker reading a freed pool's
         // mutex would be a use-after-free).
         for index in 1..<threadCount {
-            let thread = Thread { self.workerLoop() }
+            let core = cores.flatMap { $0.isEmpty ? nil : $0[index % $0.count] }
+            let thread = Thread {
+                if let core { CorePinning.pinCurrentThread(to: [core]) }
+                self.workerLoop()
+            }
             thread.name = "compute-\(index)"
             thread.stackSize = 8 << 20
             thread.start()

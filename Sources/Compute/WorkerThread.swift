@@ -31,16 +31,18 @@ public final class WorkerThread: Sendable {
 
     /// Starts the thread. `poolThreads`: bind a pool of that many threads (the thread itself included); nil keeps
     /// the process-wide pool.
-    public init(name: String, poolThreads: Int? = nil, stackSize: Int = 16 << 20) {
+    /// `cores`: pin the thread to `cores[0]` and its pool's workers to the cores after it.
+    public init(name: String, poolThreads: Int? = nil, cores: [Int]? = nil, stackSize: Int = 16 << 20) {
         let queue = self.queue
         let thread = Thread {
+            if let first = cores?.first { CorePinning.pinCurrentThread(to: [first]) }
             #if os(Linux)
             // Foundation on Linux does not pass a name set before `start()` to the OS thread (and setting
             // `Thread.current.name` from the thread does not always stick); the kernel's per-thread name does.
             try? name.write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
             #endif
             if let poolThreads {
-                let pool = ComputePool(threadCount: poolThreads)
+                let pool = ComputePool(threadCount: poolThreads, cores: cores)
                 ComputePool.run(on: pool) { queue.loop() }
                 pool.shutDown()
             } else {

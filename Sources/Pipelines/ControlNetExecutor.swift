@@ -49,13 +49,22 @@ public final class ControlNetService: ControlNetExecutor {
     /// The pool the UNet should run on beside the workers: the machine's cores minus the workers' threads.
     public let unetPool: ComputePool
 
-    /// `workers` ControlNet workers of `threadsPerWorker` threads each; the UNet gets `unetThreads` threads.
-    public init(workers: Int = 1, threadsPerWorker: Int = 1, unetThreads: Int? = nil) {
+    /// The cores the UNet's threads are pinned to (the caller pins the thread that runs the UNet to the first), when
+    /// the service pins.
+    public let unetCores: [Int]?
+
+    /// `workers` ControlNet workers of `threadsPerWorker` threads each; the UNet gets `unetThreads` threads. With
+    /// `pinCores`, the UNet's threads get cores 0..<unetThreads and each worker the next `threadsPerWorker` cores.
+    public init(workers: Int = 1, threadsPerWorker: Int = 1, unetThreads: Int? = nil, pinCores: Bool = false) {
         precondition(workers >= 1 && threadsPerWorker >= 1, "a ControlNet service needs at least one worker thread")
         self.threadsPerWorker = threadsPerWorker
-        self.workers = (0..<workers).map { Worker(name: "controlnet-\($0)", threads: threadsPerWorker) }
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        unetPool = ComputePool(threadCount: max(1, unetThreads ?? (cores - workers * threadsPerWorker)))
+        let unet = max(1, unetThreads ?? (ProcessInfo.processInfo.activeProcessorCount - workers * threadsPerWorker))
+        unetCores = pinCores ? Array(0..<unet) : nil
+        self.workers = (0..<workers).map { index in
+            let first = unet + index * threadsPerWorker
+            return Worker(name: "controlnet-\(index)", threads: threadsPerWorker, cores: pinCores ? Array(first..<(first + threadsPerWorker)) : nil)
+        }
+        unetPool = ComputePool(threadCount: unet, cores: unetCores)
     }
 
     deinit { unetPool.shutDown() }
@@ -84,8 +93,8 @@ public final class ControlNetService: ControlNetExecutor {
     final class Worker: Sendable {
         private let thread: WorkerThread
 
-        init(name: String, threads: Int) {
-            thread = WorkerThread(name: name, poolThreads: threads)
+        init(name: String, threads: Int, cores: [Int]?) {
+            thread = WorkerThread(name: name, poolThreads: threads, cores: cores)
         }
 
         func submit(_ work: @escaping @Sendable () throws -> ControlResiduals) -> Ticket {

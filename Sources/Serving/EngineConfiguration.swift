@@ -47,6 +47,10 @@ public struct EngineConfiguration: Sendable {
     /// each UNet call on all cores, which is faster for one request at a time on a machine of few cores (measured
     /// with `bench controlnet`, docs/benchmarks.md).
     public var controlNetWorkerThreads = 0
+    /// With a ControlNet worker: the UNet's threads (nil: the cores the worker leaves).
+    public var unetThreads: Int?
+    /// With a ControlNet worker: pin the UNet's threads to the first cores and the worker's to the next ones.
+    public var pinCores = false
     /// Base models kept loaded at once.
     public var loadedModelLimit = 1
     /// Parsed LoRA files kept in memory, in bytes.

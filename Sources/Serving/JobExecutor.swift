@@ -55,13 +55,17 @@ final class JobExecutor: @unchecked Sendable {
     private var controlnets: [String: ControlNetModel] = [:]
     /// The ControlNet worker shared by every request and every loaded model, when configured.
     private let controlNetService: ControlNetService?
+    private var computeThreadPinned = false
 
     init(repository: ModelRepository, configuration: EngineConfiguration, logger: Logger) {
         self.repository = repository
         self.configuration = configuration
         self.loras = LoRALibrary(capacityBytes: configuration.loraCacheBytes, logger: logger)
         self.controlNetService =
-            configuration.controlNetWorkerThreads > 0 ? ControlNetService(workers: 1, threadsPerWorker: configuration.controlNetWorkerThreads) : nil
+            configuration.controlNetWorkerThreads > 0
+            ? ControlNetService(
+                workers: 1, threadsPerWorker: configuration.controlNetWorkerThreads, unetThreads: configuration.unetThreads,
+                pinCores: configuration.pinCores) : nil
         self.logger = logger
     }
 
@@ -304,6 +308,10 @@ final class JobExecutor: @unchecked Sendable {
             beforeStep: { _, _ in if control.isCancelled { throw GenerationError.cancelled } },
             afterStep: { step, total in control.progress.yield(JobProgress(stage: "denoise", step: step + 1, total: total)) })
         let loraMode = DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged
+        if let cores = controlNetService?.unetCores, !computeThreadPinned, let first = cores.first {
+            // This (compute) thread is the UNet pool's first thread.
+            computeThreadPinned = CorePinning.pinCurrentThread(to: [first])
+        }
         // With a ControlNet worker the UNet runs on the cores the worker leaves free.
         let result = try ComputePool.run(on: controlNetService?.unetPool ?? ComputePool.current) {
             try pipeline.generate(request, loras: immediate, deferredLoRAs: deferred, loraMode: loraMode, hooks: hooks)

@@ -108,6 +108,22 @@ final class ControlNetExecutorTests: XCTestCase {
         XCTAssertEqual(output.scalars, [43])
     }
 
+    /// With `pinCores`, the UNet's threads get the first cores and the worker the next one.
+    func testPinnedServicePlacesTheWorkerOnItsOwnCore() throws {
+        let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1, pinCores: true)
+        XCTAssertEqual(service.unetCores, [0])
+        let seen = ControlResidualsBox()
+        _ = try service.step(
+            controls: [{
+                seen.cores = CorePinning.currentThreadCores()
+                return ControlResiduals(down: [], mid: Tensor(shape: [1], values: [0]))
+            }],
+            downAndMid: { 0 }, up: { _, _ in Tensor(shape: [1], values: [0]) })
+        XCTAssertEqual(seen.cores, [1])
+    }
+
+    private final class ControlResidualsBox: @unchecked Sendable { var cores: [Int] = [] }
+
     /// Several ControlNets of one step spread over the workers and are summed in request order; a failing
     /// ControlNet fails the step with its error.
     func testResidualsAreSummedInOrderAndErrorsPropagate() throws {

@@ -45,4 +45,11 @@ bool sd_openblas_select_core(const char *core);
 /// The caller checks the instruction set is available; FLOPs done = iterations x 12 x width x 2 (SSE: 8 x 4 x 2).
 double sd_fma_loop(int width, long iterations);
 
+/// Pins the calling OS thread to the given cores (Linux sched_setaffinity); false when not supported or refused
+/// (e.g. a core outside the process's allowed set).
+bool sd_pin_current_thread(const int *cores, int count);
+
+/// Writes the cores the calling thread may run on into `out` (at most `capacity`) and returns how many.
+int sd_current_thread_cores(int *out, int capacity);
+
 #endif

@@ -42,6 +42,9 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
     @Option(help: "Timed repetitions (the median is reported).")
     var repetitions = 5
 
+    @Flag(name: .customLong("pin-cores"), help: "Pin the UNet's thread to core 0 and the ControlNet worker's to the next cores.")
+    var pinCores = false
+
     @Flag(help: "Instead of a model folder: the SD 1.5 UNet and ControlNet architectures with random weights, UNet steps only (batch 2 with guidance); --size defaults to 256.")
     var sd15 = false
 
@@ -77,7 +80,8 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
 
         let single = ComputePool(threadCount: 1)
         let wide = ComputePool(threadCount: 1 + workerThreads)
-        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1)
+        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
+        if pinCores { CorePinning.pinCurrentThread(to: [0]) }
         defer { wide.shutDown() }
         let sequential = SequentialControlNetExecutor()
         pipeline.branchParallelism = .off  // one UNet thread: the guidance batch runs as one call
@@ -117,7 +121,8 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
         }
         let single = ComputePool(threadCount: 1)
         let wide = ComputePool(threadCount: 1 + workerThreads)
-        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1)
+        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
+        if pinCores { CorePinning.pinCurrentThread(to: [0]) }
         defer { wide.shutDown() }
         let sequential = SequentialControlNetExecutor()
         let modes: [(name: String, controls: [@Sendable () throws -> ControlResiduals], pool: ComputePool, executor: any ControlNetExecutor)] = [

@@ -55,6 +55,16 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Threads of a ControlNet worker that runs ControlNets beside the UNet's down path; 0 = one after another (config key: controlnet.threads; default 0).")
     var controlNetThreads: Int?
 
+    @Option(
+        name: .customLong("unet-threads"),
+        help: "With --controlnet-threads: the UNet's threads (config key: unet.threads; default: the cores the ControlNet worker leaves).")
+    var unetThreads: Int?
+
+    @Flag(
+        name: .customLong("pin-cores"),
+        help: "With --controlnet-threads: pin the UNet's threads to the first cores and the ControlNet worker's to the next (config key: pin_cores).")
+    var pinCores = false
+
     @Option(name: .customLong("loaded-models"), help: "Base models kept loaded (config key: models_loaded; default 1).")
     var loadedModels: Int?
 
@@ -75,6 +85,10 @@ struct ServeCommand: AsyncParsableCommand {
         engineConfiguration.loraDeadlineFraction = settings.double(forKey: "lora.deadline", default: engineConfiguration.loraDeadlineFraction)
         engineConfiguration.loraMode = settings.string(forKey: "lora.mode", default: engineConfiguration.loraMode)
         engineConfiguration.controlNetWorkerThreads = settings.int(forKey: "controlnet.threads", default: 0)
+        let unetThreads = settings.int(forKey: "unet.threads", default: 0)
+        engineConfiguration.unetThreads = unetThreads > 0 ? unetThreads : nil
+        engineConfiguration.pinCores = settings.bool(forKey: "pin_cores", default: false)
+        if unetThreads < 0 || unetThreads > 256 { throw CLIError("invalid settings: unet.threads must be between 1 and 256") }
         guard (0..<max(2, ProcessInfo.processInfo.activeProcessorCount)).contains(engineConfiguration.controlNetWorkerThreads) else {
             throw CLIError("invalid settings: controlnet.threads must be between 0 and the number of cores minus one")
         }
@@ -140,6 +154,8 @@ struct ServeCommand: AsyncParsableCommand {
         set("lora.deadline", loraDeadline.map { .double($0) })
         set("lora.mode", loraMode.map { .string($0) })
         set("controlnet.threads", controlNetThreads.map { .int($0) })
+        set("unet.threads", unetThreads.map { .int($0) })
+        set("pin_cores", pinCores ? .bool(true) : nil)
         set("models_loaded", loadedModels.map { .int($0) })
         set("retention_hours", retentionHours.map { .double($0) })
         set("log_level", logLevel.map { .string($0) })
