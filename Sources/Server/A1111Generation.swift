@@ -263,16 +263,16 @@ struct A1111Generation {
             return data  // the engine stretches it to width x height
         case 1, 2:
             // Crop and resize first scales the image to cover the target: an extreme aspect ratio would ask for a
-            // huge intermediate image. Bound it before any pixel is touched.
-            let scale = max(Double(width) / Double(image.width), Double(height) / Double(image.height))
-            let intermediate = Double(image.width) * scale * Double(image.height) * scale
+            // huge intermediate image. Bound it (the size `apply` would allocate) before any pixel is touched.
+            let mode: ResizeMode = resizeMode == 1 ? .cropAndResize : .resizeAndFill
+            let scaled = mode.scaledSize(width: image.width, height: image.height, toWidth: width, toHeight: height)
+            let intermediate = Double(scaled.width) * Double(scaled.height)
             let aspect = Double(max(image.width, image.height)) / Double(max(1, min(image.width, image.height)))
-            if aspect > limits.maximumAspectRatio || (resizeMode == 1 && intermediate > Double(limits.maximumIntermediatePixels)) {
+            if aspect > limits.maximumAspectRatio || intermediate > Double(limits.maximumIntermediatePixels) {
                 throw APIError.badRequest(
                     "init_images[0] is \(image.width)x\(image.height): fitting it to \(width)x\(height) needs an aspect ratio of at most \(limits.maximumAspectRatio) and at most \(limits.maximumIntermediatePixels) intermediate pixels (use resize_mode 0)"
                 )
             }
-            let mode: ResizeMode = resizeMode == 1 ? .cropAndResize : .resizeAndFill
             return try ImageCodec.encodePNG(mode.apply(to: image, width: width, height: height))
         default:
             throw APIError.badRequest(
