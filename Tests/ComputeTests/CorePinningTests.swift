@@ -42,13 +42,19 @@ final class CorePinningTests: XCTestCase {
         let seen = ResultBox<[[Int]]>()
         seen.value = [[], []]
         let lock = NSLock()
-        let started = DispatchSemaphore(value: 0)
+        // A barrier: each index waits until both have started, so the same thread cannot run both.
+        let barrier = NSCondition()
+        let arrived = ResultBox<Int>()
+        arrived.value = 0
         onNewThread {
             XCTAssertTrue(CorePinning.pinCurrentThread(to: [available[0]]))
             pool.parallelFor(2) { index in
-                started.signal()
-                _ = started.wait(timeout: .now() + 5)
-                started.signal()
+                barrier.lock()
+                arrived.value! += 1
+                barrier.broadcast()
+                let deadline = Date().addingTimeInterval(5)
+                while arrived.value! < 2 && barrier.wait(until: deadline) {}
+                barrier.unlock()
                 lock.lock()
                 seen.value![index] = CorePinning.currentThreadCores()
                 lock.unlock()
