@@ -1,4 +1,5 @@
 import Foundation
+import Pipelines
 
 /// Limits on what one request may ask for; checked before a job is queued.
 public struct RequestLimits: Codable, Sendable, Equatable {
@@ -19,6 +20,8 @@ public struct RequestLimits: Codable, Sendable, Equatable {
     /// Client-chosen `metadata` echoed with a job: entries, and bytes of keys and values together.
     public var maximumMetadataEntries = 16
     public var maximumMetadataBytes = 4096
+    /// Classifier-free guidance scale (`cfg`, `--cfg`).
+    public var maximumGuidance: Float = 50
 
     public init() {}
 
@@ -27,7 +30,7 @@ public struct RequestLimits: Codable, Sendable, Equatable {
         case maximumLoRAs = "max_loras", maximumControls = "max_controls", maximumPromptCharacters = "max_prompt_characters"
         case maximumImageBytes = "max_image_bytes", maximumImageSide = "max_image_side", maximumImagePixels = "max_image_pixels"
         case maximumAspectRatio = "max_aspect_ratio", maximumIntermediatePixels = "max_intermediate_pixels"
-        case maximumMetadataEntries = "max_metadata_entries", maximumMetadataBytes = "max_metadata_bytes"
+        case maximumMetadataEntries = "max_metadata_entries", maximumMetadataBytes = "max_metadata_bytes", maximumGuidance = "max_cfg"
     }
 }
 
@@ -53,8 +56,18 @@ public struct EngineConfiguration: Sendable {
     public var pinCores = false
     /// Base models kept loaded at once.
     public var loadedModelLimit = 1
+    /// Loaded base models, in bytes (float32 weights; least recently used out first, one always stays).
+    public var modelCacheBytes = 16 << 30
+    /// Loaded ControlNets, in bytes (least recently used out first, one always stays).
+    public var controlNetCacheBytes = 4 << 30
     /// Parsed LoRA files kept in memory, in bytes.
     public var loraCacheBytes = 2 << 30
+    /// TAESD (a diffusers AutoencoderTiny folder): decode with it instead of each model's VAE where it fits.
+    public var taesdFolder: String?
+    /// A CLIP tokenizer folder for checkpoints without one (nil: the embedded model's).
+    public var tokenizerFolder: String?
+    /// Latent parallelism (the two guidance branches side by side); nil: `SWIFTDIFFUSION_LATENT_PARALLEL` or automatic.
+    public var branchParallelism: DiffusionPipeline.BranchParallelism?
     /// Finished jobs and their images are deleted after this many seconds.
     public var retention: TimeInterval = 24 * 3600
     /// A job that was running when the process ended this many times is not run again: it is failed as a poison

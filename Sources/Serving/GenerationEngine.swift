@@ -12,7 +12,8 @@ public actor GenerationEngine: Service {
     public nonisolated let repository: ModelRepository
     let store: any JobStore
     let logger: Logger
-    let executor: JobExecutor
+    /// The request-to-PNG path every front end shares.
+    public nonisolated let executor: ImageEngine
     let compute = ComputeThread(name: "generation")
     /// Submission checks decode images and read model configs: off the cooperative pool, which serves HTTP.
     let validation = ComputeThread(name: "validation")
@@ -40,7 +41,7 @@ public actor GenerationEngine: Service {
         self.repository = repository
         self.store = store
         self.logger = logger
-        self.executor = JobExecutor(repository: repository, configuration: configuration, logger: logger)
+        self.executor = ImageEngine(repository: repository, configuration: configuration, logger: logger)
         self.queue = JobQueue(capacity: configuration.queueCapacity, maximumWait: configuration.maximumGroupingWait)
     }
 
@@ -136,7 +137,7 @@ public actor GenerationEngine: Service {
         var spec = spec
         let executor = self.executor
         let checked = spec
-        try await validation.run { try executor.validate(checked) }
+        try await validation.run { _ = try executor.prepare(checked) }
         guard queue.count + pendingSubmissions < queue.capacity else {
             Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
             throw EngineError.queueFull(retryAfter: retryAfterEstimate())
@@ -267,7 +268,7 @@ public actor GenerationEngine: Service {
 
         // Prefetch the next job's LoRAs while this one runs.
         if let next = queue.peekNext(lastGroup: job.spec.groupKey), let nextJob = try? await store.job(id: next.id) {
-            executor.loras.prefetch(executor.loraPaths(nextJob.spec))
+            executor.prefetch(nextJob.spec)
         }
 
         let progressTask = Task { [weak self] in
@@ -279,7 +280,7 @@ public actor GenerationEngine: Service {
         }
         let executor = self.executor
         let snapshot = job
-        let outcome: Result<ExecutionResult, Error>
+        let outcome: Result<RenderedImages, Error>
         do {
             outcome = .success(try await compute.run { try executor.execute(snapshot, control: control) })
         } catch {

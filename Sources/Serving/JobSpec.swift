@@ -34,13 +34,18 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var loraDeadlineStep: Int?
     /// Echoed back with the job.
     public var metadata: [String: String]
+    /// Starting latents (a float32 `.npy`, NCHW as diffusers) instead of drawing them from the seed (`generate
+    /// --init-latents`). Optional so records stored before the field existed still decode.
+    public var initLatents: Data?
 
     public init(
         model: String? = nil, prompt: String, negativePrompt: String? = nil, width: Int? = nil, height: Int? = nil, steps: Int = 20,
         sampler: String = "euler_a", cfg: Float = 7, seed: UInt64? = nil, count: Int = 1, clipSkip: Int? = nil,
         loras: [LoRASpec] = [], controls: [ControlSpec] = [], initImage: Data? = nil, strength: Float = 0.75,
-        promptSyntax: PromptSyntax = .plain, loraDeadlineStep: Int? = nil, metadata: [String: String] = [:], seedPerImage: Bool? = nil
+        promptSyntax: PromptSyntax = .plain, loraDeadlineStep: Int? = nil, metadata: [String: String] = [:], seedPerImage: Bool? = nil,
+        initLatents: Data? = nil
     ) {
+        self.initLatents = initLatents
         self.model = model
         self.prompt = prompt
         self.negativePrompt = negativePrompt

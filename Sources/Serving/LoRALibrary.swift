@@ -5,33 +5,35 @@ import Logging
 /// Parsed LoRA files and their key maps, cached, plus a background thread that loads them.
 ///
 /// Reading and converting a LoRA file costs tens to hundreds of milliseconds; resolving its keys against a
-/// model a few more. Both are cached (files by path, size and modification time, least recently used first
-/// out beyond `capacityBytes`; key maps per model), so a popular LoRA costs nothing after its first use.
+/// model a few more. Both are cached (files by path, size and modification time in a `BoundedCache`, least
+/// recently used first out beyond `capacityBytes`; key maps per model, forgotten with their file), so a
+/// popular LoRA costs nothing after its first use.
 final class LoRALibrary: @unchecked Sendable {
-    private struct FileKey: Hashable {
+    struct FileKey: Hashable, Sendable {
         let path: String
         let size: Int
         let modified: Date
     }
 
     private let lock = NSLock()
-    private var files: [FileKey: (network: LoRANetwork, bytes: Int, lastUse: UInt64)] = [:]
+    private let files: BoundedCache<FileKey, LoRANetwork>
     private var resolved: [String: ResolvedLoRA] = [:]
-    private var clock: UInt64 = 0
-    private let capacityBytes: Int
     private let loader = ComputeThread(name: "lora-loader")
-
-    /// Cache statistics for metrics and tests.
-    private(set) var hits = 0
-    private(set) var misses = 0
 
     /// Where a LoRA with modules that match no layer of the model is reported (once per model and file).
     private let logger: Logger?
 
     init(capacityBytes: Int, logger: Logger? = nil) {
         self.logger = logger
-        self.capacityBytes = capacityBytes
+        let forget = ForgetResolved()
+        self.files = BoundedCache(
+            capacityBytes: capacityBytes, metric: "swiftdiffusion_adapter_cache_total",
+            dimensions: [("kind", "lora")], exportsLookups: false, onEvict: { key, _ in forget.library?.forgetFile(key.path) })
+        forget.library = self
     }
+
+    /// Cache statistics (hits, misses, evictions, bytes) for metrics and tests.
+    var statistics: BoundedCache<FileKey, LoRANetwork>.Statistics { files.statistics }
 
     private static func key(_ path: String) throws -> FileKey {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
@@ -42,33 +44,15 @@ final class LoRALibrary: @unchecked Sendable {
     /// True when the file is parsed and cached (no I/O needed).
     func isCached(_ path: String) -> Bool {
         guard let key = try? Self.key(path) else { return false }
-        lock.lock()
-        defer { lock.unlock() }
-        return files[key] != nil
+        return files.contains(key)
     }
 
     /// The parsed file, from the cache or read now.
     func network(at path: String) throws -> LoRANetwork {
-        let key = try Self.key(path)
-        lock.lock()
-        clock += 1
-        if var entry = files[key] {
-            entry.lastUse = clock
-            files[key] = entry
-            hits += 1
-            lock.unlock()
-            return entry.network
+        try files.value(for: try Self.key(path)) {
+            let network = try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path))
+            return (network, network.modules.reduce(0) { $0 + 4 * ($1.down.count + $1.up.count) })
         }
-        misses += 1
-        lock.unlock()
-        let network = try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path))
-        let bytes = network.modules.reduce(0) { $0 + 4 * ($1.down.count + $1.up.count) }
-        lock.lock()
-        clock += 1
-        files[key] = (network, bytes, clock)
-        evict()
-        lock.unlock()
-        return network
     }
 
     /// The file's key map against one model, cached per (model, file).
@@ -80,14 +64,20 @@ final class LoRALibrary: @unchecked Sendable {
             return cached
         }
         lock.unlock()
-        let result = try LoRAKeyMap.resolve(try network(at: path), targets: targets)
+        let network = try network(at: path)
+        let result = try LoRAKeyMap.resolve(network, targets: targets)
+        let name = URL(fileURLWithPath: path).lastPathComponent
         if !result.unmatched.isEmpty {
             logger?.warning(
                 "LoRA modules match no layer of the model and are ignored",
                 metadata: [
-                    "lora": "\(URL(fileURLWithPath: path).lastPathComponent)", "model": "\(modelKey)", "count": "\(result.unmatched.count)",
+                    "lora": "\(name)", "model": "\(modelKey)", "count": "\(result.unmatched.count)",
                     "first": "\(result.unmatched.prefix(3).joined(separator: ", "))",
                 ])
+        }
+        if !network.ignoredKeys.isEmpty {
+            logger?.warning(
+                "LoRA tensors of unsupported variants are ignored", metadata: ["lora": "\(name)", "count": "\(network.ignoredKeys.count)"])
         }
         lock.lock()
         resolved[cacheKey] = result
@@ -95,20 +85,17 @@ final class LoRALibrary: @unchecked Sendable {
         return result
     }
 
+    private func forgetFile(_ path: String) {
+        lock.lock()
+        resolved = resolved.filter { !$0.key.hasSuffix("\u{0}" + path) }
+        lock.unlock()
+    }
+
     /// Forgets key maps of a model that was unloaded.
     func forgetModel(_ modelKey: String) {
         lock.lock()
         resolved = resolved.filter { !$0.key.hasPrefix(modelKey + "\u{0}") }
         lock.unlock()
-    }
-
-    private func evict() {
-        var total = files.values.reduce(0) { $0 + $1.bytes }
-        while total > capacityBytes, files.count > 1, let oldest = files.min(by: { $0.value.lastUse < $1.value.lastUse }) {
-            files[oldest.key] = nil
-            resolved = resolved.filter { !$0.key.hasSuffix("\u{0}" + oldest.key.path) }
-            total -= oldest.value.bytes
-        }
     }
 
     /// Reads files on the loader thread ahead of need (the next queued job's LoRAs).
@@ -137,6 +124,11 @@ final class LoRALibrary: @unchecked Sendable {
     }
 }
 
+/// Breaks the init-time cycle between the library and its cache's eviction callback.
+private final class ForgetResolved: @unchecked Sendable {
+    weak var library: LoRALibrary?
+}
+
 /// LoRAs loading in the background: a one-shot result the denoising loop polls or waits for.
 final class PendingLoRAs: @unchecked Sendable {
     private let condition = NSCondition()
@@ -160,11 +152,5 @@ final class PendingLoRAs: @unchecked Sendable {
         while result == nil { condition.wait() }
         defer { condition.unlock() }
         return try result!.get()
-    }
-
-    var isReady: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return result != nil
     }
 }

@@ -34,6 +34,8 @@ public final class ModelRepository: @unchecked Sendable {
     public let embeddedModels: URL?
     private let lock = NSLock()
     private var entries: [ModelKind: [String: ModelEntry]] = [:]
+    /// Entries registered by path (the CLI's files), kept over rescans.
+    private var registered: [ModelEntry] = []
     /// Profiles read so far, by checkpoint path (forgotten on rescan: a file may have changed).
     private var profiles: [String: ModelProfile] = [:]
     /// Id of the model used when a request names none.
@@ -70,6 +72,7 @@ public final class ModelRepository: @unchecked Sendable {
             }
         }
         lock.lock()
+        for entry in registered where found[entry.kind]?[entry.id] == nil { found[entry.kind]?[entry.id] = entry }
         entries = found
         profiles = [:]
         if defaultModel == nil || found[.checkpoint]?[defaultModel ?? ""] == nil {
@@ -77,6 +80,31 @@ public final class ModelRepository: @unchecked Sendable {
         }
         lock.unlock()
         return found.mapValues(\.count)
+    }
+
+    /// Registers a file or folder the caller named by path (the CLI's `--model`, `--lora`, `--control`), under its
+    /// file name without extension; returns the id to name it by (with `-2`, `-3`, ... if another path has that name).
+    @discardableResult
+    public func register(_ kind: ModelKind, path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        let base = url.pathExtension == "safetensors" ? url.deletingPathExtension().lastPathComponent : url.lastPathComponent
+        lock.lock()
+        defer { lock.unlock() }
+        var id = base
+        var suffix = 1
+        while let existing = entries[kind]?[id], existing.path != path {
+            suffix += 1
+            id = "\(base)-\(suffix)"
+        }
+        if entries[kind]?[id] == nil {
+            let entry = ModelEntry(
+                id: id, kind: kind, path: path, format: url.pathExtension == "safetensors" ? "safetensors" : "diffusers",
+                sizeBytes: Self.size(of: url), embedded: false)
+            registered.append(entry)
+            entries[kind, default: [:]][id] = entry
+            if kind == .checkpoint && defaultModel == nil { defaultModel = id }
+        }
+        return id
     }
 
     public func list(_ kind: ModelKind) -> [ModelEntry] {

@@ -334,6 +334,45 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try Self.pngSize(elsewhere.appendingPathComponent("first.png")), [128, 128], "the embedded model draws 128x128")
     }
 
+    /// The engine's features and limits from the command line, the same as the server's: AUTOMATIC1111 prompt syntax,
+    /// guess mode per ControlNet (`:guess`) or for all (`--guess-mode`), bounded asynchronous LoRA loading, and the
+    /// server's CFG limit with its message.
+    func testEngineFeaturesAndLimitsMatchTheServers() throws {
+        let fixtures = Golden.fixturesDirectory.appendingPathComponent("models")
+        let control = Golden.fixturesDirectory.appendingPathComponent("pipelines/control_ring.png").path
+        let common = ["generate", "--model", Self.model, "--width", "32", "--height", "32", "--steps", "2", "--seed", "3", "--quiet"]
+        func png(_ name: String, _ extra: [String], prompt: String = "a red circle") throws -> Data {
+            let file = directory.appendingPathComponent(name)
+            let result = try run(common + extra + ["-o", file.path, prompt])
+            XCTAssertEqual(result.status, 0, "\(extra): \(result.stderr)")
+            return try Data(contentsOf: file)
+        }
+        let cfg = try run(common + ["--cfg", "60", "x"])
+        XCTAssertEqual(cfg.status, 1)
+        XCTAssertTrue(cfg.stderr.contains("cfg must be between 0 and 50"), cfg.stderr)
+        let syntax = try run(common + ["--prompt-syntax", "bogus", "x"])
+        XCTAssertNotEqual(syntax.status, 0)
+        XCTAssertTrue(syntax.stderr.contains("prompt-syntax"), syntax.stderr)
+
+        // Emphasis changes the picture only when the prompt is read as AUTOMATIC1111's.
+        let plain = try png("plain.png", [], prompt: "a (red:1.6) circle")
+        let a1111 = try png("a1111.png", ["--prompt-syntax", "a1111"], prompt: "a (red:1.6) circle")
+        XCTAssertNotEqual(plain, a1111)
+
+        let controlnet = fixtures.appendingPathComponent("sd1-controlnet").path + ":" + control
+        let normal = try png("control.png", ["--control", controlnet, "--control-preprocessor", "none"])
+        let guessOne = try png("guess-one.png", ["--control", controlnet + ":1:0:1:guess", "--control-preprocessor", "none"])
+        let guessAll = try png("guess-all.png", ["--control", controlnet, "--guess-mode", "--control-preprocessor", "none"])
+        XCTAssertNotEqual(normal, guessOne, "guess mode changed nothing")
+        XCTAssertEqual(guessOne, guessAll, "':guess' and --guess-mode differ")
+
+        // A LoRA loaded beside denoising, patched in by the deadline: the run completes with the LoRA in the infotext.
+        let lora = fixtures.appendingPathComponent("sd1-lora.safetensors").path
+        let late = try png("late.png", ["--lora", lora, "--lora-deadline", "0.5"])
+        XCTAssertTrue(String(decoding: late, as: UTF8.self).contains("sd1-lora: 1"))
+        XCTAssertNotEqual(try run(common + ["--lora-deadline", "2", "x"]).status, 0)
+    }
+
     /// Width and height of a PNG from its IHDR chunk.
     static func pngSize(_ url: URL) throws -> [Int] {
         let bytes = [UInt8](try Data(contentsOf: url))

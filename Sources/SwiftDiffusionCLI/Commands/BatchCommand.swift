@@ -85,18 +85,20 @@ struct BatchCommand: ParsableCommand {
         let manifestURLs = try manifests.map(InputPath.existing)
         let controlnetFolder = try controlnet.map(InputPath.existing)
         let modelURL = try ModelLocation.resolve(model)
+        // Every entry runs through the same `ImageEngine` as `generate` and the server; the files it names are its registry.
+        let repository = ModelRepository(roots: [], embeddedModels: nil)
+        let modelID = repository.register(.checkpoint, path: modelURL.path)
         // Fields an entry leaves out take the model's recommendation.
-        let profile = try ModelProfile.read(path: modelURL.path)
+        let profile = try repository.profile(modelID)
         let embeddedRoot = try? ModelLocation.embeddedModel().deletingLastPathComponent()
-        let loaded = try StableDiffusionModel(
-            contentsOf: modelURL, tokenizerFolder: embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer"))
-        let pipeline = DiffusionPipeline(model: loaded)
-        let preprocessor = try ControlPreprocessor.named(controlPreprocessor)
+        var configuration = EngineConfiguration()
+        configuration.loraDeadlineFraction = 0  // LoRAs patched before denoising: reproducible images
+        configuration.tokenizerFolder = embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer").path
+        let engine = ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
+        _ = try engine.pipeline(for: modelID)
         let output = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         var results: [String] = []
-        var loraCache: [String: ResolvedLoRA] = [:]
-        var controlnetModel: ControlNetModel?
         let started = Date()
         var count = 0
 
@@ -131,50 +133,45 @@ struct BatchCommand: ParsableCommand {
                     }
                     return Int(value)
                 }
-                let width = try integer("width", 8...4096, default: profile.width)
-                let height = try integer("height", 8...4096, default: profile.height)
-                let steps = try integer("steps", 1...1000, default: profile.steps)
+                let limits = configuration.limits
+                let width = try integer("width", 8...limits.maximumSide, default: profile.width)
+                let height = try integer("height", 8...limits.maximumSide, default: profile.height)
+                let steps = try integer("steps", 1...limits.maximumSteps, default: profile.steps)
                 let seed = try integer("seed", 0...(1 << 53), default: 0)
-                var request = GenerationRequest(
-                    prompt: prompt, negativePrompt: entry["negative_prompt"] as? String, width: width, height: height, steps: steps,
-                    sampler: try SamplerKind.named(samplerName), guidanceScale: Float(number("guidance") ?? number("cfg") ?? Double(profile.cfg)),
-                    seed: UInt64(seed))
+                let guidance = number("guidance") ?? number("cfg") ?? Double(profile.cfg)
 
-                var applications: [LoRAApplication] = []
+                var loras: [LoRASpec] = []
                 let loraSpecs = (entry["loras"] as? [[String: Any]]) ?? (entry["lora"] as? [String: Any]).map { [$0] } ?? []
                 for spec in loraSpecs {
                     guard let file = spec["file"] as? String else { throw CLIError("\(manifest):\(lineNumber + 1): LoRA without file") }
                     let path = try resolvePath(file, line: lineNumber + 1).path
-                    if loraCache[path] == nil {
-                        loraCache[path] = try LoRAKeyMap.resolve(try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path)), targets: loaded.loraTargets)
-                    }
                     let weight = Float((spec["scale"] as? NSNumber)?.doubleValue ?? (spec["weight"] as? NSNumber)?.doubleValue ?? 1)
-                    if let resolved = loraCache[path] { applications.append(LoRAApplication(resolved, weight: weight)) }
+                    loras.append(LoRASpec(name: repository.register(.lora, path: path), weight: weight))
                 }
+                var controls: [Serving.ControlSpec] = []
                 if let control = entry["control"] as? [String: Any], let imagePath = control["image"] as? String {
-                    if controlnetModel == nil {
-                        let folderPath = controlnetFolder?.path ?? embeddedRoot?.appendingPathComponent("shapes-sd-controlnet-canny").path ?? ""
-                        let folder = try ComponentFolder(URL(fileURLWithPath: folderPath))
-                        controlnetModel = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: folderPath)
-                    }
-                    let image = preprocessor(
-                        ResizeMode.justResize.apply(
-                            to: try ImageCodec.read(contentsOf: resolvePath(imagePath, line: lineNumber + 1)), width: request.width,
-                            height: request.height))
+                    let folderPath = controlnetFolder?.path ?? embeddedRoot?.appendingPathComponent("shapes-sd-controlnet-canny").path ?? ""
                     let value = { (key: String, fallback: Float) in Float((control[key] as? NSNumber)?.doubleValue ?? Double(fallback)) }
-                    if let controlnetModel {
-                        request.controls.append(
-                            ControlInput(
-                                model: controlnetModel, image: image, scale: value("scale", 1), start: value("start", 0), end: value("end", 1)))
-                    }
+                    controls.append(
+                        Serving.ControlSpec(
+                            model: repository.register(.controlnet, path: folderPath),
+                            image: try Data(contentsOf: resolvePath(imagePath, line: lineNumber + 1)), preprocessor: controlPreprocessor,
+                            resizeMode: ResizeMode.justResize.rawValue, weight: value("scale", 1), start: value("start", 0), end: value("end", 1)))
                 }
+                let spec = JobSpec(
+                    model: modelID, prompt: prompt, negativePrompt: entry["negative_prompt"] as? String, width: width, height: height,
+                    steps: steps, sampler: samplerName, cfg: Float(guidance), seed: UInt64(seed), loras: loras, controls: controls)
 
                 let imageStart = Date()
-                let result = try pipeline.generate(request, loras: applications)
+                let rendered: RenderedImages
+                do {
+                    rendered = try engine.render(try engine.prepare(spec))
+                } catch let error as EngineError {
+                    throw CLIError("\(manifest):\(lineNumber + 1): \(error)")
+                }
                 let seconds = Date().timeIntervalSince(imageStart)
-                let infotext = Infotext(request: request, modelName: loaded.name).text
                 let file = "\(id).png"
-                try ImageCodec.encodePNG(result.images[0], textChunks: [("parameters", infotext)]).write(to: output.appendingPathComponent(file))
+                try rendered.images[0].write(to: output.appendingPathComponent(file))
                 entry["file"] = file
                 entry["seconds"] = seconds
                 results.append(String(decoding: try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]), as: UTF8.self))

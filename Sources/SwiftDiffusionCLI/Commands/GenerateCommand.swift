@@ -89,14 +89,35 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("lora-mode"), help: "merged (patch weights, restore after) or runtime (add the low-rank product per layer).")
     var loraMode = "merged"
 
-    @Option(name: .customLong("control"), help: "MODEL:IMAGE[:SCALE[:START:END]]; repeatable. A ControlNet folder and its control image.")
+    @Option(
+        name: .customLong("lora-deadline"),
+        help: """
+            Bounded asynchronous LoRA loading: LoRAs load while denoising starts and are patched in by this fraction of \
+            the steps (as serve --lora-deadline); 0 (the default) loads them first.
+            """)
+    var loraDeadline: Double = 0
+
+    @Option(
+        name: .customLong("control"),
+        help: """
+            MODEL:IMAGE[:SCALE[:START:END]][:guess]; repeatable. A ControlNet folder and its control image; a last part \
+            'guess' runs that ControlNet in guess mode.
+            """)
     var controls: [String] = []
+
+    @Flag(name: .customLong("guess-mode"), help: "Every ControlNet in guess mode (it sees the conditional branch only; 'guess' in --control sets one).")
+    var guessMode = false
 
     @Option(name: .customLong("control-preprocessor"), help: "canny, threshold, scribble, invert or none (for ready-made maps).")
     var controlPreprocessor = "canny"
 
     @Option(name: .customLong("control-resize"), help: "just_resize, crop_and_resize or resize_and_fill.")
     var controlResize = "crop_and_resize"
+
+    @Option(
+        name: .customLong("prompt-syntax"),
+        help: "plain (diffusers: 77 tokens) or a1111 (AUTOMATIC1111: (emphasis:1.2), [less], prompts over 75 tokens in chunks).")
+    var promptSyntax = "plain"
 
     @Option(help: "A CLIP tokenizer folder for single-file checkpoints (default: the embedded model's).")
     var tokenizer: String?
@@ -115,14 +136,11 @@ struct GenerateCommand: ParsableCommand {
     func validate() throws {
         guard let resolvedPrompt, !resolvedPrompt.isEmpty else { throw ValidationError("give a prompt (argument or --prompt)") }
         if prompt != nil && positionalPrompt != nil { throw ValidationError("give the prompt once, as an argument or with --prompt") }
-        if let steps, !(1...1000).contains(steps) { throw ValidationError("--steps must be between 1 and 1000") }
-        guard (1...64).contains(count) else { throw ValidationError("--count must be between 1 and 64") }
-        if let cfg, !(cfg.isFinite && cfg >= 0 && cfg <= 100) { throw ValidationError("--cfg must be between 0 and 100") }
-        if let clipSkip, !(1...12).contains(clipSkip) { throw ValidationError("--clip-skip must be between 1 and 12") }
-        guard strength > 0, strength <= 1 else { throw ValidationError("--strength must be in (0, 1]") }
+        // Ranges (steps, size, cfg, count, clip skip, strength) are the engine's limits, the same as the server's:
+        // `ImageEngine.prepare` checks them before the model loads.
         guard DiffusionPipeline.LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("--lora-mode must be merged or runtime") }
-        if let width, !(8...4096).contains(width) { throw ValidationError("--width must be between 8 and 4096") }
-        if let height, !(8...4096).contains(height) { throw ValidationError("--height must be between 8 and 4096") }
+        guard PromptSyntax(rawValue: promptSyntax) != nil else { throw ValidationError("--prompt-syntax must be plain or a1111") }
+        guard loraDeadline.isFinite, (0...1).contains(loraDeadline) else { throw ValidationError("--lora-deadline must be between 0 and 1") }
     }
 
     func run() throws {
@@ -141,7 +159,6 @@ struct GenerateCommand: ParsableCommand {
     }
 
     private func generate() throws {
-        if let sampler = self.sampler { _ = try SamplerKind.named(sampler) }  // a bad name fails before loading anything
         let modelURL = try ModelLocation.resolve(model)
         // Every input path is checked before the model loads: a typo costs no waiting.
         let tokenizerFolder = try tokenizer.map(InputPath.existing) ?? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
@@ -159,78 +176,52 @@ struct GenerateCommand: ParsableCommand {
         let outputURL = try output.map(InputPath.output)
         let latentsURL = try outputLatents.map(InputPath.output)
 
+        // The files named on the command line become the engine's registry: the request names them as the
+        // server's clients name theirs, and runs through the same `ImageEngine`.
+        let repository = ModelRepository(roots: [], embeddedModels: nil)
+        let modelID = repository.register(.checkpoint, path: modelURL.path)
+        var configuration = EngineConfiguration()
+        configuration.loraMode = loraMode
+        configuration.loraDeadlineFraction = loraDeadline
+        configuration.taesdFolder = taesdFolder?.path
+        configuration.tokenizerFolder = tokenizerFolder.path
         // Unset fields take the model's recommendation (native size, its scheduler, steps, guidance).
-        let profile = try ModelProfile.read(path: modelURL.path)
-        let sampler = try SamplerKind.named(self.sampler ?? profile.sampler)
-        let steps = self.steps ?? profile.steps
-        let cfg = self.cfg ?? profile.cfg
-        let width = self.width ?? profile.width, height = self.height ?? profile.height
+        let profile = try repository.profile(modelID)
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+        let spec = JobSpec(
+            model: modelID, prompt: resolvedPrompt ?? "", negativePrompt: negativePrompt, width: width, height: height,
+            steps: steps ?? profile.steps, sampler: sampler ?? profile.sampler, cfg: cfg ?? profile.cfg, seed: seed, count: count,
+            clipSkip: clipSkip, loras: loraFiles.map { LoRASpec(name: repository.register(.lora, path: $0.0.path), weight: $0.1) },
+            controls: try controlSpecs.map { parsed, modelFolder, imageFile in
+                Serving.ControlSpec(
+                    model: repository.register(.controlnet, path: modelFolder.path), image: try Data(contentsOf: imageFile),
+                    preprocessor: controlPreprocessor, resizeMode: controlResize, weight: parsed.scale, start: parsed.start, end: parsed.end,
+                    guessMode: guessMode || parsed.guessMode)
+            },
+            initImage: try initImageURL.map { try Data(contentsOf: $0) }, strength: strength,
+            promptSyntax: PromptSyntax(rawValue: promptSyntax) ?? .plain, initLatents: try initLatentsURL.map { try Data(contentsOf: $0) })
+        let engine = ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
+        let request = try engine.prepare(spec)
 
         let status = StatusPrinter(quiet: quiet)
         status.line("loading \(modelURL.path)")
-        let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder)
-        let pipeline = DiffusionPipeline(model: loaded)
-        if let taesdFolder {
-            let folder = try ComponentFolder(taesdFolder)
-            pipeline.tinyDecoder = try TinyAutoencoderDecoder(
-                configData: try folder.configData, weights: try folder.weights(), source: taesdFolder.path)
-        }
-
-        var request = GenerationRequest(
-            prompt: resolvedPrompt ?? "", negativePrompt: negativePrompt, width: width, height: height, steps: steps, sampler: sampler,
-            guidanceScale: cfg, seed: seed, count: count, clipSkip: clipSkip.map { $0 - 1 }, strength: strength)
-        if let initImageURL {
-            request.initImage = try ImageCodec.read(contentsOf: initImageURL).resized(width: width, height: height)
-        }
-        if let initLatentsURL { request.initLatents = try NumPy.read(contentsOf: initLatentsURL) }
-
-        var loraApplications: [LoRAApplication] = []
-        var loraLabels: [(name: String, weight: Float)] = []
-        for (file, weight) in loraFiles {
-            let path = file.path
-            let network = try LoRANetwork.load(contentsOf: file)
-            let resolved = try LoRAKeyMap.resolve(network, targets: loaded.loraTargets)
-            if !resolved.unmatched.isEmpty {
-                status.warning("\(path): \(resolved.unmatched.count) LoRA modules match no layer of the model: "
-                    + resolved.unmatched.prefix(8).joined(separator: ", ") + (resolved.unmatched.count > 8 ? ", ..." : ""))
-            }
-            if !network.ignoredKeys.isEmpty { status.warning("\(path): ignored \(network.ignoredKeys.count) tensors (unsupported LoRA variants)") }
-            loraApplications.append(LoRAApplication(resolved, weight: weight))
-            loraLabels.append((URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent, weight))
-        }
-
-        let preprocessor = try ControlPreprocessor.named(controlPreprocessor)
-        guard let resize = ResizeMode(name: controlResize) else { throw CLIError("unknown --control-resize '\(controlResize)'") }
-        var controlLabels: [String] = []
-        for (parsed, modelFolder, imageFile) in controlSpecs {
-            let folder = try ComponentFolder(modelFolder)
-            let controlnet = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: folder.url.path)
-            let image = try ImageCodec.read(contentsOf: imageFile)
-            let prepared = preprocessor(resize.apply(to: image, width: width, height: height))
-            request.controls.append(ControlInput(model: controlnet, image: prepared, scale: parsed.scale, start: parsed.start, end: parsed.end))
-            controlLabels.append("\(URL(fileURLWithPath: parsed.model).lastPathComponent), \(preprocessor.name), weight \(parsed.scale)")
-        }
-
+        _ = try engine.pipeline(for: modelID)
         let progress = ProgressBar(enabled: !quiet)
-        let hooks = GenerationHooks(
-            stage: { stage in progress.stage(stage.rawValue) },
-            afterStep: { step, total in progress.step(step + 1, of: total) })
-        status.line("generating \(count) image(s) \(width)x\(height), \(steps) steps, \(sampler.a1111Name), cfg \(cfg), seed \(seed)")
-        let result = try pipeline.generate(
-            request, loras: loraApplications, loraMode: DiffusionPipeline.LoRAMode(rawValue: loraMode) ?? .merged, hooks: hooks)
+        status.line(
+            "generating \(count) image(s) \(request.width)x\(request.height), \(spec.steps) steps, \(request.sampler.a1111Name), "
+                + "cfg \(spec.cfg), seed \(seed)")
+        let rendered = try engine.render(request, observer: progress.observer)
         progress.finish()
 
-        if let latentsURL { try NumPy.write(result.latents, to: latentsURL) }
-        let infotext = Infotext(request: request, modelName: loaded.name, loras: loraLabels, controls: controlLabels).text
+        if let latentsURL { try NumPy.write(rendered.latents, to: latentsURL) }
         let base = outputURL?.path ?? "swiftdiffusion-\(seed).png"
-        for (index, image) in result.images.enumerated() {
-            let path = result.images.count == 1 ? base : Self.numbered(base, index + 1)
-            let png = try ImageCodec.encodePNG(image, textChunks: [("parameters", infotext)])
+        for (index, png) in rendered.images.enumerated() {
+            let path = rendered.images.count == 1 ? base : Self.numbered(base, index + 1)
             try png.write(to: URL(fileURLWithPath: path))
             print(path)
         }
-        let timings = result.timings.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }
+        let timings = rendered.timings.filter { $0.key != "generate" }.sorted { $0.key < $1.key }
+            .map { "\($0.key) \(String(format: "%.2f", $0.value)) s" }
         status.line("done: " + timings.joined(separator: ", "))
     }
 
@@ -250,18 +241,23 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-/// `MODEL:IMAGE[:SCALE[:START:END]]`
+/// `MODEL:IMAGE[:SCALE[:START:END]][:guess]`
 struct ControlSpec {
     var model: String
     var image: String
     var scale: Float = 1
     var start: Float = 0
     var end: Float = 1
+    var guessMode = false
 
     init(_ spec: String) throws {
-        let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        var parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        if parts.count > 2, parts.last == "guess" {
+            guessMode = true
+            parts.removeLast()
+        }
         guard parts.count == 2 || parts.count == 3 || parts.count == 5, !parts[0].isEmpty, !parts[1].isEmpty else {
-            throw CLIError("--control expects MODEL:IMAGE[:SCALE[:START:END]], got '\(spec)'")
+            throw CLIError("--control expects MODEL:IMAGE[:SCALE[:START:END]][:guess], got '\(spec)'")
         }
         model = parts[0]
         image = parts[1]

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Serving
 
 /// A one-line progress bar with steps/s and ETA on standard error, drawn only on a terminal.
 final class ProgressBar: @unchecked Sendable {
@@ -45,5 +47,42 @@ struct StatusPrinter {
 
     func warning(_ text: String) {
         FileHandle.standardError.write(Data(("warning: " + text + "\n").utf8))
+    }
+}
+
+extension ProgressBar {
+    /// The engine's progress reports drawn as this bar (the CLI never cancels).
+    var observer: RenderObserver {
+        RenderObserver(progress: { [self] progress in
+            if progress.stage == "denoise" && progress.step > 0 {
+                step(progress.step, of: progress.total)
+            } else {
+                stage(progress.stage)
+            }
+        })
+    }
+}
+
+/// The engine's log on the command line: warnings and errors as `warning: ...` lines on standard error (a LoRA
+/// whose modules match no layer, a TAESD that does not fit the model), nothing else.
+enum CommandLineLog {
+    static func logger() -> Logger {
+        Logger(label: "swiftdiffusion") { _ in Handler() }
+    }
+
+    struct Handler: LogHandler {
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .warning
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            guard event.level >= .warning else { return }
+            let details = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+            StatusPrinter(quiet: false).warning("\(event.message)" + (details.isEmpty ? "" : " (" + details.joined(separator: ", ") + ")"))
+        }
     }
 }

@@ -65,6 +65,20 @@ struct ServeCommand: AsyncParsableCommand {
         help: "With --controlnet-threads: pin the UNet's threads to the first cores and the ControlNet worker's to the next (config key: pin_cores).")
     var pinCores = false
 
+    @Option(
+        name: .customLong("taesd"),
+        help: "Decode with TAESD (a diffusers AutoencoderTiny folder) instead of each model's VAE where it fits (config key: taesd).")
+    var taesd: String?
+
+    @Option(name: .customLong("model-cache-mb"), help: "Loaded base models, in MiB (config key: cache.models_mb; default 16384).")
+    var modelCacheMB: Int?
+
+    @Option(name: .customLong("controlnet-cache-mb"), help: "Loaded ControlNets, in MiB (config key: cache.controlnets_mb; default 4096).")
+    var controlNetCacheMB: Int?
+
+    @Option(name: .customLong("lora-cache-mb"), help: "Parsed LoRA files, in MiB (config key: cache.loras_mb; default 2048).")
+    var loraCacheMB: Int?
+
     @Option(name: .customLong("loaded-models"), help: "Base models kept loaded (config key: models_loaded; default 1).")
     var loadedModels: Int?
 
@@ -94,6 +108,15 @@ struct ServeCommand: AsyncParsableCommand {
         }
         engineConfiguration.loadedModelLimit = settings.int(forKey: "models_loaded", default: engineConfiguration.loadedModelLimit)
         engineConfiguration.retention = 3600 * settings.double(forKey: "retention_hours", default: 24)
+        for (key, keyPath) in [
+            ("cache.models_mb", \EngineConfiguration.modelCacheBytes), ("cache.controlnets_mb", \EngineConfiguration.controlNetCacheBytes),
+            ("cache.loras_mb", \EngineConfiguration.loraCacheBytes),
+        ] {
+            let megabytes = settings.int(forKey: ConfigKey(key), default: engineConfiguration[keyPath: keyPath] >> 20)
+            guard (1...(1 << 24)).contains(megabytes) else { throw CLIError("invalid settings: \(key) must be between 1 and \(1 << 24)") }
+            engineConfiguration[keyPath: keyPath] = megabytes << 20
+        }
+        if let taesd = settings.string(forKey: "taesd") { engineConfiguration.taesdFolder = try InputPath.existing(taesd).path }
         guard engineConfiguration.queueCapacity >= 1, (0...1).contains(engineConfiguration.loraDeadlineFraction),
             ["merged", "runtime"].contains(engineConfiguration.loraMode)
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
@@ -157,6 +180,10 @@ struct ServeCommand: AsyncParsableCommand {
         set("unet.threads", unetThreads.map { .int($0) })
         set("pin_cores", pinCores ? .bool(true) : nil)
         set("models_loaded", loadedModels.map { .int($0) })
+        set("taesd", taesd.map { .string($0) })
+        set("cache.models_mb", modelCacheMB.map { .int($0) })
+        set("cache.controlnets_mb", controlNetCacheMB.map { .int($0) })
+        set("cache.loras_mb", loraCacheMB.map { .int($0) })
         set("retention_hours", retentionHours.map { .double($0) })
         set("log_level", logLevel.map { .string($0) })
         let prefix = "SWIFTDIFFUSION_"
