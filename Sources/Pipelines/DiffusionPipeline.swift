@@ -15,11 +15,8 @@ public final class DiffusionPipeline: @unchecked Sendable {
     public let model: StableDiffusionModel
     private let patcher = LoRAPatcher()
 
-    /// Latent parallelism (SwiftDiffusion, §4.3): with classifier-free guidance the unconditional and the
-    /// conditional branch run at the same time, one per pool thread, each op single-threaded, instead of one
-    /// batch-2 UNet call whose every op is split over the threads. The branches meet only at the guidance
-    /// combine, so the per-op fork/join of a split batch disappears; on small latents that is most of the
-    /// cost. Results equal the batched call up to float rounding (the same ops on the same rows).
+    /// Latent parallelism (SwiftDiffusion, §4.3; `LatentParallelism`): with classifier-free guidance the
+    /// unconditional and the conditional branch run at the same time, one per pool thread.
     public enum BranchParallelism: String, Sendable, CaseIterable {
         /// Two branches on two threads when the pool has exactly two threads (a wider pool keeps splitting
         /// ops, which uses all of its threads).
@@ -48,16 +45,6 @@ public final class DiffusionPipeline: @unchecked Sendable {
     /// TAESD (diffusers `AutoencoderTiny`) as the fast decoder: when set, images are decoded with it instead
     /// of the model's KL VAE (diffusers: `pipe.vae = AutoencoderTiny...`). Image-to-image still encodes with the VAE.
     public var tinyDecoder: TinyAutoencoderDecoder?
-
-    private func splitsBranches(guided: Bool) -> Bool {
-        guard guided else { return false }
-        let pool = ComputePool.current
-        switch branchParallelism {
-        case .off: return false
-        case .on: return pool.threadCount >= 2
-        case .automatic: return pool.threadCount == 2
-        }
-    }
 
     /// How LoRAs are applied for a request.
     public enum LoRAMode: String, Sendable {
@@ -110,9 +97,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
         }
     }
 
-    /// Runs a request. `loras` are applied for its duration (and removed after, also on error).
+    /// Runs a request. `loras` are applied for its duration (and removed after, also on error); `loraSchedule`
+    /// hands over more at a step boundary (bounded asynchronous loading), also removed after.
     public func generate(
-        _ request: GenerationRequest, loras: [LoRAApplication] = [], deferredLoRAs: DeferredLoRAs? = nil, loraMode: LoRAMode = .merged,
+        _ request: GenerationRequest, loras: [LoRAApplication] = [], loraSchedule: (any LoRAStepSchedule)? = nil, loraMode: LoRAMode = .merged,
         hooks: GenerationHooks = GenerationHooks()
     ) throws -> GenerationResult {
         try validate(request)
@@ -126,7 +114,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
             return try body()
         }
 
-        var prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
+        let prompt = try timed(.encodePrompt) { try PromptEncoder(model: model).encode(request) }
         // One generator for the batch (diffusers), or one per image seeded seed + i (AUTOMATIC1111).
         var noise =
             request.seedPerImage
@@ -178,58 +166,15 @@ public final class DiffusionPipeline: @unchecked Sendable {
             repeatBatch(control.image.unitTensor(), control.guessMode ? request.count : (guided ? 2 : 1) * request.count)
         }
 
-        var noiseSource = noise
-        var pending = deferredLoRAs
-        let splitBranches = splitsBranches(guided: guided)
-        var patchStep: Int?
+        var steps = DenoisingSteps(
+            pipeline: self, request: request, hooks: hooks, loraMode: loraMode, scheduler: scheduler, latents: latents, noise: noise,
+            prompt: prompt, conditioning: conditioning, guided: guided, controlImages: controlImages, stepIndices: Array(stepRange),
+            branches: LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided), loraSchedule: loraSchedule)
         try timed(.denoise) {
-            let total = stepRange.count
-            for (position, stepIndex) in stepRange.enumerated() {
-                try hooks.beforeStep(position, total)
-                if let deferred = pending {
-                    // Bounded asynchronous LoRA loading: patch in at the first boundary after loading, at the latest at the deadline.
-                    let ready = position >= min(deferred.deadlineStep, total - 1) ? try deferred.wait() : try deferred.poll()
-                    if let ready {
-                        pending = nil
-                        patchStep = position
-                        apply(ready, mode: loraMode)
-                        if ready.contains(where: { $0.lora.entries.contains { $0.component != .unet } }) {
-                            // Text-encoder LoRAs change the conditioning: encode the prompt again.
-                            prompt = try PromptEncoder(model: model).encode(request)
-                            let timestepCondition = conditioning.timestepCondition
-                            conditioning = guided ? prompt.conditioning : prompt.positive
-                            conditioning.timestepCondition = timestepCondition
-                        }
-                    }
-                }
-                let timestep = [scheduler.timesteps[stepIndex]]
-                let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
-                let controls = try controlCalls(
-                    request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex,
-                    position: position,
-                    total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
-                let stepConditioning = conditioning
-                var prediction = try controlNetExecutor.step(
-                    controls: controls,
-                    downAndMid: {
-                        splitBranches
-                            ? try branchesDownAndMid(input, timesteps: timestep, conditioning: stepConditioning)
-                            : [try model.unet.downAndMid(input, timesteps: timestep, conditioning: stepConditioning)]
-                    },
-                    up: { down, control in
-                        splitBranches
-                            ? try branchesUp(down, conditioning: stepConditioning, control: control)
-                            : try model.unet.up(down[0], conditioning: stepConditioning, control: control)
-                    })
-                if guided {
-                    let halves = chunk(prediction, 2, axis: 0)
-                    // uncond + scale * (cond - uncond)
-                    prediction = halves[0] + (halves[1] - halves[0]) * request.guidanceScale
-                }
-                latents = try scheduler.step(modelOutput: prediction, stepIndex: stepIndex, sample: latents, noise: &noiseSource).prevSample
-                hooks.afterStep(position, total)
-            }
+            while try steps.next() {}
         }
+        latents = steps.latents
+        let patchStep = steps.loraPatchStep
 
         var images: [RGBImage] = []
         if request.decode {
@@ -243,51 +188,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
         return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
     }
 
-    /// The halves of a batch-2 guidance tensor, or of every tensor of a conditioning, for one branch.
-    private static func half(_ tensor: Tensor, _ branch: Int) -> Tensor { chunk(tensor, 2, axis: 0)[branch] }
-
-    private static func half(_ conditioning: UNetConditioning, _ branch: Int) -> UNetConditioning {
-        UNetConditioning(
-            context: half(conditioning.context, branch), textEmbeds: conditioning.textEmbeds.map { half($0, branch) },
-            timeIds: conditioning.timeIds.map { half($0, branch) }, timestepCondition: conditioning.timestepCondition.map { half($0, branch) })
-    }
-
-    /// Latent parallelism, first half: the batch-2 UNet call of classifier-free guidance as two batch-1 down paths
-    /// running side by side on the pool (`BranchParallelism`).
-    private func branchesDownAndMid(_ input: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> [UNet2DConditionModel.DownPath] {
-        let inputs = chunk(input, 2, axis: 0)
-        let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
-        var outputs: [Result<UNet2DConditionModel.DownPath, any Error>?] = [nil, nil]
-        outputs.withUnsafeMutableBufferPointer { results in
-            ComputePool.current.parallelFor(2) { branch in
-                results[branch] = Result {
-                    try model.unet.downAndMid(inputs[branch], timesteps: timesteps, conditioning: conditionings[branch])
-                }
-            }
-        }
-        return [try outputs[0]!.get(), try outputs[1]!.get()]
-    }
-
-    /// Latent parallelism, second half: each branch's up path with its half of the ControlNet residuals; returns the
-    /// same `[uncond; cond]` batch as the batched call.
-    private func branchesUp(
-        _ down: [UNet2DConditionModel.DownPath], conditioning: UNetConditioning, control: ControlResiduals?
-    ) throws -> Tensor {
-        // Halves are cut on this thread, before the branches start.
-        let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
-        let controls = [0, 1].map { branch in
-            control.map { ControlResiduals(down: $0.down.map { Self.half($0, branch) }, mid: Self.half($0.mid, branch)) }
-        }
-        var outputs: [Result<Tensor, any Error>?] = [nil, nil]
-        outputs.withUnsafeMutableBufferPointer { results in
-            ComputePool.current.parallelFor(2) { branch in
-                results[branch] = Result { try model.unet.up(down[branch], conditioning: conditionings[branch], control: controls[branch]) }
-            }
-        }
-        return concat([try outputs[0]!.get(), try outputs[1]!.get()], axis: 0)
-    }
-
-    private func apply(_ loras: [LoRAApplication], mode: LoRAMode) {
+    func apply(_ loras: [LoRAApplication], mode: LoRAMode) {
         guard !loras.isEmpty else { return }
         switch mode {
         case .merged: patcher.merge(loras)
@@ -297,7 +198,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
 
     /// The calls that give each ControlNet's scaled residuals at this step, for those active at it (their sum is
     /// diffusers' MultiControlNet). Inputs are computed here, so the calls can run on any thread.
-    private func controlCalls(
+    func controlCalls(
         _ request: GenerationRequest, scheduler: any Scheduler, images: [Tensor], input: Tensor, latents: Tensor, stepIndex: Int, position: Int, total: Int,
         timestep: [Float], conditioning: UNetConditioning, positive: UNetConditioning, guided: Bool
     ) throws -> [@Sendable () throws -> ControlResiduals] {

@@ -148,7 +148,7 @@ public struct GenerationHooks: @unchecked Sendable {
     /// A stage begins.
     public var stage: (GenerationStage) -> Void
     /// Called before each denoising step (0-based) of `total`; throwing cancels the generation. This is
-    /// where bounded asynchronous LoRA loading patches LoRAs in at a step boundary.
+    /// before the loop asks its `LoRAStepSchedule` whether LoRAs are patched in at this boundary.
     public var beforeStep: (_ step: Int, _ total: Int) throws -> Void
     /// A denoising step finished.
     public var afterStep: (_ step: Int, _ total: Int) -> Void
@@ -160,25 +160,5 @@ public struct GenerationHooks: @unchecked Sendable {
         self.stage = stage
         self.beforeStep = beforeStep
         self.afterStep = afterStep
-    }
-}
-
-/// LoRAs that are still loading when denoising starts (bounded asynchronous LoRA loading, the paper's BAL).
-///
-/// The loop starts with the base weights and patches the LoRAs in at the first step boundary after they
-/// are ready, and never later than `deadlineStep`: there it blocks until they are. Text-encoder parts
-/// are applied by re-encoding the prompt at that boundary.
-public struct DeferredLoRAs: @unchecked Sendable {
-    /// Latest step (0-based) at which the LoRAs must be in: the loop waits there if loading is late.
-    public var deadlineStep: Int
-    /// Non-blocking: the LoRAs if loading has finished (throws the loading error, if any).
-    public var poll: () throws -> [LoRAApplication]?
-    /// Blocking: waits for loading to finish.
-    public var wait: () throws -> [LoRAApplication]
-
-    public init(deadlineStep: Int, poll: @escaping () throws -> [LoRAApplication]?, wait: @escaping () throws -> [LoRAApplication]) {
-        self.deadlineStep = deadlineStep
-        self.poll = poll
-        self.wait = wait
     }
 }

@@ -18,8 +18,8 @@ import Weights
 /// - `prepare` is the only validation: limits, names (looked up in the `ModelRepository`, never paths), values,
 ///   and decoding into typed values (sampler, resize mode, preprocessor, decoded and fitted images, latents).
 /// - `render` loads what the request needs through the engine's caches (base models, ControlNets, LoRA files: each
-///   bounded in bytes, least recently used out first, with hit/miss/eviction counts), hands LoRAs to
-///   the bounded asynchronous loader, runs the `DiffusionPipeline` on the configured ControlNet
+///   bounded in bytes, least recently used out first, with hit/miss/eviction counts), hands LoRAs to an
+///   `AdapterSchedule` (bounded asynchronous loading, asked at every step boundary), runs the `DiffusionPipeline` on the configured ControlNet
 ///   executor, and encodes the PNGs with their AUTOMATIC1111 "parameters" text.
 ///
 /// `render` runs one request at a time (LoRA patching mutates the loaded weights); `prepare` may run on any thread.
@@ -306,28 +306,15 @@ public final class ImageEngine: @unchecked Sendable {
                     guessMode: unit.guessMode, softInjection: unit.softInjection))
         }
 
-        // LoRAs: already cached ones are applied up front; otherwise they load in the background and are
-        // patched in by the deadline step (bounded asynchronous loading).
-        var immediate: [LoRAApplication] = []
-        var deferred: DeferredLoRAs?
-        let loraSpecs = request.loras.map { (path: $0.path, unetWeight: $0.unetWeight, textEncoderWeight: $0.textEncoderWeight) }
-        if !loraSpecs.isEmpty {
-            let allCached = loraSpecs.allSatisfy { loras.isCached($0.path) }
-            for spec in loraSpecs {
-                let cached = loras.isCached(spec.path)
-                if cached { cache.loraHits += 1 } else { cache.loraMisses += 1 }
-                Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
-            }
-            if allCached || request.loraDeadlineStep == 0 {
-                immediate = try loraSpecs.map { spec in
-                    LoRAApplication(
-                        try loras.resolve(path: spec.path, modelKey: request.modelID, targets: model.loraTargets), unetWeight: spec.unetWeight,
-                        textEncoderWeight: spec.textEncoderWeight)
-                }
-            } else {
-                let pending = loras.load(loraSpecs, modelKey: request.modelID, targets: model.loraTargets)
-                deferred = DeferredLoRAs(deadlineStep: request.loraDeadlineStep, poll: { try pending.poll() }, wait: { try pending.wait() })
-            }
+        // LoRAs: the adapter schedule admits them (cached ones patched up front, others loading beside denoising
+        // and patched in by the deadline step).
+        var cachedLoRAs: [Bool] = []
+        let schedule = try AdapterSchedule(
+            admitting: request.loras, modelKey: request.modelID, targets: model.loraTargets, library: loras,
+            deadlineStep: request.loraDeadlineStep, cached: &cachedLoRAs)
+        for cached in cachedLoRAs {
+            if cached { cache.loraHits += 1 } else { cache.loraMisses += 1 }
+            Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
         }
 
         let started = Date()
@@ -342,7 +329,7 @@ public final class ImageEngine: @unchecked Sendable {
         }
         // With a ControlNet worker the UNet runs on the cores the worker leaves free.
         let result = try ComputePool.run(on: controlNetService?.unetPool ?? ComputePool.current) {
-            try pipeline.generate(generation, loras: immediate, deferredLoRAs: deferred, loraMode: loraMode, hooks: hooks)
+            try pipeline.generate(generation, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil, loraMode: loraMode, hooks: hooks)
         }
         for (stage, seconds) in result.timings {
             Timer(label: "swiftdiffusion_stage_seconds", dimensions: [("stage", stage)]).recordSeconds(seconds)
@@ -363,7 +350,7 @@ public final class ImageEngine: @unchecked Sendable {
         var timings = result.timings
         timings["generate"] = Date().timeIntervalSince(started)
         return RenderedImages(
-            images: images, infotext: infotext, latents: result.latents, timings: timings, loraPatchStep: result.loraPatchStep, cache: cache)
+            images: images, infotext: infotext, latents: result.latents, timings: timings, loraPatchStep: schedule.landedStep, cache: cache)
     }
 }
 

@@ -18,7 +18,8 @@ final class LoRALibrary: @unchecked Sendable {
     private let lock = NSLock()
     private let files: BoundedCache<FileKey, LoRANetwork>
     private var resolved: [String: ResolvedLoRA] = [:]
-    private let loader = ComputeThread(name: "lora-loader")
+    /// The thread that reads files ahead of need and loads a job's LoRAs beside denoising (`AdapterSchedule`).
+    let loader = ComputeThread(name: "lora-loader")
 
     /// Where a LoRA with modules that match no layer of the model is reported (once per model and file).
     private let logger: Logger?
@@ -104,53 +105,9 @@ final class LoRALibrary: @unchecked Sendable {
             loader.submit { [self] in _ = try? network(at: path) }
         }
     }
-
-    /// Starts loading and resolving `specs` on the loader thread; the handle is polled by the denoising loop.
-    func load(_ specs: [(path: String, unetWeight: Float, textEncoderWeight: Float)], modelKey: String, targets: LoRATargets) -> PendingLoRAs {
-        let pending = PendingLoRAs()
-        loader.submit { [self] in
-            do {
-                let applications = try specs.map { spec in
-                    LoRAApplication(
-                        try resolve(path: spec.path, modelKey: modelKey, targets: targets), unetWeight: spec.unetWeight,
-                        textEncoderWeight: spec.textEncoderWeight)
-                }
-                pending.finish(.success(applications))
-            } catch {
-                pending.finish(.failure(error))
-            }
-        }
-        return pending
-    }
 }
 
 /// Breaks the init-time cycle between the library and its cache's eviction callback.
 private final class ForgetResolved: @unchecked Sendable {
     weak var library: LoRALibrary?
-}
-
-/// LoRAs loading in the background: a one-shot result the denoising loop polls or waits for.
-final class PendingLoRAs: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var result: Result<[LoRAApplication], Error>?
-
-    func finish(_ value: Result<[LoRAApplication], Error>) {
-        condition.lock()
-        result = value
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func poll() throws -> [LoRAApplication]? {
-        condition.lock()
-        defer { condition.unlock() }
-        return try result?.get()
-    }
-
-    func wait() throws -> [LoRAApplication] {
-        condition.lock()
-        while result == nil { condition.wait() }
-        defer { condition.unlock() }
-        return try result!.get()
-    }
 }

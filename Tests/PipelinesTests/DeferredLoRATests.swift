@@ -5,8 +5,30 @@ import Pipelines
 import Samplers
 import XCTest
 
-/// Bounded asynchronous LoRA loading in the denoising loop.
+/// The denoising loop's side of bounded asynchronous LoRA loading: at each step boundary it asks its
+/// `LoRAStepSchedule` and patches in what it hands over (the engine's schedule is `AdapterSchedule`, tested in
+/// ServingTests).
 final class DeferredLoRATests: XCTestCase {
+    /// A schedule made of two closures: `poll` before the deadline, `wait` at it.
+    final class ClosureSchedule: LoRAStepSchedule {
+        let deadlineStep: Int
+        let poll: () throws -> [LoRAApplication]?
+        let wait: () throws -> [LoRAApplication]
+        var landedSteps: [Int] = []
+
+        init(deadlineStep: Int, poll: @escaping () throws -> [LoRAApplication]?, wait: @escaping () throws -> [LoRAApplication]) {
+            self.deadlineStep = deadlineStep
+            self.poll = poll
+            self.wait = wait
+        }
+
+        func lorasToPatch(beforeStep step: Int, of total: Int) throws -> [LoRAApplication]? {
+            step >= min(deadlineStep, total - 1) ? try wait() : try poll()
+        }
+
+        func landed(atStep step: Int) { landedSteps.append(step) }
+    }
+
     private func setUp() throws -> (DiffusionPipeline, GenerationRequest, LoRAApplication) {
         let pipeline = try PipelineParityTests.pipeline("sd1")
         let network = try LoRANetwork.load(contentsOf: PipelineParityTests.models.appendingPathComponent("sd1-lora.safetensors"))
@@ -18,17 +40,18 @@ final class DeferredLoRATests: XCTestCase {
     func testReadyAtTheFirstStepEqualsPatchingUpFront() throws {
         let (pipeline, request, lora) = try setUp()
         let upFront = try pipeline.generate(request, loras: [lora])
-        let deferred = DeferredLoRAs(deadlineStep: 3, poll: { [lora] }, wait: { [lora] })
-        let result = try pipeline.generate(request, deferredLoRAs: deferred)
+        let deferred = ClosureSchedule(deadlineStep: 3, poll: { [lora] }, wait: { [lora] })
+        let result = try pipeline.generate(request, loraSchedule: deferred)
         XCTAssertEqual(result.loraPatchStep, 0)
+        XCTAssertEqual(deferred.landedSteps, [0], "the loop reports the landing once")
         XCTAssertTrue(result.latents.isBitwiseEqual(to: upFront.latents))
     }
 
     func testLateLoRAIsPatchedAtTheDeadlineAndChangesTheResult() throws {
         let (pipeline, request, lora) = try setUp()
         var waited = false
-        let deferred = DeferredLoRAs(deadlineStep: 2, poll: { nil }, wait: { waited = true; return [lora] })
-        let late = try pipeline.generate(request, deferredLoRAs: deferred)
+        let deferred = ClosureSchedule(deadlineStep: 2, poll: { nil }, wait: { waited = true; return [lora] })
+        let late = try pipeline.generate(request, loraSchedule: deferred)
         XCTAssertTrue(waited, "the loop must block at the deadline")
         XCTAssertEqual(late.loraPatchStep, 2)
         let base = try pipeline.generate(request)
@@ -41,14 +64,14 @@ final class DeferredLoRATests: XCTestCase {
 
     func testDeadlineBeyondTheScheduleStillPatchesAtTheLastStep() throws {
         let (pipeline, request, lora) = try setUp()
-        let deferred = DeferredLoRAs(deadlineStep: 50, poll: { nil }, wait: { [lora] })
-        XCTAssertEqual(try pipeline.generate(request, deferredLoRAs: deferred).loraPatchStep, request.steps - 1)
+        let deferred = ClosureSchedule(deadlineStep: 50, poll: { nil }, wait: { [lora] })
+        XCTAssertEqual(try pipeline.generate(request, loraSchedule: deferred).loraPatchStep, request.steps - 1)
     }
 
     func testLoadingErrorFailsTheRequest() throws {
         let (pipeline, request, _) = try setUp()
         struct Broken: Error {}
-        let deferred = DeferredLoRAs(deadlineStep: 1, poll: { throw Broken() }, wait: { throw Broken() })
-        XCTAssertThrowsError(try pipeline.generate(request, deferredLoRAs: deferred))
+        let deferred = ClosureSchedule(deadlineStep: 1, poll: { throw Broken() }, wait: { throw Broken() })
+        XCTAssertThrowsError(try pipeline.generate(request, loraSchedule: deferred))
     }
 }

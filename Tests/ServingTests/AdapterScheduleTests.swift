@@ -1,0 +1,91 @@
+import Adapters
+import Foundation
+import ParityTesting
+import Pipelines
+import XCTest
+
+@testable import Serving
+
+/// The adapter schedule (bounded asynchronous LoRA loading) against the real denoising loop on the tiny SD 1.x
+/// fixture: its deadline is never exceeded, a slow loader lands exactly at step K, and LoRAs loaded synchronously
+/// give the same latents as patching them directly.
+final class AdapterScheduleTests: XCTestCase {
+    static let models = Golden.fixturesDirectory.appendingPathComponent("models")
+
+    private func setUp() throws -> (DiffusionPipeline, GenerationRequest, LoRAApplication) {
+        let pipeline = DiffusionPipeline(model: try StableDiffusionModel(contentsOf: Self.models.appendingPathComponent("sd1")))
+        let network = try LoRANetwork.load(contentsOf: Self.models.appendingPathComponent("sd1-lora.safetensors"))
+        let lora = LoRAApplication(try LoRAKeyMap.resolve(network, targets: pipeline.model.loraTargets), weight: 0.8)
+        let request = GenerationRequest(
+            prompt: "a red circle", negativePrompt: "", width: 32, height: 32, steps: 8, sampler: .euler, seed: 9, decode: false)
+        return (pipeline, request, lora)
+    }
+
+    /// A loader slower than the whole run: the loop waits at step K, and the LoRA lands there, recorded.
+    func testASlowLoaderLandsAtTheDeadlineStep() throws {
+        let (pipeline, request, lora) = try setUp()
+        let loader = ComputeThread(name: "slow-lora-loader")
+        for deadline in [1, 3, 5] {
+            let schedule = AdapterSchedule(deadlineStep: deadline, loadingOn: loader) {
+                Thread.sleep(forTimeInterval: 0.4)
+                return [lora]
+            }
+            var stepsBeforeLanding = 0
+            let hooks = GenerationHooks(beforeStep: { _, _ in if schedule.landedStep == nil { stepsBeforeLanding += 1 } })
+            let result = try pipeline.generate(request, loraSchedule: schedule, hooks: hooks)
+            XCTAssertEqual(schedule.landedStep, deadline, "landed at \(String(describing: schedule.landedStep)), deadline \(deadline)")
+            XCTAssertEqual(result.loraPatchStep, deadline)
+            XCTAssertEqual(stepsBeforeLanding, deadline + 1, "steps 0...K-1 ran on the base weights, the patch came before step K")
+            XCTAssertGreaterThan(schedule.waitedSeconds, 0.05, "the loop must block at the deadline for a slow loader")
+        }
+    }
+
+    /// Whatever the loader's speed, the LoRA never lands after step K (a deadline beyond the schedule means the
+    /// last step).
+    func testTheDeadlineIsNeverExceeded() throws {
+        let (pipeline, request, lora) = try setUp()
+        let loader = ComputeThread(name: "lora-loader")
+        for (delay, deadline) in [(0.0, 2), (0.002, 2), (0.02, 4), (0.2, 4), (0.05, 0), (0.3, 50)] {
+            let schedule = AdapterSchedule(deadlineStep: deadline, loadingOn: loader) {
+                Thread.sleep(forTimeInterval: delay)
+                return [lora]
+            }
+            _ = try pipeline.generate(request, loraSchedule: schedule)
+            let landed = try XCTUnwrap(schedule.landedStep, "delay \(delay): never landed")
+            XCTAssertLessThanOrEqual(landed, min(deadline, request.steps - 1), "delay \(delay), deadline \(deadline)")
+        }
+    }
+
+    /// Synchronous LoRAs (cached, or deadline 0) go through the schedule as `upfront` and give bit for bit the
+    /// latents of patching them directly; the weights are restored after the job.
+    func testSynchronousLoRAsGiveTheSameLatentsAsBefore() throws {
+        let (pipeline, request, lora) = try setUp()
+        let direct = try pipeline.generate(request, loras: [lora])
+        let library = LoRALibrary(capacityBytes: 1 << 30)
+        let path = Self.models.appendingPathComponent("sd1-lora.safetensors").path
+        let input = EngineRequest.LoRA(name: "sd1-lora", path: path, unetWeight: 0.8, textEncoderWeight: 0.8)
+        for deadline in [0, 4] {
+            var cached: [Bool] = []
+            // Deadline 0: loaded before denoising. Deadline 4: the file is cached by the first round, so it is upfront too.
+            let schedule = try AdapterSchedule(
+                admitting: [input], modelKey: "sd1", targets: pipeline.model.loraTargets, library: library, deadlineStep: deadline,
+                cached: &cached)
+            XCTAssertEqual(cached, [deadline != 0])
+            XCTAssertFalse(schedule.isPending)
+            let result = try pipeline.generate(request, loras: schedule.upfront, loraSchedule: nil)
+            XCTAssertTrue(result.latents.isBitwiseEqual(to: direct.latents), "deadline \(deadline)")
+        }
+        // Not cached and a deadline: loading starts in the background at admission.
+        var cached: [Bool] = []
+        let fresh = try AdapterSchedule(
+            admitting: [input], modelKey: "sd1", targets: pipeline.model.loraTargets, library: LoRALibrary(capacityBytes: 1 << 30),
+            deadlineStep: 3, cached: &cached)
+        XCTAssertEqual(cached, [false])
+        XCTAssertTrue(fresh.isPending && fresh.upfront.isEmpty)
+        let late = try pipeline.generate(request, loraSchedule: fresh)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(fresh.landedStep), 3)
+        XCTAssertEqual(late.loraPatchStep, fresh.landedStep)
+        let base = try pipeline.generate(request)
+        XCTAssertTrue(try pipeline.generate(request).latents.isBitwiseEqual(to: base.latents), "weights restored after the job")
+    }
+}
