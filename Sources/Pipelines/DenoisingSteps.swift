@@ -37,6 +37,8 @@ struct DenoisingSteps {
     var loraSchedule: (any LoRAStepSchedule)?
     /// The step before which the schedule's LoRAs were patched in.
     private(set) var loraPatchStep: Int?
+    /// Seconds spent patching them in (and re-encoding the prompt for text-encoder LoRAs).
+    private(set) var patchSeconds: Double = 0
     private(set) var position = 0
 
     var total: Int { stepIndices.count }
@@ -75,6 +77,8 @@ struct DenoisingSteps {
         guard let schedule = loraSchedule, let ready = try schedule.lorasToPatch(beforeStep: position, of: total) else { return }
         loraSchedule = nil
         loraPatchStep = position
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { patchSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         pipeline.apply(ready, mode: loraMode)
         schedule.landed(atStep: position)
         if ready.contains(where: { $0.lora.entries.contains { $0.component != .unet } }) {

@@ -105,8 +105,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
     ) throws -> GenerationResult {
         try validate(request)
         defer { patcher.reset() }
+        let patchStart = DispatchTime.now().uptimeNanoseconds
         apply(loras, mode: loraMode)
         var timings: [String: Double] = [:]
+        if !loras.isEmpty { timings["lora_patch"] = Double(DispatchTime.now().uptimeNanoseconds - patchStart) / 1e9 }
         func timed<T>(_ stage: GenerationStage, _ body: () throws -> T) rethrows -> T {
             hooks.stage(stage)
             let start = DispatchTime.now().uptimeNanoseconds
@@ -175,6 +177,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
         }
         latents = steps.latents
         let patchStep = steps.loraPatchStep
+        if patchStep != nil { timings["lora_patch", default: 0] += steps.patchSeconds }
 
         var images: [RGBImage] = []
         if request.decode {

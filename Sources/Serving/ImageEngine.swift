@@ -215,7 +215,6 @@ public final class ImageEngine: @unchecked Sendable {
             Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
             logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
             let pipeline = DiffusionPipeline(model: model, branchParallelism: configuration.branchParallelism)
-            if let controlNetService { pipeline.controlNetExecutor = controlNetService }
             if let decoder = try tinyDecoderIfConfigured() {
                 if decoder.upscaleFactor == model.vaeScaleFactor, decoder.configuration.latentChannels == model.unet.configuration.outChannels {
                     pipeline.tinyDecoder = decoder
@@ -269,6 +268,11 @@ public final class ImageEngine: @unchecked Sendable {
         loras.prefetch(loraPaths(spec))
     }
 
+    /// Forgets every parsed LoRA file (benchmarks measure LoRAs "not yet cached"; operators free the memory).
+    public func dropCachedLoRAs() {
+        loras.dropAll()
+    }
+
     /// Hits, misses, evictions and bytes of the model, ControlNet and LoRA-file caches.
     public var cacheStatistics: [String: BoundedCache<String, DiffusionPipeline>.Statistics] {
         func convert<K, V>(_ statistics: BoundedCache<K, V>.Statistics) -> BoundedCache<String, DiffusionPipeline>.Statistics {
@@ -309,6 +313,7 @@ public final class ImageEngine: @unchecked Sendable {
         // LoRAs: the adapter schedule admits them (cached ones patched up front, others loading beside denoising
         // and patched in by the deadline step).
         var cachedLoRAs: [Bool] = []
+        let admission = DispatchTime.now().uptimeNanoseconds
         let schedule = try AdapterSchedule(
             admitting: request.loras, modelKey: request.modelID, targets: model.loraTargets, library: loras,
             deadlineStep: request.loraDeadlineStep, cached: &cachedLoRAs)
@@ -323,12 +328,16 @@ public final class ImageEngine: @unchecked Sendable {
             beforeStep: { _, _ in if observer.isCancelled() { throw GenerationError.cancelled } },
             afterStep: { step, steps in observer.progress(JobProgress(stage: "denoise", step: step + 1, total: steps)) })
         let loraMode = DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged
-        if let cores = controlNetService?.unetCores, !computeThreadPinned, let first = cores.first {
+        let admissionSeconds = Double(DispatchTime.now().uptimeNanoseconds - admission) / 1e9
+        // A request with ControlNets runs them on the ControlNet worker (when one is configured) while the UNet runs on
+        // the cores the worker leaves free; a request without keeps every core for the UNet.
+        let service = generation.controls.isEmpty ? nil : controlNetService
+        pipeline.controlNetExecutor = service ?? SequentialControlNetExecutor()
+        if let cores = service?.unetCores, !computeThreadPinned, let first = cores.first {
             // This (compute) thread is the UNet pool's first thread.
             computeThreadPinned = CorePinning.pinCurrentThread(to: [first])
         }
-        // With a ControlNet worker the UNet runs on the cores the worker leaves free.
-        let result = try ComputePool.run(on: controlNetService?.unetPool ?? ComputePool.current) {
+        let result = try ComputePool.run(on: service?.unetPool ?? ComputePool.current) {
             try pipeline.generate(generation, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil, loraMode: loraMode, hooks: hooks)
         }
         for (stage, seconds) in result.timings {
@@ -349,6 +358,11 @@ public final class ImageEngine: @unchecked Sendable {
         }
         var timings = result.timings
         timings["generate"] = Date().timeIntervalSince(started)
+        if !request.loras.isEmpty {
+            // Reading and resolving LoRAs before denoising (all of it when synchronous), and waiting at the deadline.
+            timings["lora_load"] = admissionSeconds
+            if schedule.isPending { timings["lora_wait"] = schedule.waitedSeconds }
+        }
         return RenderedImages(
             images: images, infotext: infotext, latents: result.latents, timings: timings, loraPatchStep: schedule.landedStep, cache: cache)
     }

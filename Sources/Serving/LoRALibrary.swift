@@ -92,6 +92,12 @@ final class LoRALibrary: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Forgets every parsed file and key map.
+    func dropAll() {
+        files.removeAll { _ in true }
+        lock.withLock { resolved = [:] }
+    }
+
     /// Forgets key maps of a model that was unloaded.
     func forgetModel(_ modelKey: String) {
         lock.lock()

@@ -35,4 +35,13 @@ final class BenchSmokeTests: XCTestCase {
         let output = try bench(["vae", "--resolution", "64", "--repetitions", "1"])
         XCTAssertTrue(output.contains("swift:   decode to 64x64: median"), output)
     }
+
+    /// The workflow benchmark at a tiny size: both columns for the workloads named, per-stage timings, ratios.
+    func testBenchWorkflowRunsBothColumns() throws {
+        let output = try bench(["workflow", "--size", "32", "--steps", "2", "--repetitions", "1", "--rank", "4", "--workloads", "0C/0L,1C/1L,2C/2L"])
+        for text in ["baseline s", "swiftdiffusion s", "sd / baseline", "0C/0L", "1C/1L", "2C/2L", "lora_load", "denoise", "vs its 0C/0L"] {
+            XCTAssertTrue(output.contains(text), "\(text) missing:\n\(output)")
+        }
+        XCTAssertFalse(output.contains("diffusers s"), "no diffusers column without --torch-python")
+    }
 }

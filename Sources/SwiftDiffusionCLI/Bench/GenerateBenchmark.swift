@@ -3,9 +3,10 @@ import Compute
 import Foundation
 import Pipelines
 import Samplers
+import Serving
 
-/// `swiftdiffusion bench generate`: seconds per complete image (prompt encoding, denoising with guidance,
-/// VAE decode) on a loaded model, the model load excluded. tools/bench/compare_generate.py runs it next to
+/// `swiftdiffusion bench generate`: seconds per complete image through the engine (prompt encoding, denoising with
+/// guidance, VAE decode, PNG encoding) on a loaded model, the model load excluded. tools/bench/compare_generate.py runs it next to
 /// diffusers on the same model. Also times the same requests with latent parallelism off (one batch-2 UNet call
 /// per step) in the same run and prints the ratio.
 struct GenerateBenchmarkCommand: ParsableCommand {
@@ -42,13 +43,20 @@ struct GenerateBenchmarkCommand: ParsableCommand {
 
     func run() throws {
         let url = try ModelLocation.resolve(model)
-        let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
-        let loaded = try StableDiffusionModel(contentsOf: url, tokenizerFolder: tokenizer)
-        let pipeline = DiffusionPipeline(model: loaded)
+        // Through the engine every front end uses (`ImageEngine.prepare` + `render`), PNG encoding included.
+        let repository = ModelRepository(roots: [], embeddedModels: nil)
+        let modelID = repository.register(.checkpoint, path: url.path)
+        var configuration = EngineConfiguration()
+        configuration.tokenizerFolder = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer").path
+        configuration.limits.maximumSteps = max(configuration.limits.maximumSteps, steps)
+        let engine = ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
+        let pipeline = try engine.pipeline(for: modelID)
+        let loaded = pipeline.model
         let side = size ?? (loaded.unet.configuration.sampleSize ?? 64) * loaded.vaeScaleFactor
-        var request = GenerationRequest(
-            prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
-            sampler: try SamplerKind.named(sampler), guidanceScale: cfg, seed: 0)
+        var spec = JobSpec(
+            model: modelID, prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
+            sampler: sampler, cfg: cfg, seed: 0)
+        let samplerKind = try SamplerKind.named(sampler)
         guard let mode = DiffusionPipeline.BranchParallelism(rawValue: latentParallel) else {
             throw ValidationError("--latent-parallel must be automatic, on or off")
         }
@@ -57,18 +65,19 @@ struct GenerateBenchmarkCommand: ParsableCommand {
         var baseline: [Double] = []
         var stages: [String: [Double]] = [:]
         for repetition in 0...repetitions {
-            request.seed = UInt64(repetition)
+            spec.seed = UInt64(repetition)
+            let request = try engine.prepare(spec)
             for (index, branchMode) in [mode, .off].enumerated() {
                 pipeline.branchParallelism = branchMode
-                var result: GenerationResult?
-                let seconds = try Timing.seconds { result = try pipeline.generate(request) }
+                var result: RenderedImages?
+                let seconds = try Timing.seconds { result = try engine.render(request) }
                 if repetition == 0 { continue }  // warm-up
                 if index == 1 {
                     baseline.append(seconds)
                     continue
                 }
                 times.append(seconds)
-                for (stage, value) in result?.timings ?? [:] { stages[stage, default: []].append(value) }
+                for (stage, value) in result?.timings ?? [:] where stage != "generate" { stages[stage, default: []].append(value) }
             }
         }
         let median = { (values: [Double]) in values.sorted()[values.count / 2] }
@@ -81,7 +90,7 @@ struct GenerateBenchmarkCommand: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("\(loaded.name): \(side)x\(side), \(steps) steps, \(request.sampler.a1111Name), cfg \(cfg): median \(median(times).formatted(3)) s/image")
+            print("\(loaded.name): \(side)x\(side), \(steps) steps, \(samplerKind.a1111Name), cfg \(cfg): median \(median(times).formatted(3)) s/image")
             for (stage, values) in stages.sorted(by: { $0.key < $1.key }) { print("  \(stage): \(median(values).formatted(3)) s") }
             print(
                 "baseline, latent parallelism off (one batch-2 UNet call per step): median \(median(baseline).formatted(3)) s/image; "

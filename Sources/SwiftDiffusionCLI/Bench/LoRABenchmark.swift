@@ -134,7 +134,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
 
     /// A kohya LoRA of `rank` on every attention projection, feed-forward layer, transformer projection and
     /// resnet convolution of the model; returns the number of modules.
-    static func writeLoRA(for registry: LayerRegistry, rank: Int, to url: URL) throws -> Int {
+    static func writeLoRA(for registry: LayerRegistry, rank: Int, to url: URL, seed: UInt64 = 0) throws -> Int {
         let patterns = ["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out", "conv1", "conv2", "conv_shortcut"]
         var tensors: [String: Tensor] = [:]
         var count = 0
@@ -143,8 +143,8 @@ struct LoRABenchmarkCommand: ParsableCommand {
             let stem = "lora_unet_" + path.replacingOccurrences(of: ".", with: "_")
             // SD 1.5's proj_in/proj_out are 1x1 convolutions in the checkpoint: their LoRA factors are 4-D.
             let pointwise = path.hasSuffix("proj_in") || path.hasSuffix("proj_out")
-            let down = randomTensor([rank, layer.inFeatures], seed: UInt64(count)) * 0.01
-            let up = randomTensor([layer.outFeatures, rank], seed: UInt64(count) + 1) * 0.01
+            let down = randomTensor([rank, layer.inFeatures], seed: seed &+ UInt64(count)) * 0.01
+            let up = randomTensor([layer.outFeatures, rank], seed: seed &+ UInt64(count) + 1) * 0.01
             tensors[stem + ".lora_down.weight"] = pointwise ? down.reshaped([rank, layer.inFeatures, 1, 1]) : down
             tensors[stem + ".lora_up.weight"] = pointwise ? up.reshaped([layer.outFeatures, rank, 1, 1]) : up
             tensors[stem + ".alpha"] = Tensor(shape: [], values: [Float(rank)])
@@ -153,8 +153,8 @@ struct LoRABenchmarkCommand: ParsableCommand {
         for (path, layer) in registry.convs where matches(path) {
             let stem = "lora_unet_" + path.replacingOccurrences(of: ".", with: "_")
             let k = layer.kernelSize
-            tensors[stem + ".lora_down.weight"] = randomTensor([rank, layer.inChannels, k, k], seed: UInt64(count)) * 0.01
-            tensors[stem + ".lora_up.weight"] = randomTensor([layer.outChannels, rank, 1, 1], seed: UInt64(count) + 1) * 0.01
+            tensors[stem + ".lora_down.weight"] = randomTensor([rank, layer.inChannels, k, k], seed: seed &+ UInt64(count)) * 0.01
+            tensors[stem + ".lora_up.weight"] = randomTensor([layer.outChannels, rank, 1, 1], seed: seed &+ UInt64(count) + 1) * 0.01
             tensors[stem + ".alpha"] = Tensor(shape: [], values: [Float(rank)])
             count += 1
         }
