@@ -35,6 +35,9 @@ public final class ImageEngine: @unchecked Sendable {
     /// The ControlNet worker shared by every request and every loaded model, when configured.
     let controlNetService: ControlNetService?
     private var computeThreadPinned = false
+    /// Whether requests with ControlNets use the configured ControlNet worker (benchmarks turn it off to measure the
+    /// sequential baseline on the same engine).
+    public var usesControlNetWorker = true
     private var tinyDecoder: TinyAutoencoderDecoder?
     private var tinyDecoderLoaded = false
 
@@ -331,7 +334,7 @@ public final class ImageEngine: @unchecked Sendable {
         let admissionSeconds = Double(DispatchTime.now().uptimeNanoseconds - admission) / 1e9
         // A request with ControlNets runs them on the ControlNet worker (when one is configured) while the UNet runs on
         // the cores the worker leaves free; a request without keeps every core for the UNet.
-        let service = generation.controls.isEmpty ? nil : controlNetService
+        let service = generation.controls.isEmpty || !usesControlNetWorker ? nil : controlNetService
         pipeline.controlNetExecutor = service ?? SequentialControlNetExecutor()
         if let cores = service?.unetCores, !computeThreadPinned, let first = cores.first {
             // This (compute) thread is the UNet pool's first thread.

@@ -36,9 +36,12 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(output.contains("swift:   decode to 64x64: median"), output)
     }
 
-    /// The workflow benchmark at a tiny size: both columns for the workloads named, per-stage timings, ratios.
+    /// The workflow benchmark at a tiny size: both columns for the workloads named, per-stage timings, ratios; on
+    /// random weights of the embedded architectures written at bench start (what --sd15 does for SD 1.5).
     func testBenchWorkflowRunsBothColumns() throws {
-        let output = try bench(["workflow", "--size", "32", "--steps", "2", "--repetitions", "1", "--rank", "4", "--workloads", "0C/0L,1C/1L,2C/2L"])
+        let output = try bench([
+            "workflow", "--random-weights", "--size", "32", "--steps", "2", "--repetitions", "1", "--rank", "4", "--workloads", "0C/0L,1C/1L,2C/2L",
+        ])
         for text in ["baseline s", "swiftdiffusion s", "sd / baseline", "0C/0L", "1C/1L", "2C/2L", "lora_load", "denoise", "vs its 0C/0L"] {
             XCTAssertTrue(output.contains(text), "\(text) missing:\n\(output)")
         }

@@ -50,6 +50,12 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
     @Option(name: .customLong("torch-python"), help: "A Python with torch and diffusers: adds the diffusers column (tools/bench/torch_workflow.py).")
     var torchPython: String?
 
+    @Flag(help: "The SD 1.5 architectures (UNet, CLIP ViT-L text encoder, VAE, ControlNet) with random weights, written to a temporary folder at bench start; --size defaults to 256.")
+    var sd15 = false
+
+    @Flag(name: .customLong("random-weights"), help: "Random weights of --model's and --controlnet's architectures instead of their weights (what --sd15 does for SD 1.5).")
+    var randomWeights = false
+
     @Flag(help: "Print one JSON line.")
     var json = false
 
@@ -78,17 +84,24 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
 
     func run() throws {
         let torch = try torchPython.map(InputPath.existing)
-        let modelURL = try ModelLocation.resolve(model)
-        let controlURL =
+        var modelURL = try ModelLocation.resolve(model)
+        var controlURL =
             try controlnet.map(InputPath.folder)
             ?? ModelLocation.embeddedModel().deletingLastPathComponent().appendingPathComponent("shapes-sd-controlnet-canny")
         let list = try parsedWorkloads()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-bench-workflow-\(getpid())")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
+        if sd15 || randomWeights {
+            // A pipeline folder of random weights both SwiftDiffusion and diffusers load.
+            let configs = sd15 ? try RandomModelFolder.sd15 : try RandomModelFolder.configs(model: modelURL, controlnet: controlURL)
+            (modelURL, controlURL) = try RandomModelFolder.write(
+                configs, embedded: try ModelLocation.embeddedModel(), to: work.appendingPathComponent(sd15 ? "sd15-random" : "random"))
+        }
 
-        // One registry for both columns: the model, up to 4 ControlNets (the same weights under their own names: each
-        // is loaded and cached as a model of its own) and the LoRAs, written now.
+        // One registry and one engine for both columns: the model, up to 4 ControlNets (the same weights under their own
+        // names: each is loaded and cached as a model of its own) and the LoRAs, written now. The columns differ only
+        // in how the engine runs a request (set per request below).
         let repository = ModelRepository(roots: [], embeddedModels: nil)
         let modelID = repository.register(.checkpoint, path: modelURL.path)
         let maximumControls = list.map(\.controls).max() ?? 0, maximumLoRAs = list.map(\.loras).max() ?? 0
@@ -98,25 +111,20 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
             try FileManager.default.createSymbolicLink(at: link, withDestinationURL: controlURL)
             controlIDs.append(repository.register(.controlnet, path: link.path))
         }
-        let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer").path
-        func engine(_ column: String) -> ImageEngine {
-            var configuration = EngineConfiguration()
-            configuration.tokenizerFolder = tokenizer
-            configuration.limits.maximumControls = 4
-            let cores = ComputePool.shared.threadCount
-            if column == "baseline" {
-                configuration.loraDeadlineFraction = 0
-                configuration.branchParallelism = .off
-            } else {
-                configuration.controlNetWorkerThreads = cores >= 2 ? max(1, cores / 2) : 0
-                configuration.branchParallelism = .automatic
-            }
-            return ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
-        }
+        var configuration = EngineConfiguration()
+        configuration.tokenizerFolder = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer").path
+        configuration.limits.maximumControls = 4
+        let cores = ComputePool.shared.threadCount
+        configuration.controlNetWorkerThreads = cores >= 2 ? max(1, cores / 2) : 0
+        let engine = ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
+        let pipeline = try engine.pipeline(for: modelID)
+        let model = pipeline.model
         let columns = ["baseline", "swiftdiffusion"]
-        let engines = columns.map(engine)
-        let model = try engines[0].pipeline(for: modelID).model
-        _ = try engines[1].pipeline(for: modelID)
+        func use(_ column: String) {
+            let baseline = column == "baseline"
+            pipeline.branchParallelism = baseline ? .off : .automatic
+            engine.usesControlNetWorker = !baseline
+        }
         var loraIDs: [String] = []
         var loraPaths: [String] = []
         for index in 0..<maximumLoRAs {
@@ -125,14 +133,16 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
             loraIDs.append(repository.register(.lora, path: file.path))
             loraPaths.append(file.path)
         }
-        let side = size ?? (model.unet.configuration.sampleSize ?? 64) * model.vaeScaleFactor
+        let side = size ?? (sd15 ? 256 : (model.unet.configuration.sampleSize ?? 64) * model.vaeScaleFactor)
         let controlImage = try ImageCodec.encodePNG(Self.ring(side: side))
 
-        func spec(_ workload: Workload, seed: UInt64) -> JobSpec {
+        func spec(_ workload: Workload, seed: UInt64, column: String) -> JobSpec {
             JobSpec(
                 model: modelID, prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
                 sampler: "dpmpp_2m", cfg: cfg, seed: seed, loras: loraIDs.prefix(workload.loras).map { LoRASpec(name: $0, weight: 0.8) },
-                controls: controlIDs.prefix(workload.controls).map { Serving.ControlSpec(model: $0, image: controlImage, preprocessor: "none") })
+                controls: controlIDs.prefix(workload.controls).map { Serving.ControlSpec(model: $0, image: controlImage, preprocessor: "none") },
+                // baseline: LoRAs loaded and patched before denoising; swiftdiffusion: the engine's deadline (40 % of the steps).
+                loraDeadlineStep: column == "baseline" ? 0 : nil)
         }
 
         // Every request of both columns sees its LoRAs uncached (read from disk); ControlNets and the model stay loaded,
@@ -141,9 +151,10 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
         var stages: [Workload: [String: [String: [Double]]]] = [:]
         for workload in list {
             for repetition in 0...repetitions {
-                for (column, engine) in zip(columns, engines) {
+                for column in columns {
+                    use(column)
                     engine.dropCachedLoRAs()
-                    let request = try engine.prepare(spec(workload, seed: UInt64(repetition)))
+                    let request = try engine.prepare(spec(workload, seed: UInt64(repetition), column: column))
                     var rendered: RenderedImages?
                     let elapsed = try Timing.seconds { rendered = try engine.render(request) }
                     if repetition == 0 { continue }  // warm-up: loads the ControlNets, first-touch buffers
