@@ -111,6 +111,27 @@ public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sen
         }
     }
 
+    /// Evicts least recently used entries until one more entry of `bytes` fits both bounds (before loading a large
+    /// value, so the old one is freed first rather than after: a model cache of one never holds two models).
+    public func makeRoom(forBytes bytes: Int) {
+        lock.lock()
+        var evicted: [(Key, Value)] = []
+        var total = entries.values.reduce(0) { $0 + $1.bytes }
+        while !entries.isEmpty, total + bytes > capacityBytes || entries.count + 1 > maximumEntries,
+            let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })
+        {
+            entries[oldest.key] = nil
+            total -= oldest.value.bytes
+            counts.evictions += 1
+            evicted.append((oldest.key, oldest.value.value))
+        }
+        lock.unlock()
+        for (key, value) in evicted {
+            count("eviction")
+            onEvict(key, value)
+        }
+    }
+
     /// Removes every entry whose key matches (no eviction counted: the caller forgets them on purpose).
     public func removeAll(where predicate: (Key) -> Bool) {
         lock.lock()

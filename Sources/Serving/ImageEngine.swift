@@ -210,6 +210,8 @@ public final class ImageEngine: @unchecked Sendable {
     private func pipeline(for modelID: String, hit: UnsafeMutablePointer<Bool>?) throws -> DiffusionPipeline {
         try models.value(for: modelID, hit: hit) {
             guard let entry = repository.entry(.checkpoint, modelID) else { throw EngineError.notFound("unknown model '\(modelID)'") }
+            // The models this one replaces are unloaded before it loads (its file size is the estimate until it is loaded).
+            models.makeRoom(forBytes: entry.sizeBytes)
             let tokenizer =
                 configuration.tokenizerFolder.map { URL(fileURLWithPath: $0) }
                 ?? repository.embeddedModels.map { $0.appendingPathComponent("shapes-sd/tokenizer") }

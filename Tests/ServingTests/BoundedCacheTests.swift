@@ -29,6 +29,18 @@ final class BoundedCacheTests: XCTestCase {
         XCTAssertTrue(cache.contains(3) && cache.contains(4))
     }
 
+    /// Room is made before a large value loads: a cache of one entry never holds two.
+    func testMakeRoomEvictsBeforeLoading() {
+        let cache = BoundedCache<String, Int>(capacityBytes: 100, maximumEntries: 1, metric: "test_cache_total")
+        _ = cache.value(for: "a") { (1, bytes: 60) }
+        _ = cache.value(for: "b") {
+            cache.makeRoom(forBytes: 60)
+            XCTAssertEqual(cache.statistics.entries, 0, "a is unloaded before b loads")
+            return (2, bytes: 60)
+        }
+        XCTAssertEqual([cache.statistics.entries, cache.statistics.evictions], [1, 1])
+    }
+
     /// The engine's ControlNet cache is bounded: with room for one ControlNet, alternating two evicts each time.
     func testTheEnginesControlNetCacheEvicts() throws {
         var configuration = EngineConfiguration()
