@@ -13,7 +13,7 @@ public actor GenerationEngine: Service {
     let store: any JobStore
     let logger: Logger
     /// The request-to-PNG path every front end shares.
-    public nonisolated let executor: ImageEngine
+    public nonisolated let imageEngine: ImageEngine
     let compute = ComputeThread(name: "generation")
     /// Submission checks decode images and read model configs: off the cooperative pool, which serves HTTP.
     let validation = ComputeThread(name: "validation")
@@ -41,7 +41,7 @@ public actor GenerationEngine: Service {
         self.repository = repository
         self.store = store
         self.logger = logger
-        self.executor = ImageEngine(repository: repository, configuration: configuration, logger: logger)
+        self.imageEngine = ImageEngine(repository: repository, configuration: configuration, logger: logger)
         self.queue = JobQueue(capacity: configuration.queueCapacity, maximumWait: configuration.maximumGroupingWait)
     }
 
@@ -135,9 +135,9 @@ public actor GenerationEngine: Service {
     /// Validates and queues a job. Throws `EngineError` (invalid, not found, queue full).
     public func submit(_ spec: JobSpec) async throws -> JobRecord {
         var spec = spec
-        let executor = self.executor
+        let imageEngine = self.imageEngine
         let checked = spec
-        try await validation.run { _ = try executor.prepare(checked) }
+        try await validation.run { _ = try imageEngine.prepare(checked) }
         guard queue.count + pendingSubmissions < queue.capacity else {
             Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
             throw EngineError.queueFull(retryAfter: retryAfterEstimate())
@@ -268,7 +268,7 @@ public actor GenerationEngine: Service {
 
         // Prefetch the next job's LoRAs while this one runs.
         if let next = queue.peekNext(lastGroup: job.spec.groupKey), let nextJob = try? await store.job(id: next.id) {
-            executor.prefetch(nextJob.spec)
+            imageEngine.prefetch(nextJob.spec)
         }
 
         let progressTask = Task { [weak self] in
@@ -278,11 +278,11 @@ public actor GenerationEngine: Service {
                 await self?.report(progress, id: id, stepStart: stepStart)
             }
         }
-        let executor = self.executor
+        let imageEngine = self.imageEngine
         let snapshot = job
         let outcome: Result<RenderedImages, Error>
         do {
-            outcome = .success(try await compute.run { try executor.execute(snapshot, control: control) })
+            outcome = .success(try await compute.run { try imageEngine.execute(snapshot, control: control) })
         } catch {
             outcome = .failure(error)
         }

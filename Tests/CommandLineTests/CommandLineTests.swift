@@ -371,6 +371,23 @@ final class CommandLineTests: XCTestCase {
         let late = try png("late.png", ["--lora", lora, "--lora-deadline", "0.5"])
         XCTAssertTrue(String(decoding: late, as: UTF8.self).contains("sd1-lora: 1"))
         XCTAssertNotEqual(try run(common + ["--lora-deadline", "2", "x"]).status, 0)
+
+        // batch runs the same engine: the same request as a manifest line gives the same PNG, byte for byte.
+        let manifest = directory.appendingPathComponent("same.jsonl")
+        try """
+            {"id": "same", "prompt": "a (red:1.6) circle", "seed": 3, "width": 32, "height": 32, "steps": 2, "prompt_syntax": "a1111", \
+            "control": {"image": "\(control)", "guess_mode": true}}
+            """.write(to: manifest, atomically: true, encoding: .utf8)
+        let out = directory.appendingPathComponent("same-batch")
+        let batch = try run([
+            "batch", "--quiet", "--model", Self.model, "--controlnet", fixtures.appendingPathComponent("sd1-controlnet").path, "--manifest",
+            manifest.path, "--out", out.path,
+        ])
+        XCTAssertEqual(batch.status, 0, batch.stderr)
+        let single = try png(
+            "same.png", ["--prompt-syntax", "a1111", "--control", controlnet + ":guess", "--control-resize", "just_resize", "--control-preprocessor", "none"],
+            prompt: "a (red:1.6) circle")
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("same.png")), single, "batch and generate differ")
     }
 
     /// Width and height of a PNG from its IHDR chunk.

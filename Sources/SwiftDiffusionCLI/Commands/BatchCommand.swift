@@ -35,12 +35,16 @@ struct BatchCommand: ParsableCommand {
                            "EulerAncestralDiscreteScheduler"
           guidance         classifier-free guidance scale, also "cfg" (default:
                            the model's recommendation; embedded: 7)
+          clip_skip        1 = none (AUTOMATIC1111's Clip skip)
+          prompt_syntax    "plain" (default) or "a1111": (emphasis:1.2), long
+                           prompts in 75-token chunks
           lora             {"file": PATH, "scale": 1.0} ("weight" for "scale")
           loras            a list of such objects
-          control          {"image": PATH, "scale": 1.0, "start": 0, "end": 1}:
-                           an image for the --controlnet model (default: the
-                           embedded canny ControlNet), resized to the output size,
-                           then --control-preprocessor (default none: edge maps)
+          control          {"image": PATH, "scale": 1.0, "start": 0, "end": 1,
+                           "guess_mode": false}: an image for the --controlnet
+                           model (default: the embedded canny ControlNet), resized
+                           to the output size, then --control-preprocessor
+                           (default none: edge maps)
         Other fields are copied to the result. Relative paths are looked up next
         to the manifest, then in the working directory.
         Writes OUT/<id>.png (with AUTOMATIC1111's "parameters" text chunk) and
@@ -65,6 +69,12 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .customLong("control-preprocessor"), help: "Preprocessor for control images (default none: they are edge maps already).")
     var controlPreprocessor = "none"
 
+    @Option(help: "Decode with TAESD (a diffusers AutoencoderTiny folder) instead of the VAE.")
+    var taesd: String?
+
+    @Option(name: .customLong("lora-mode"), help: "merged (patch weights, restore after) or runtime (add the low-rank product per layer).")
+    var loraMode = "merged"
+
     @Flag(help: "No per-image lines.")
     var quiet = false
 
@@ -84,6 +94,8 @@ struct BatchCommand: ParsableCommand {
     private func runBatch() throws {
         let manifestURLs = try manifests.map(InputPath.existing)
         let controlnetFolder = try controlnet.map(InputPath.existing)
+        let taesdFolder = try taesd.map(InputPath.existing)
+        guard DiffusionPipeline.LoRAMode(rawValue: loraMode) != nil else { throw CLIError("--lora-mode must be merged or runtime") }
         let modelURL = try ModelLocation.resolve(model)
         // Every entry runs through the same `ImageEngine` as `generate` and the server; the files it names are its registry.
         let repository = ModelRepository(roots: [], embeddedModels: nil)
@@ -93,6 +105,8 @@ struct BatchCommand: ParsableCommand {
         let embeddedRoot = try? ModelLocation.embeddedModel().deletingLastPathComponent()
         var configuration = EngineConfiguration()
         configuration.loraDeadlineFraction = 0  // LoRAs patched before denoising: reproducible images
+        configuration.loraMode = loraMode
+        configuration.taesdFolder = taesdFolder?.path
         configuration.tokenizerFolder = embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer").path
         let engine = ImageEngine(repository: repository, configuration: configuration, logger: CommandLineLog.logger())
         _ = try engine.pipeline(for: modelID)
@@ -139,6 +153,11 @@ struct BatchCommand: ParsableCommand {
                 let steps = try integer("steps", 1...limits.maximumSteps, default: profile.steps)
                 let seed = try integer("seed", 0...(1 << 53), default: 0)
                 let guidance = number("guidance") ?? number("cfg") ?? Double(profile.cfg)
+                let clipSkip = number("clip_skip") == nil ? nil : try integer("clip_skip", 1...24, default: 1)
+                let syntaxName = entry["prompt_syntax"] as? String ?? "plain"
+                guard let syntax = PromptSyntax(rawValue: syntaxName) else {
+                    throw CLIError("\(manifest):\(lineNumber + 1): prompt_syntax must be plain or a1111, got '\(syntaxName)'")
+                }
 
                 var loras: [LoRASpec] = []
                 let loraSpecs = (entry["loras"] as? [[String: Any]]) ?? (entry["lora"] as? [String: Any]).map { [$0] } ?? []
@@ -156,11 +175,13 @@ struct BatchCommand: ParsableCommand {
                         Serving.ControlSpec(
                             model: repository.register(.controlnet, path: folderPath),
                             image: try Data(contentsOf: resolvePath(imagePath, line: lineNumber + 1)), preprocessor: controlPreprocessor,
-                            resizeMode: ResizeMode.justResize.rawValue, weight: value("scale", 1), start: value("start", 0), end: value("end", 1)))
+                            resizeMode: ResizeMode.justResize.rawValue, weight: value("scale", 1), start: value("start", 0), end: value("end", 1),
+                            guessMode: control["guess_mode"] as? Bool ?? false))
                 }
                 let spec = JobSpec(
                     model: modelID, prompt: prompt, negativePrompt: entry["negative_prompt"] as? String, width: width, height: height,
-                    steps: steps, sampler: samplerName, cfg: Float(guidance), seed: UInt64(seed), loras: loras, controls: controls)
+                    steps: steps, sampler: samplerName, cfg: Float(guidance), seed: UInt64(seed), clipSkip: clipSkip, loras: loras,
+                    controls: controls, promptSyntax: syntax)
 
                 let imageStart = Date()
                 let rendered: RenderedImages
