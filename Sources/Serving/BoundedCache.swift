@@ -1,6 +1,15 @@
 import Foundation
 import Metrics
 
+/// A cache's counts since it was made, and what it holds now.
+public struct CacheStatistics: Sendable, Equatable {
+    public var hits = 0
+    public var misses = 0
+    public var evictions = 0
+    public var entries = 0
+    public var bytes = 0
+}
+
 /// A cache bounded in bytes (and optionally in entries) that evicts the least recently used entry first, with
 /// hit, miss and eviction counts (also exported as `<metric>{result="hit"|"miss"|"eviction"}`; with
 /// `exportsLookups` false only evictions are exported, for caches whose owner counts hits per request).
@@ -9,14 +18,7 @@ import Metrics
 /// is never evicted by its own insertion, so one item larger than the budget still works (alone).
 /// Thread-safe; `value(for:load:)` loads outside the lock.
 public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sendable {
-    /// Counts since the cache was made.
-    public struct Statistics: Sendable, Equatable {
-        public var hits = 0
-        public var misses = 0
-        public var evictions = 0
-        public var entries = 0
-        public var bytes = 0
-    }
+    public typealias Statistics = CacheStatistics
 
     private struct Entry {
         var value: Value

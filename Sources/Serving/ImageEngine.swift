@@ -278,12 +278,9 @@ public final class ImageEngine: @unchecked Sendable {
         loras.dropAll()
     }
 
-    /// Hits, misses, evictions and bytes of the model, ControlNet and LoRA-file caches.
-    public var cacheStatistics: [String: BoundedCache<String, DiffusionPipeline>.Statistics] {
-        func convert<K, V>(_ statistics: BoundedCache<K, V>.Statistics) -> BoundedCache<String, DiffusionPipeline>.Statistics {
-            .init(hits: statistics.hits, misses: statistics.misses, evictions: statistics.evictions, entries: statistics.entries, bytes: statistics.bytes)
-        }
-        return ["model": models.statistics, "controlnet": convert(controlnets.statistics), "lora": convert(loras.statistics)]
+    /// Hits, misses, evictions and bytes of the model ("model"), ControlNet ("controlnet") and LoRA-file ("lora") caches.
+    public var cacheStatistics: [String: CacheStatistics] {
+        ["model": models.statistics, "controlnet": controlnets.statistics, "lora": loras.statistics]
     }
 
     // MARK: - Rendering

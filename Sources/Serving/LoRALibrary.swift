@@ -34,7 +34,7 @@ final class LoRALibrary: @unchecked Sendable {
     }
 
     /// Cache statistics (hits, misses, evictions, bytes) for metrics and tests.
-    var statistics: BoundedCache<FileKey, LoRANetwork>.Statistics { files.statistics }
+    var statistics: CacheStatistics { files.statistics }
 
     private static func key(_ path: String) throws -> FileKey {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
