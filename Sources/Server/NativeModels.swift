@@ -53,6 +53,7 @@ struct NativeJobRequest: Decodable {
     var loras: [LoRA]?
     var controls: [Control]?
     var initImage: String?
+    var initLatents: String?
     var strength: Float?
     var promptSyntax: PromptSyntax?
     var loraDeadlineStep: Int?
@@ -90,13 +91,13 @@ struct NativeJobRequest: Decodable {
 
     static let fields: Set<String> = [
         "model", "prompt", "negative_prompt", "width", "height", "steps", "sampler", "cfg", "seed", "n", "clip_skip", "loras", "controls",
-        "init_image", "strength", "prompt_syntax", "lora_deadline_step", "metadata",
+        "init_image", "init_latents", "strength", "prompt_syntax", "lora_deadline_step", "metadata",
     ]
 
     enum CodingKeys: String, CodingKey {
         case model, prompt, width, height, steps, sampler, cfg, seed, n, loras, controls, strength, metadata
         case negativePrompt = "negative_prompt", clipSkip = "clip_skip", initImage = "init_image", promptSyntax = "prompt_syntax"
-        case loraDeadlineStep = "lora_deadline_step"
+        case loraDeadlineStep = "lora_deadline_step", initLatents = "init_latents"
     }
 
     /// Parses and checks a body: unknown fields anywhere are a 400.
@@ -154,7 +155,7 @@ struct NativeJobRequest: Decodable {
                     weight: unit.weight ?? 1, start: unit.start ?? 0, end: unit.end ?? 1, guessMode: unit.guessMode ?? false)
             },
             initImage: try initImage.map { try image($0, "init_image") }, strength: strength ?? 0.75, promptSyntax: promptSyntax ?? .plain,
-            loraDeadlineStep: loraDeadlineStep, metadata: metadata ?? [:])
+            loraDeadlineStep: loraDeadlineStep, metadata: metadata ?? [:], initLatents: try initLatents.map { try image($0, "init_latents") })
     }
 }
 

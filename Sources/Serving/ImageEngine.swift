@@ -163,6 +163,10 @@ public final class ImageEngine: @unchecked Sendable {
         if let data = spec.initLatents {
             guard data.count <= limits.maximumImageBytes else { throw invalid("init latents are larger than \(limits.maximumImageBytes) bytes") }
             do { initLatents = try NumPy.decode(data, label: "init latents") } catch { throw invalid("init latents: \(error)") }
+            let expected = [spec.count, height / profile.sizeMultiple, width / profile.sizeMultiple]
+            if let shape = initLatents?.shape, shape.count != 4 || [shape[0], shape[2], shape[3]] != expected {
+                throw invalid("init latents have shape \(shape), expected [\(spec.count), channels, \(expected[1]), \(expected[2])] (NCHW)")
+            }
         }
         let deadline = spec.loraDeadlineStep ?? Int((configuration.loraDeadlineFraction * Double(spec.steps)).rounded(.down))
         return EngineRequest(

@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdTesting
 import ParityTesting
 import Serving
+import Weights
 import XCTest
 
 /// One engine for every front end: the same request through `swiftdiffusion generate` (the built executable, a
@@ -77,6 +78,51 @@ final class OneEngineTests: XCTestCase {
             XCTAssertTrue(text.contains(field), "\(field) missing from \(text)")
         }
         XCTAssertEqual(cli, server, "the CLI's PNG and the server's differ:\nCLI: \(Self.parameters(cli))\nserver: \(Self.parameters(server))")
+    }
+
+    /// Starting latents: `generate --init-latents FILE` and the native API's `init_latents` give the same PNG; a wrong
+    /// shape is a 400 at submission.
+    func testInitLatentsFromTheCommandLineAndTheServer() async throws {
+        let executable = try XCTUnwrap(Self.executable)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-init-latents-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The fixture's VAE downsamples by 2: a 32x32 image has 16x16 latents.
+        let latents = Tensor(shape: [1, 4, 16, 16]) { buffer in for i in buffer.indices { buffer[i] = sinf(Float(i) * 0.37) } }
+        let file = directory.appendingPathComponent("start.npy"), output = directory.appendingPathComponent("cli.png")
+        try NumPy.write(latents, to: file)
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = [
+            "generate", "--model", Self.fixtures.appendingPathComponent("sd1").path, "--width", "32", "--height", "32", "--steps", "2",
+            "--seed", "4", "--sampler", "euler", "--cfg", "5", "--init-latents", file.path, "--quiet", "-o", output.path, "a blue square",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFTDIFFUSION_THREADS"] = "\(ComputePool.shared.threadCount)"
+        process.environment = environment
+        process.standardOutput = Pipe()
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        let cli = try Data(contentsOf: output)
+        let encoded = NumPy.encode(latents).base64EncodedString()
+        let wrong = NumPy.encode(Tensor(shape: [1, 4, 8, 8]) { _ in }).base64EncodedString()
+        let served = UnsafeSendableBox<Data>()
+        try await TestServer.withApplication { client in
+            let bad = try await API.submit(client, ["prompt": "a blue square", "width": 32, "height": 32, "steps": 2, "init_latents": wrong])
+            XCTAssertEqual(bad.status, .badRequest)
+            XCTAssertTrue(API.message(bad).contains("init latents have shape [1, 4, 8, 8]"), API.message(bad))
+            let id = try await API.submitID(
+                client,
+                [
+                    "model": "sd1", "prompt": "a blue square", "width": 32, "height": 32, "steps": 2, "seed": 4, "sampler": "euler", "cfg": 5,
+                    "init_latents": encoded,
+                ])
+            let job = try await API.waitFinished(client, id)
+            XCTAssertEqual(job["status"] as? String, "succeeded", "\(job)")
+            served.value = Data(buffer: try await client.execute(uri: "/v1/images/jobs/\(id)/images/0", method: .get).body)
+        }
+        XCTAssertEqual(cli, try XCTUnwrap(served.value), "init latents: the CLI's PNG and the server's differ")
     }
 
     /// The text of a PNG's "parameters" chunk (for the failure message).
