@@ -40,6 +40,8 @@ struct DenoisingSteps {
     /// Seconds spent patching them in (and re-encoding the prompt for text-encoder LoRAs).
     private(set) var patchSeconds: Double = 0
     private(set) var position = 0
+    /// Seconds of ControlNet compute over the steps, wherever the executor ran it (beside the UNet or before it).
+    let controlNetClock = StageClock()
 
     var total: Int { stepIndices.count }
 
@@ -51,9 +53,11 @@ struct DenoisingSteps {
         try patchScheduledLoRAs()
         let timestep = [scheduler.timesteps[stepIndex]]
         let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
+        let clock = controlNetClock
         let controls = try pipeline.controlCalls(
             request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex, position: position,
-            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
+            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided
+        ).map { call in { @Sendable in try clock.time(call) } }
         let stepConditioning = conditioning
         let branches = self.branches
         var prediction = try pipeline.controlNetExecutor.step(
@@ -89,4 +93,21 @@ struct DenoisingSteps {
             conditioning.timestepCondition = timestepCondition
         }
     }
+}
+
+/// Seconds accumulated from any thread (a ControlNet call may run on a ControlNet worker).
+final class StageClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nanoseconds: UInt64 = 0
+
+    func time<T>(_ body: () throws -> T) rethrows -> T {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let elapsed = DispatchTime.now().uptimeNanoseconds - start
+            lock.withLock { nanoseconds += elapsed }
+        }
+        return try body()
+    }
+
+    var seconds: Double { lock.withLock { Double(nanoseconds) / 1e9 } }
 }

@@ -178,6 +178,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
         latents = steps.latents
         let patchStep = steps.loraPatchStep
         if patchStep != nil { timings["lora_patch", default: 0] += steps.patchSeconds }
+        if !request.controls.isEmpty { timings["controlnet"] = steps.controlNetClock.seconds }
 
         var images: [RGBImage] = []
         if request.decode {

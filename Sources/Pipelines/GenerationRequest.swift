@@ -116,7 +116,8 @@ public struct GenerationResult: Sendable {
     /// Final latents in diffusers' NCHW layout `[count, 4, h, w]` (before VAE decoding).
     public var latents: Tensor
     public var images: [RGBImage]
-    /// Seconds per stage: "encode_prompt", "denoise", "decode" (and "encode_image" for img2img, "lora_patch" with LoRAs).
+    /// Seconds per stage: "encode_prompt", "denoise", "decode" (and "encode_image" for img2img, "lora_patch" with LoRAs,
+    /// "controlnet" with ControlNets: their compute inside "denoise", overlapping the UNet or not).
     public var timings: [String: Double]
     /// With deferred LoRAs: the step (0-based) before which they were patched in, nil if there were none.
     public var loraPatchStep: Int?

@@ -216,7 +216,8 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
             table.row(row)
         }
         print("stages (median s): lora_load = LoRAs read and resolved before denoising, lora_wait = waited for them at the deadline step,")
-        print("  lora_patch = merged into the weights, encode_prompt, denoise (UNet + ControlNets), decode")
+        print("  lora_patch = merged into the weights, encode_prompt, denoise (UNet + ControlNets), controlnet = ControlNet compute")
+        print("  inside denoise (beside the UNet on the worker, or before it), decode")
         for workload in list {
             for column in ["baseline", "swiftdiffusion"] {
                 let line = (stages[workload]?[column] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \(median($0.value).formatted(3))" }
