@@ -67,7 +67,7 @@ final class A1111PromptEncodingTests: XCTestCase {
         // BREAK: two chunks even for a short prompt.
         let broken = try a1111("a red BREAK circle")
         XCTAssertEqual(broken.shape[1], 154)
-        XCTAssertLessThan(slice(broken, axis: 1, 77..<154).maxAbsDifference(try plain("circle")), 1e-6)
+        XCTAssertLessThan(slice(broken, axis: 1, 77..<154).maxAbsDifference(try plain("circle")), 2e-6)
     }
 
     func testConditioningPadsTheShorterPromptWithEmptyChunks() throws {
