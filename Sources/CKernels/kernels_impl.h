@@ -222,6 +222,7 @@ static void SD_NAME(geglu_rows)(const float *x, float *y, long rows, long half) 
 #define CHANNEL_BLOCK 32
 
 static void SD_NAME(channel_sums)(const float *x, long rows, long width, double *sums) {
+    if (width <= 0 || rows <= 0) return;
     float *block = malloc((size_t)width * sizeof(float));
     if (!block) abort();
     long vectors = width / SD_W;
@@ -239,6 +240,7 @@ static void SD_NAME(channel_sums)(const float *x, long rows, long width, double 
 }
 
 static void SD_NAME(channel_squared_deviations)(const float *x, long rows, long width, const float *mean, double *sums) {
+    if (width <= 0 || rows <= 0) return;
     float *block = malloc((size_t)width * sizeof(float));
     if (!block) abort();
     long vectors = width / SD_W;
