@@ -3,22 +3,13 @@ import PackageDescription
 
 // The numeric targets are always compiled with optimisation, also in debug builds: an unoptimised
 // convolution is ~50x slower, which would turn the parity tests from seconds into minutes.
-// On x86-64 the Swift compiler's default target is SSE2 only; naming a CPU with AVX2 + FMA
-// (Haswell, 2013, and every later x86-64) is what lets SIMD8<Float> code use ymm registers.
-// Set SWIFTDIFFUSION_PORTABLE=1 to build for baseline x86-64 instead.
-// The GEMM back end (OpenBLAS) and the FMA peak probe choose their instruction set at run time from CPUID
-// (Compute/ProcessorFeatures.swift); a Haswell build refuses to start on a processor without AVX2 + FMA
-// with a message saying so, instead of dying of an illegal instruction.
-var numericFlags: [String] = ["-Ounchecked"]
-var numericDefines: [SwiftSetting] = []
-#if arch(x86_64)
-if Context.environment["SWIFTDIFFUSION_PORTABLE"] == nil {
-    numericFlags += ["-target-cpu", "haswell"]
-} else {
-    numericDefines.append(.define("SWIFTDIFFUSION_PORTABLE"))
-}
-#endif
-let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags)] + numericDefines
+// Everything is built for the architecture's baseline (x86-64: SSE2), so one binary runs on every x86-64
+// processor: the code that needs wide vectors chooses its instruction set at run time from CPUID
+// (Compute/ProcessorFeatures.swift): the GEMM back end (OpenBLAS's kernel set) and the engine's own SIMD
+// kernels (Sources/CKernels, compiled for AVX-512, AVX2 + FMA and SSE2 in the same binary).
+// (SWIFTDIFFUSION_PORTABLE, which once chose a baseline build instead of `-target-cpu haswell`, is not read
+// any more: every build is portable.)
+let numericSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
 
 let package = Package(
     name: "SwiftDiffusion",
@@ -56,8 +47,11 @@ let package = Package(
         // CPUID/XGETBV feature detection, OpenBLAS kernel re-selection and per-ISA FMA peak loops (C: one file
         // carries code for several instruction sets, each function compiled for its own target).
         .target(name: "CCPUFeatures", path: "Sources/CCPUFeatures", cSettings: [.unsafeFlags(["-O2"])]),
+        // The engine's SIMD kernels (elementwise functions, softmax, norms, fp16/bf16 widening, fused attention),
+        // written once on clang vector extensions and compiled per instruction set; Compute/Kernels.swift dispatches.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         // Tensors, ops, CPU kernels and the engine's thread pool.
-        .target(name: "Compute", dependencies: ["COpenBLAS", "CCPUFeatures"], swiftSettings: numericSettings),
+        .target(name: "Compute", dependencies: ["COpenBLAS", "CCPUFeatures", "CKernels"], swiftSettings: numericSettings),
         // safetensors, diffusers folders, .npy, checkpoint key conversion.
         .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
         // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.

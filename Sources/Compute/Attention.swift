@@ -1,9 +1,10 @@
-/// Scaled dot-product attention, tiled over query rows.
+/// Scaled dot-product attention: fused and tiled, no score matrix in memory.
 ///
-/// Heads stay interleaved in the feature axis (`[B, tokens, heads * headDim]`), exactly as the
-/// projections produce them, so no transposes are needed: each head is a strided view that BLAS reads
-/// with a leading dimension. Work items are (batch, head, block of query rows); a block's scores
-/// `[rows, keys]` live in the thread's scratch buffer, so a 4096-token score matrix never exists whole.
+/// Heads stay interleaved in the feature axis (`[B, tokens, heads * headDim]`), exactly as the projections produce
+/// them, so no transposes are needed. Work items are (batch, head, block of query rows); each is one call of the
+/// dispatched kernel (`Kernels`, `Sources/CKernels/kernels_impl.h`), which streams the keys in blocks with an online
+/// softmax (flash-attention style): scores live only in a small tile of the thread's scratch buffer, in registers
+/// while they are computed.
 public func attention(
     query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false, scale: Float? = nil
 ) -> Tensor {
@@ -21,35 +22,26 @@ public func attention(
     let scale = scale ?? 1 / Float(headDim).squareRoot()
 
     let out = Tensor(uninitializedShape: [batch, queries, valueFeatures])
-    let pool = ComputePool.current
-    let blockRows = max(8, min(256, (1 << 17) / max(keys, 1)))
+    if out.count == 0 { return out }
+    let kernels = Kernels.current
+    let kernel = kernels.attention!
+    let blockRows = kernels.attentionBlockRows
+    let scratchCount = kernels.attentionScratchFloats!(headDim, valueHeadDim)
     let blocks = (queries + blockRows - 1) / blockRows
     let q = query.storage.base, k = key.storage.base, v = value.storage.base, o = out.storage.base
 
-    pool.parallelFor(batch * heads * blocks) { item in
+    ComputePool.current.parallelFor(batch * heads * blocks) { item in
         let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
         let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
         let firstRow = block * blockRows
-        let rows = min(blockRows, queries - firstRow)
-        // Causal: row i sees keys 0...i, so the block needs keys up to its last row.
-        let visibleKeys = causal ? min(keys, firstRow + rows) : keys
-        let scores = ThreadBinding.scratch(count: rows * visibleKeys)
-        let qBlock = q + (b * queries + firstRow) * features + h * headDim
-        let kHead = k + b * keys * features + h * headDim
-        let vHead = v + b * keys * valueFeatures + h * valueHeadDim
-        GEMM.serial(false, true, rows, visibleKeys, headDim, scale, qBlock, features, kHead, features, 0, scores, visibleKeys)
-        for r in 0..<rows {
-            let row = scores + r * visibleKeys
-            if causal {
-                let valid = min(visibleKeys, firstRow + r + 1)
-                softmaxRow(row, row, valid)
-                (row + valid).update(repeating: 0, count: visibleKeys - valid)
-            } else {
-                softmaxRow(row, row, visibleKeys)
-            }
-        }
-        let oBlock = o + (b * queries + firstRow) * valueFeatures + h * valueHeadDim
-        GEMM.serial(false, false, rows, valueHeadDim, visibleKeys, 1, scores, visibleKeys, vHead, valueFeatures, 0, oBlock, valueFeatures)
+        kernel(
+            q + (b * queries + firstRow) * features + h * headDim,
+            k + b * keys * features + h * headDim,
+            v + b * keys * valueFeatures + h * valueHeadDim,
+            o + (b * queries + firstRow) * valueFeatures + h * valueHeadDim,
+            min(blockRows, queries - firstRow), keys, headDim, valueHeadDim,
+            features, features, valueFeatures, valueFeatures, scale, firstRow, causal ? 1 : 0,
+            ThreadBinding.scratch(count: scratchCount))
     }
     return out
 }

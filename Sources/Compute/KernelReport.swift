@@ -5,8 +5,8 @@ import Foundation
 public struct KernelReport: Sendable {
     public let processor: ProcessorFeatures
     public let gemm: GEMM.KernelSelection
-    /// The instruction set the engine's own Swift SIMD kernels were compiled for.
-    public let simd: String
+    /// The engine's own SIMD kernels (elementwise, norms, conversions, attention), chosen at run time.
+    public let simd: Kernels.Selection
     /// Single-core GFLOP/s: register-only FMA chains on the selected instruction set, and a single-threaded
     /// 512x512x512 `sgemm`.
     public let fmaPeak: Double?
@@ -24,7 +24,7 @@ public struct KernelReport: Sendable {
             fmaPeak = processor.measuredPeakGFLOPS(gemm.instructionSet, seconds: 0.1)
             gemmGFLOPS = singleThreadGEMM(size: 512)
         }
-        return KernelReport(processor: processor, gemm: gemm, simd: compiledSIMD, fmaPeak: fmaPeak, gemmGFLOPS: gemmGFLOPS)
+        return KernelReport(processor: processor, gemm: gemm, simd: Kernels.selection, fmaPeak: fmaPeak, gemmGFLOPS: gemmGFLOPS)
     }
 
     /// The share of the FMA peak the GEMM reaches, when both were measured.
@@ -38,7 +38,7 @@ public struct KernelReport: Sendable {
         var lines = [
             "processor: \(processor.summary)",
             "GEMM: \(gemm.summary)",
-            "SIMD kernels: compiled for \(simd)",
+            "SIMD kernels: \(simd.summary): elementwise, softmax, norms, fp16/bf16 widening, fused attention",
         ]
         if let fmaPeak, let gemmGFLOPS, let fraction {
             lines.append(
@@ -60,6 +60,11 @@ public struct KernelReport: Sendable {
             problems.append(
                 "GEMM runs \(gemm.instructionSet.rawValue) kernels (\(gemm.core)) on a processor with \(processor.instructionSet.rawValue): \(fix)")
         }
+        if Kernels.kernelSet(simd.instructionSet) < Kernels.kernelSet(processor.instructionSet) {
+            problems.append(
+                "SIMD kernels run \(simd.instructionSet.rawValue) on a processor with \(processor.instructionSet.rawValue): "
+                    + "unset SWIFTDIFFUSION_ISA, or set it to \(processor.instructionSet.rawValue)")
+        }
         if let fraction, fraction < Self.slowFraction {
             problems.append(
                 "GEMM reaches \(Int((fraction * 100).rounded())) % of this core's measured FMA peak (below \(Int(Self.slowFraction * 100)) %): "
@@ -67,18 +72,6 @@ public struct KernelReport: Sendable {
                     + "(try SWIFTDIFFUSION_ISA=avx2 or avx512 and compare with `swiftdiffusion bench ops --only gemm`)")
         }
         return problems.isEmpty ? nil : "warning: " + problems.joined(separator: "; ")
-    }
-
-    private static var compiledSIMD: String {
-        #if arch(x86_64)
-        #if SWIFTDIFFUSION_PORTABLE
-        return "x86-64 baseline (SSE2; SWIFTDIFFUSION_PORTABLE build)"
-        #else
-        return "AVX2+FMA (-target-cpu haswell)"
-        #endif
-        #else
-        return "the default target"
-        #endif
     }
 
     private static func singleThreadGEMM(size: Int) -> Double {
@@ -92,25 +85,5 @@ public struct KernelReport: Sendable {
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         return 2 * Double(size * size * size) / best / 1e9
-    }
-}
-
-extension KernelReport {
-    /// The instruction set the Swift SIMD kernels need: AVX2 + FMA unless built with SWIFTDIFFUSION_PORTABLE=1.
-    public static var requiredInstructionSet: ProcessorFeatures.InstructionSet {
-        #if arch(x86_64) && !SWIFTDIFFUSION_PORTABLE
-        return .avx2
-        #else
-        return .baseline
-        #endif
-    }
-
-    /// Nil when this build can run here; otherwise the message to print before exiting (instead of dying of an
-    /// illegal instruction in the first kernel).
-    public static var unsupportedProcessorMessage: String? {
-        let processor = ProcessorFeatures.current
-        guard processor.instructionSet < requiredInstructionSet else { return nil }
-        return "this build of SwiftDiffusion needs \(requiredInstructionSet.rawValue) (AVX2 and FMA), which this processor "
-            + "(\(processor.summary)) lacks; rebuild with `SWIFTDIFFUSION_PORTABLE=1 swift build -c release`"
     }
 }

@@ -1,4 +1,5 @@
-/// Group normalisation (channels-last, optionally fused with SiLU) and layer normalisation.
+/// Group normalisation (channels-last, optionally fused with SiLU) and layer normalisation; the per-row loops are the
+/// dispatched SIMD kernels of `Kernels`.
 
 /// GroupNorm over a channels-last tensor `[N, ..., C]`: statistics per (sample, group of C/groups
 /// channels) over all positions, then the per-channel affine transform, then SiLU when `fusedSiLU`.
@@ -16,6 +17,7 @@ public func groupNorm(
     let chunkPositions = max(64, positions / max(1, pool.threadCount * 2))
     let chunks = (positions + chunkPositions - 1) / chunkPositions
     let src = x.storage.base, dst = out.storage.base
+    let kernels = Kernels.current
 
     // Pass 1: per-channel sums per (sample, chunk); pass 2: squared deviations from the group means.
     var sums = [Double](repeating: 0, count: batch * chunks * channels)
@@ -24,7 +26,7 @@ public func groupNorm(
         pool.parallelFor(batch * chunks) { item in
             let (n, chunk) = item.quotientAndRemainder(dividingBy: chunks)
             let start = chunk * chunkPositions, end = min(positions, start + chunkPositions)
-            accumulateChannels(src + (n * positions + start) * channels, end - start, channels, into: partialBase + item * channels) { $0 }
+            kernels.channelSums!(src + (n * positions + start) * channels, end - start, channels, partialBase + item * channels)
         }
     }
     var means = [Float](repeating: 0, count: batch * groups)
@@ -49,9 +51,9 @@ public func groupNorm(
             pool.parallelFor(batch * chunks) { item in
                 let (n, chunk) = item.quotientAndRemainder(dividingBy: chunks)
                 let start = chunk * chunkPositions, end = min(positions, start + chunkPositions)
-                accumulateSquaredDeviations(
-                    src + (n * positions + start) * channels, end - start, channels,
-                    mean: meanBase + n * channels, into: partialBase + item * channels)
+                kernels.channelSquaredDeviations!(
+                    src + (n * positions + start) * channels, end - start, channels, meanBase + n * channels,
+                    partialBase + item * channels)
             }
         }
     }
@@ -82,129 +84,29 @@ public func groupNorm(
                 let (n, chunk) = item.quotientAndRemainder(dividingBy: chunks)
                 let start = chunk * chunkPositions, end = min(positions, start + chunkPositions)
                 let offset = (n * positions + start) * channels
-                scaleShiftRows(
-                    src + offset, dst + offset, rows: end - start, width: channels,
-                    scale: scaleBase + n * channels, shift: shiftBase + n * channels, fusedSiLU: fusedSiLU)
+                kernels.scaleShiftRows!(
+                    src + offset, dst + offset, end - start, channels, scaleBase + n * channels, shiftBase + n * channels,
+                    fusedSiLU ? 1 : 0)
             }
         }
     }
     return out
 }
 
-/// Adds, per channel, `transform(x)` over `rows` rows of `width` channels into `accumulator` (Double),
-/// summing blocks of rows in Float first for speed.
-@inline(__always)
-func accumulateChannels(
-    _ source: UnsafePointer<Float>, _ rows: Int, _ width: Int, into accumulator: UnsafeMutablePointer<Double>,
-    _ transform: (Float8) -> Float8
-) {
-    let block = 32
-    let blockSums = UnsafeMutablePointer<Float>.allocate(capacity: width)
-    defer { blockSums.deallocate() }
-    var row = 0
-    while row < rows {
-        let end = min(rows, row + block)
-        blockSums.update(repeating: 0, count: width)
-        let vectors = width / 8
-        let rawSums = UnsafeMutableRawPointer(blockSums)
-        for r in row..<end {
-            let line = UnsafeRawPointer(source + r * width)
-            for v in 0..<vectors {
-                let value = transform(line.loadUnaligned(fromByteOffset: v * 32, as: Float8.self))
-                rawSums.storeBytes(
-                    of: rawSums.loadUnaligned(fromByteOffset: v * 32, as: Float8.self) + value,
-                    toByteOffset: v * 32, as: Float8.self)
-            }
-            for c in (vectors * 8)..<width { blockSums[c] += scalarApply(source[r * width + c], transform) }
-        }
-        for c in 0..<width { accumulator[c] += Double(blockSums[c]) }
-        row = end
-    }
-}
-
-@inline(__always)
-func accumulateSquaredDeviations(
-    _ source: UnsafePointer<Float>, _ rows: Int, _ width: Int, mean: UnsafePointer<Float>,
-    into accumulator: UnsafeMutablePointer<Double>
-) {
-    let block = 32
-    let blockSums = UnsafeMutablePointer<Float>.allocate(capacity: width)
-    defer { blockSums.deallocate() }
-    let vectors = width / 8
-    let rawSums = UnsafeMutableRawPointer(blockSums), rawMean = UnsafeRawPointer(mean)
-    var row = 0
-    while row < rows {
-        let end = min(rows, row + block)
-        blockSums.update(repeating: 0, count: width)
-        for r in row..<end {
-            let line = UnsafeRawPointer(source + r * width)
-            for v in 0..<vectors {
-                let d = line.loadUnaligned(fromByteOffset: v * 32, as: Float8.self)
-                    - rawMean.loadUnaligned(fromByteOffset: v * 32, as: Float8.self)
-                rawSums.storeBytes(
-                    of: rawSums.loadUnaligned(fromByteOffset: v * 32, as: Float8.self) + d * d,
-                    toByteOffset: v * 32, as: Float8.self)
-            }
-            for c in (vectors * 8)..<width {
-                let d = source[r * width + c] - mean[c]
-                blockSums[c] += d * d
-            }
-        }
-        for c in 0..<width { accumulator[c] += Double(blockSums[c]) }
-        row = end
-    }
-}
-
-/// `out[r, c] = x[r, c] * scale[c] + shift[c]` (then SiLU when fused).
-@inline(__always)
-func scaleShiftRows(
-    _ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, rows: Int, width: Int,
-    scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, fusedSiLU: Bool
-) {
-    let vectors = width / 8
-    let rawScale = UnsafeRawPointer(scale), rawShift = UnsafeRawPointer(shift)
-    for r in 0..<rows {
-        let line = UnsafeRawPointer(source + r * width)
-        let target = UnsafeMutableRawPointer(destination + r * width)
-        for v in 0..<vectors {
-            var y = line.loadUnaligned(fromByteOffset: v * 32, as: Float8.self)
-                * rawScale.loadUnaligned(fromByteOffset: v * 32, as: Float8.self)
-                + rawShift.loadUnaligned(fromByteOffset: v * 32, as: Float8.self)
-            if fusedSiLU { y = y * vsigmoid(y) }
-            target.storeBytes(of: y, toByteOffset: v * 32, as: Float8.self)
-        }
-        for c in (vectors * 8)..<width {
-            var y = source[r * width + c] * scale[c] + shift[c]
-            if fusedSiLU { y = scalarApply(y) { $0 * vsigmoid($0) } }
-            destination[r * width + c] = y
-        }
-    }
-}
-
 /// LayerNorm over the last axis, with optional elementwise affine parameters.
 public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float) -> Tensor {
     let width = x.shape.last ?? 1
     let rows = x.count / max(width, 1)
+    if let weight { precondition(weight.count == width, "layerNorm weight has \(weight.count) elements, expected \(width)") }
+    if let bias { precondition(bias.count == width, "layerNorm bias has \(bias.count) elements, expected \(width)") }
     let out = Tensor(uninitializedShape: x.shape)
     let src = x.storage.base, dst = out.storage.base
-    let ones = Tensor(shape: [width], repeating: 1), zeros = Tensor(shape: [width], repeating: 0)
-    let gamma = (weight ?? ones).storage.base, beta = (bias ?? zeros).storage.base
+    let gamma: UnsafePointer<Float>? = weight.map { UnsafePointer($0.storage.base) }
+    let beta: UnsafePointer<Float>? = bias.map { UnsafePointer($0.storage.base) }
+    let kernel = Kernels.current.layerNormRows!
     ComputePool.current.parallelRanges(rows, minimumChunk: max(1, 8192 / max(width, 1))) { range in
-        for row in range {
-            let line = src + row * width
-            var sum: Double = 0
-            for i in 0..<width { sum += Double(line[i]) }
-            let mean = Float(sum / Double(width))
-            var squares: Double = 0
-            for i in 0..<width {
-                let d = line[i] - mean
-                squares += Double(d * d)
-            }
-            let inverseStd = Float(1 / (squares / Double(width) + Double(epsilon)).squareRoot())
-            let target = dst + row * width
-            for i in 0..<width { target[i] = (line[i] - mean) * inverseStd * gamma[i] + beta[i] }
-        }
+        kernel(src + range.lowerBound * width, dst + range.lowerBound * width, range.count, width, gamma, beta, epsilon)
     }
-    withExtendedLifetime((ones, zeros, weight, bias)) {}
+    withExtendedLifetime((weight, bias)) {}
     return out
 }

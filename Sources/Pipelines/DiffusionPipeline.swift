@@ -141,7 +141,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
                 // retrieve_latents(sample_mode="sample"): mean + std * randn, drawn first from the generator(s).
                 let samples = request.seedPerImage ? request.count : 1
                 let draw = noise.randn(shape: [samples, mean.shape[1], mean.shape[2], mean.shape[3]])
-                let std = map(logVariance) { vexp($0 * 0.5) }
+                let std = exp(logVariance * 0.5)
                 let sample = repeatBatch(mean, samples) + repeatBatch(std, samples) * draw
                 return repeatBatch(sample * model.vae.scalingFactor, request.count / samples)
             }

@@ -14,11 +14,6 @@ public struct SwiftDiffusionCommand: AsyncParsableCommand {
 
     /// Runs the command line; `CLIError`s print their message (no usage text) and exit with their code.
     public static func runMain() async {
-        // Before any kernel runs: a build for AVX2 + FMA says so on an older processor instead of dying of SIGILL.
-        if let message = KernelReport.unsupportedProcessorMessage {
-            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
-            Foundation.exit(3)
-        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

@@ -1,7 +1,10 @@
+import Compute
+
 /// Conversions between Float32 and the narrow float formats weight files store, by bit manipulation.
 ///
 /// `Float16` the Swift type exists only on some platforms and, without F16C, converts through a library
-/// call per element; these loops are branch-light integer code the compiler vectorises everywhere.
+/// call per element; the scalar conversions here are branch-light integer code, and bulk widening runs the
+/// per-instruction-set kernels of `Compute.Kernels`.
 /// All formats are little-endian on disk, as is every platform this package runs on.
 enum FloatConversion {
     /// IEEE binary16 bits to Float32 (exact; subnormals, infinities and NaN preserved).
@@ -46,41 +49,15 @@ enum FloatConversion {
         return UInt16(truncatingIfNeeded: result | (sign >> 16))
     }
 
-    /// Widens `count` binary16 values at `source` (any alignment) into `destination`, eight at a time.
+    /// Widens `count` binary16 values at `source` (any alignment) into `destination` (the dispatched SIMD kernel,
+    /// the same arithmetic as `float(fromHalf:)`).
     static func widenHalf(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<Float>, count: Int) {
-        let magic = SIMD8<Float>(repeating: Float(bitPattern: (254 - 15) << 23))
-        let wasInfinityOrNaN = SIMD8<Float>(repeating: Float(bitPattern: (127 + 16) << 23))
-        let output = UnsafeMutableRawPointer(destination)
-        var i = 0
-        while i + 8 <= count {
-            let bits = SIMD8<UInt32>(truncatingIfNeeded: source.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<UInt16>.self))
-            var value = unsafeBitCast((bits & 0x7FFF) &<< 13, to: SIMD8<Float>.self) * magic
-            var valueBits = unsafeBitCast(value, to: SIMD8<UInt32>.self)
-            valueBits.replace(with: valueBits | (255 << 23), where: value .>= wasInfinityOrNaN)
-            valueBits |= (bits & 0x8000) &<< 16
-            value = unsafeBitCast(valueBits, to: SIMD8<Float>.self)
-            output.storeBytes(of: value, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-            i += 8
-        }
-        while i < count {
-            destination[i] = float(fromHalf: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-            i += 1
-        }
+        Kernels.widenHalf(source, into: destination, count: count)
     }
 
-    /// Widens `count` bfloat16 values at `source` (any alignment) into `destination`, eight at a time.
+    /// Widens `count` bfloat16 values at `source` (any alignment) into `destination` (the dispatched SIMD kernel).
     static func widenBFloat16(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<Float>, count: Int) {
-        let output = UnsafeMutableRawPointer(destination)
-        var i = 0
-        while i + 8 <= count {
-            let bits = SIMD8<UInt32>(truncatingIfNeeded: source.loadUnaligned(fromByteOffset: 2 * i, as: SIMD8<UInt16>.self))
-            output.storeBytes(of: bits &<< 16, toByteOffset: 4 * i, as: SIMD8<UInt32>.self)
-            i += 8
-        }
-        while i < count {
-            destination[i] = float(fromBFloat16: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-            i += 1
-        }
+        Kernels.widenBFloat16(source, into: destination, count: count)
     }
 
     /// bfloat16 bits to Float32 (exact: bfloat16 is the top half of a Float32).

@@ -4,13 +4,16 @@ import XCTest
 /// Smoke runs of the benchmarks added with issues 11 and 12, at tiny sizes (the measured runs are in
 /// docs/benchmarks.md): each prints its table and ratios and exits 0.
 final class BenchSmokeTests: XCTestCase {
-    private func bench(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    private func bench(
+        _ arguments: [String], environment extra: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
         guard let executable = CommandLineTests.executable else {
             XCTFail("swiftdiffusion is not built next to the tests", file: file, line: line)
             return ""
         }
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFTDIFFUSION_THREADS"] = "2"
+        environment.merge(extra) { $1 }
         let run = try CommandLineTests.execute(executable, ["bench"] + arguments, environment: environment)
         XCTAssertEqual(run.status, 0, run.stderr, file: file, line: line)
         return run.stdout
@@ -21,6 +24,16 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(output.contains("baseline: OpenBLAS"), output)
         XCTAssertTrue(output.contains("sse GF/s"), output)
         XCTAssertTrue(output.contains("x "), output)  // the ratio column
+    }
+
+    /// `SWIFTDIFFUSION_ISA` forces the SIMD kernels as it forces the GEMM kernels, and the report names both; the
+    /// attention line gives its share of the sgemm peak.
+    func testBenchOpsNamesTheForcedKernelPaths() throws {
+        let output = try bench(["ops", "--quick", "--repetitions", "1"], environment: ["SWIFTDIFFUSION_ISA": "baseline"])
+        XCTAssertTrue(output.contains("GEMM: OpenBLAS"), output)
+        XCTAssertTrue(output.contains("SIMD kernels: baseline (4 floats per vector, forced by SWIFTDIFFUSION_ISA)"), output)
+        XCTAssertTrue(output.contains("attention (fused, baseline kernels): "), output)
+        XCTAssertTrue(output.contains("% of the measured sgemm peak"), output)
     }
 
     func testBenchControlNetRunsItsFourModes() throws {

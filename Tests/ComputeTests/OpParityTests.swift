@@ -2,7 +2,8 @@ import Compute
 import ParityTesting
 import XCTest
 
-/// Every op against PyTorch goldens (tools/parity/make_op_goldens.py), fp32, max abs error printed.
+/// Every op against PyTorch goldens (tools/parity/make_op_goldens.py), fp32, max abs error printed. The ops built on
+/// the dispatched SIMD kernels run on every kernel path this processor can run (`forEachKernelPath`).
 final class OpParityTests: XCTestCase {
     private func golden(_ name: String) throws -> (Golden, Attributes) {
         let golden = try Golden("ops/\(name)")
@@ -49,63 +50,75 @@ final class OpParityTests: XCTestCase {
     }
 
     func testGroupNorm() throws {
-        for name in ["group_norm_g4_c16_eps1e5", "group_norm_g4_c16_eps1e6", "group_norm_g32_c64_eps1e5", "group_norm_g32_c64_eps1e6", "group_norm_silu"] {
-            let (g, attrs) = try golden(name)
-            let x = try g.input("x")
-            let y = groupNorm(
-                x.rank == 4 ? nchwToNHWC(x) : x, groups: try attrs.int("num_groups"), weight: try g.param("weight"),
-                bias: try g.param("bias"), epsilon: try attrs.float("eps"), fusedSiLU: name.hasSuffix("silu"))
-            let expected = try g.output("y")
-            assertClose(y, expected.rank == 4 ? nchwToNHWC(expected) : expected, tolerance: 2e-5, name)
+        try forEachKernelPath { path in
+            for name in ["group_norm_g4_c16_eps1e5", "group_norm_g4_c16_eps1e6", "group_norm_g32_c64_eps1e5", "group_norm_g32_c64_eps1e6", "group_norm_silu"] {
+                let (g, attrs) = try golden(name)
+                let x = try g.input("x")
+                let y = groupNorm(
+                    x.rank == 4 ? nchwToNHWC(x) : x, groups: try attrs.int("num_groups"), weight: try g.param("weight"),
+                    bias: try g.param("bias"), epsilon: try attrs.float("eps"), fusedSiLU: name.hasSuffix("silu"))
+                let expected = try g.output("y")
+                assertClose(y, expected.rank == 4 ? nchwToNHWC(expected) : expected, tolerance: 2e-5, "\(name) [\(path)]")
+            }
         }
     }
 
     func testLayerNorm() throws {
-        let (affine, affineAttrs) = try golden("layer_norm_affine")
-        assertClose(
-            layerNorm(try affine.input("x"), weight: try affine.param("weight"), bias: try affine.param("bias"), epsilon: try affineAttrs.float("eps")),
-            try affine.output("y"), tolerance: 1e-5, "layer_norm_affine")
-        let (plain, plainAttrs) = try golden("layer_norm_noaffine")
-        assertClose(
-            layerNorm(try plain.input("x"), weight: nil, bias: nil, epsilon: try plainAttrs.float("eps")), try plain.output("y"),
-            tolerance: 1e-5, "layer_norm_noaffine")
+        try forEachKernelPath { path in
+            let (affine, affineAttrs) = try golden("layer_norm_affine")
+            assertClose(
+                layerNorm(try affine.input("x"), weight: try affine.param("weight"), bias: try affine.param("bias"), epsilon: try affineAttrs.float("eps")),
+                try affine.output("y"), tolerance: 1e-5, "layer_norm_affine [\(path)]")
+            let (plain, plainAttrs) = try golden("layer_norm_noaffine")
+            assertClose(
+                layerNorm(try plain.input("x"), weight: nil, bias: nil, epsilon: try plainAttrs.float("eps")), try plain.output("y"),
+                tolerance: 1e-5, "layer_norm_noaffine [\(path)]")
+        }
     }
 
     func testActivations() throws {
-        let cases: [(String, (Tensor) -> Tensor)] = [
-            ("silu", { silu($0) }), ("gelu_erf", { gelu($0) }), ("gelu_tanh", { gelu($0, approximation: .tanh) }),
-            ("quick_gelu", { quickGELU($0) }),
-        ]
-        for (name, op) in cases {
-            let (g, _) = try golden(name)
-            let x = try g.input("x"), expected = try g.output("y")
-            assertClose(op(x), expected, tolerance: 1e-5, name)
+        try forEachKernelPath { path in
+            let cases: [(String, (Tensor) -> Tensor)] = [
+                ("silu", { silu($0) }), ("gelu_erf", { gelu($0) }), ("gelu_tanh", { gelu($0, approximation: .tanh) }),
+                ("quick_gelu", { quickGELU($0) }),
+            ]
+            for (name, op) in cases {
+                let (g, _) = try golden(name)
+                let x = try g.input("x"), expected = try g.output("y")
+                assertClose(op(x), expected, tolerance: 1e-5, "\(name) [\(path)]")
+            }
         }
     }
 
     func testGEGLU() throws {
-        let (g, _) = try golden("geglu")
-        let projected = linear(try g.input("x"), weight: try g.param("proj.weight"), bias: try g.param("proj.bias"))
-        assertClose(geglu(projected), try g.output("y"), tolerance: 1e-5, "geglu")
+        try forEachKernelPath { path in
+            let (g, _) = try golden("geglu")
+            let projected = linear(try g.input("x"), weight: try g.param("proj.weight"), bias: try g.param("proj.bias"))
+            assertClose(geglu(projected), try g.output("y"), tolerance: 1e-5, "geglu [\(path)]")
+        }
     }
 
     func testSoftmax() throws {
-        let (g, _) = try golden("softmax_lastdim")
-        assertClose(softmax(try g.input("x")), try g.output("y"), tolerance: 1e-6, "softmax")
+        try forEachKernelPath { path in
+            let (g, _) = try golden("softmax_lastdim")
+            assertClose(softmax(try g.input("x")), try g.output("y"), tolerance: 1e-6, "softmax [\(path)]")
+        }
     }
 
     func testScaledDotProductAttention() throws {
-        for name in ["sdpa_self", "sdpa_cross", "sdpa_causal", "sdpa_long"] {
-            let (g, attrs) = try golden(name)
-            // Goldens hold [B, heads, tokens, dim]; the engine keeps heads interleaved: [B, tokens, heads * dim].
-            let interleave = { (t: Tensor) in
-                permute(t, [0, 2, 1, 3]).reshaped([t.shape[0], t.shape[2], t.shape[1] * t.shape[3]])
+        try forEachKernelPath { path in
+            for name in ["sdpa_self", "sdpa_cross", "sdpa_causal", "sdpa_long"] {
+                let (g, attrs) = try golden(name)
+                // Goldens hold [B, heads, tokens, dim]; the engine keeps heads interleaved: [B, tokens, heads * dim].
+                let interleave = { (t: Tensor) in
+                    permute(t, [0, 2, 1, 3]).reshaped([t.shape[0], t.shape[2], t.shape[1] * t.shape[3]])
+                }
+                let heads = try attrs.int("heads")
+                let y = attention(
+                    query: interleave(try g.input("q")), key: interleave(try g.input("k")), value: interleave(try g.input("v")),
+                    heads: heads, causal: try attrs.bool("is_causal"))
+                assertClose(y, interleave(try g.output("y")), tolerance: 5e-6, "\(name) [\(path)]")
             }
-            let heads = try attrs.int("heads")
-            let y = attention(
-                query: interleave(try g.input("q")), key: interleave(try g.input("k")), value: interleave(try g.input("v")),
-                heads: heads, causal: try attrs.bool("is_causal"))
-            assertClose(y, interleave(try g.output("y")), tolerance: 5e-6, name)
         }
     }
 

@@ -180,3 +180,17 @@ public func assertClose(
             file: file, line: line)
     }
 }
+
+/// Runs `body` once on every SIMD kernel path this processor can run (baseline, AVX2 + FMA, AVX-512), switched with
+/// `Kernels.select` as `SWIFTDIFFUSION_ISA` would at start-up, then restores the selection. `body` gets the path's name
+/// for assertion labels.
+public func forEachKernelPath(_ body: (String) throws -> Void) rethrows {
+    let original = Kernels.selection
+    defer { Kernels.restore(original) }
+    let sets: [ProcessorFeatures.InstructionSet] = [.baseline, .avx2, .avx512]
+    for set in sets where set <= ProcessorFeatures.current.instructionSet {
+        let selection = Kernels.select(set)
+        precondition(selection.instructionSet == set, "selecting \(set.rawValue) gave \(selection.instructionSet.rawValue)")
+        try body(set.rawValue)
+    }
+}

@@ -60,12 +60,14 @@ final class A1111PromptEncodingTests: XCTestCase {
         XCTAssertEqual(encoded.shape, [1, 154, Self.model.textEncoder.configuration.hiddenSize])
         let first = try plain(words.prefix(75).joined(separator: " "))
         let second = try plain(words.prefix(5).joined(separator: " "))
-        XCTAssertLessThan(slice(encoded, axis: 1, 0..<77).maxAbsDifference(first), 1e-6)
-        XCTAssertLessThan(slice(encoded, axis: 1, 77..<154).maxAbsDifference(second), 1e-6)
+        // Not bit-identical: the chunks run as one batch, and OpenBLAS's AVX2 (Haswell) kernels round a GEMM of
+        // 2 x 77 rows differently from one of 77 (1.2e-6 with SWIFTDIFFUSION_ISA=avx2).
+        XCTAssertLessThan(slice(encoded, axis: 1, 0..<77).maxAbsDifference(first), 2e-6)
+        XCTAssertLessThan(slice(encoded, axis: 1, 77..<154).maxAbsDifference(second), 2e-6)
         // BREAK: two chunks even for a short prompt.
         let broken = try a1111("a red BREAK circle")
         XCTAssertEqual(broken.shape[1], 154)
-        XCTAssertLessThan(slice(broken, axis: 1, 77..<154).maxAbsDifference(try plain("circle")), 1e-6)
+        XCTAssertLessThan(slice(broken, axis: 1, 77..<154).maxAbsDifference(try plain("circle")), 2e-6)
     }
 
     func testConditioningPadsTheShorterPromptWithEmptyChunks() throws {

@@ -22,7 +22,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
     @Option(help: "Only cases whose name contains this text (e.g. attention, conv, gemm).")
     var only: String?
 
-    @Flag(help: "Time every case on every GEMM kernel path this processor can run, in this one run, as ratios to OpenBLAS's own choice.")
+    @Flag(help: "Time every case on every kernel path (GEMM and SIMD kernels) this processor can run, in this one run, as ratios to OpenBLAS's own choice.")
     var paths = false
 
     func run() throws {
@@ -52,6 +52,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
 
         let table = TablePrinter(columns: [("case", 44), ("shape", 26), ("ms", 9), ("GFLOP/s", 8), ("of peak", 8)])
         table.header()
+        var attentionShares: [Double] = []
         for benchmark in cases() where only.map({ benchmark.name.contains($0) }) ?? true {
             let seconds = Timing.median(repetitions: repetitions, benchmark.run)
             let gflops = benchmark.flops / seconds / 1e9
@@ -59,6 +60,12 @@ struct OpsBenchmarkCommand: ParsableCommand {
                 benchmark.name, benchmark.shape, (seconds * 1000).formatted(2), gflops.formatted(1),
                 "\((100 * gflops / peak.gflops).formatted(0))%",
             ])
+            if benchmark.name.contains("attention") && !benchmark.name.hasPrefix("gemm") { attentionShares.append(gflops / peak.gflops) }
+        }
+        if let low = attentionShares.min(), let high = attentionShares.max() {
+            print(
+                "attention (fused, \(Kernels.selection.instructionSet.rawValue) kernels): \((100 * low).formatted(0))-\((100 * high).formatted(0))% "
+                    + "of the measured sgemm peak")
         }
     }
 
@@ -67,8 +74,11 @@ struct OpsBenchmarkCommand: ParsableCommand {
     /// moment hits all of them alike.
     private func comparePaths() {
         let threads = ComputePool.shared.threadCount
-        let original = GEMM.selection
-        defer { GEMM.restore(original) }
+        let original = GEMM.selection, originalKernels = Kernels.selection
+        defer {
+            GEMM.restore(original)
+            Kernels.restore(originalKernels)
+        }
         let best = ProcessorFeatures.current.instructionSet
         let baselineSet = original.openBLASChoice == original.core ? original.instructionSet : GEMM.instructionSet(ofCoreName: original.openBLASChoice)
         let sets = ProcessorFeatures.InstructionSet.allCases.filter { $0 <= best }
@@ -81,6 +91,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
             for _ in 0..<repetitions {
                 for set in sets {
                     GEMM.select(set)
+                    Kernels.select(set)
                     benchmark.run()  // warm-up on this path
                     let start = DispatchTime.now().uptimeNanoseconds
                     benchmark.run()

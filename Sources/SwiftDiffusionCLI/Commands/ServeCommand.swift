@@ -153,7 +153,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Which kernels run, and a warning with the fix when they are slower than this processor allows.
         let kernels = KernelReport.make(measure: true)
         logger.info(
-            "kernels", metadata: ["processor": "\(kernels.processor.summary)", "gemm": "\(kernels.gemm.summary)", "simd": "\(kernels.simd)"])
+            "kernels", metadata: ["processor": "\(kernels.processor.summary)", "gemm": "\(kernels.gemm.summary)", "simd": "\(kernels.simd.summary)"])
         if let fraction = kernels.fraction {
             logger.info("GEMM speed", metadata: ["share_of_fma_peak": "\(Int((fraction * 100).rounded())) %"])
         }

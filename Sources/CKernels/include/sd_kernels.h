@@ -1,0 +1,73 @@
+// The engine's own elementwise, normalisation, conversion and attention kernels, compiled once per instruction set
+// (AVX-512, AVX2 + FMA, baseline SSE2) into one binary; Compute/Kernels.swift picks one table at start-up from CPUID.
+#ifndef SWIFTDIFFUSION_KERNELS_H
+#define SWIFTDIFFUSION_KERNELS_H
+
+#include <stdint.h>
+
+/// The instruction sets kernels are compiled for (the index of a table).
+enum {
+    SD_ISA_BASELINE = 0,
+    SD_ISA_AVX2 = 1,
+    SD_ISA_AVX512 = 2,
+};
+
+/// Elementwise functions of `sd_kernel_table.unary`.
+enum {
+    SD_UNARY_EXP = 0,
+    /// 1 / (1 + e^-x)
+    SD_UNARY_SIGMOID = 1,
+    /// x * sigmoid(alpha x): SiLU (alpha 1) and CLIP's quick GELU (alpha 1.702).
+    SD_UNARY_SILU = 2,
+    /// 0.5 x (1 + erf(x / sqrt 2))
+    SD_UNARY_GELU_ERF = 3,
+    /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    SD_UNARY_GELU_TANH = 4,
+    SD_UNARY_TANH = 5,
+};
+
+/// One instruction set's kernels. Pointers may alias only where a comment says so.
+typedef struct {
+    /// "avx512", "avx2" or "baseline".
+    const char *name;
+    /// Floats per vector register of these kernels.
+    int vectorWidth;
+    /// `y[i] = f(x[i])` for one of the SD_UNARY_* functions (x and y may be the same).
+    void (*unary)(int function, const float *x, float *y, long count, float alpha);
+    /// Numerically stable softmax of `rows` rows of `width` (x and y may be the same); a row that is all -inf gives zeros.
+    void (*softmaxRows)(const float *x, float *y, long rows, long width);
+    /// `y[r, i] = x[r, i] * gelu_erf(x[r, half + i])` for rows of `2 half` inputs.
+    void (*gegluRows)(const float *x, float *y, long rows, long half);
+    /// `sums[c] += sum over rows of x[r, c]` (float blocks of 32 rows, accumulated in double).
+    void (*channelSums)(const float *x, long rows, long width, double *sums);
+    /// `sums[c] += sum over rows of (x[r, c] - mean[c])^2`.
+    void (*channelSquaredDeviations)(const float *x, long rows, long width, const float *mean, double *sums);
+    /// `y[r, c] = x[r, c] * scale[c] + shift[c]`, then SiLU when `silu` (x and y may be the same).
+    void (*scaleShiftRows)(const float *x, float *y, long rows, long width, const float *scale, const float *shift, int silu);
+    /// LayerNorm of each row; `gamma` / `beta` may be NULL (1 / 0).
+    void (*layerNormRows)(const float *x, float *y, long rows, long width, const float *gamma, const float *beta, float epsilon);
+    /// IEEE binary16 / bfloat16 bits (any alignment) to float32.
+    void (*halfToFloat)(const void *x, float *y, long count);
+    void (*bfloat16ToFloat)(const void *x, float *y, long count);
+
+    /// Query rows handled by one `attention` call (a block), and the scratch floats it needs.
+    long attentionBlockRows;
+    long (*attentionScratchFloats)(long headDim, long valueHeadDim);
+    /// Fused attention for one block of `rows` (<= attentionBlockRows) query rows of one head: online softmax over
+    /// blocks of keys, so no score matrix is ever in memory. Row r of q, k, v and o is at `pointer + r * stride`.
+    /// `causal`: query `firstRow + r` sees keys 0 ... firstRow + r. `scratch`: attentionScratchFloats floats (any
+    /// alignment; 64 bytes is fastest).
+    void (*attention)(
+        const float *q, const float *k, const float *v, float *o, long rows, long keys, long headDim, long valueHeadDim,
+        long qStride, long kStride, long vStride, long oStride, float scale, long firstRow, int causal, float *scratch);
+} sd_kernel_table;
+
+/// The table for an instruction set (SD_ISA_*), or NULL when this build has no kernels for it (other architectures).
+/// The caller checks the processor can run it.
+const sd_kernel_table *sd_kernel_table_for(int isa);
+
+/// The table in use (the baseline one until `sd_kernels_set` is called), read and set atomically.
+const sd_kernel_table *sd_kernels_current(void);
+void sd_kernels_set(const sd_kernel_table *table);
+
+#endif
