@@ -84,8 +84,8 @@ final class ReplicaKillTests: XCTestCase {
         let victim = try startReplica(store, port: portA)
         try await waitReady(a, victim)
 
-        // A long job on the only replica, A: it claims it.
-        let long = try await submit(a, ["prompt": "long", "model": "sd1", "width": 64, "height": 64, "steps": 150, "seed": 7])
+        // A long job (two images of 150 steps) on the only replica, A: it claims it.
+        let long = try await submit(a, ["prompt": "long", "model": "sd1", "width": 64, "height": 64, "steps": 150, "n": 2, "seed": 7])
         let deadline = Date().addingTimeInterval(60)
         while try await status(a, long) != "running", Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let owner = try psql(base, "SELECT lease_owner FROM \(schema).job WHERE id = '\(long)'")
@@ -117,11 +117,11 @@ final class ReplicaKillTests: XCTestCase {
         let (image, response) = try await URLSession.shared.data(from: URL(string: b + "/v1/images/jobs/\(long)/images/0")!)
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200)
         XCTAssertEqual(Array(image.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
-        // Run twice (A's try, then B's), completed once, one image; every job exactly one row, all succeeded.
+        // Run twice (A's try, then B's), completed once with its two images; every job exactly one row, all succeeded.
         let attempts = try psql(base, "SELECT convert_from(record, 'UTF8')::json->>'attempts' FROM \(schema).job WHERE id = '\(long)'")
         XCTAssertEqual(attempts, "2")
         let finishedBy = try psql(base, "SELECT count(*) FROM \(schema).job_output WHERE job_id = '\(long)'")
-        XCTAssertEqual(finishedBy, "1")
+        XCTAssertEqual(finishedBy, "2")
         let statuses = try psql(base, "SELECT status || ':' || count(*) FROM \(schema).job GROUP BY status")
         XCTAssertEqual(statuses, "succeeded:4")
     }
