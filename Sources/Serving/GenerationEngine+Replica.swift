@@ -15,7 +15,8 @@ struct ReplicaState {
 
     init(store: any SharedJobStore, configuration: EngineConfiguration) {
         self.store = store
-        self.holdings = ReplicaHoldings(modelLimit: configuration.loadedModelLimit, adapterLimit: configuration.placementAdapterLimit)
+        self.holdings = ReplicaHoldings(
+            modelLimit: configuration.loadedModelLimit, adapterLimit: configuration.placementAdapterLimit)
     }
 
     /// Seconds between heartbeats (lease renewal, advertisement) and between claims of an idle replica.
@@ -81,7 +82,8 @@ extension GenerationEngine {
                 // The job may have finished while the lease was renewed.
                 if let current = self.running, current.record.id == running.record.id {
                     if held[running.record.id] == nil {
-                        logger.warning("lost the lease of the running job; stopping it", metadata: ["job": "\(running.record.id)"])
+                        logger.warning(
+                            "lost the lease of the running job; stopping it", metadata: ["job": "\(running.record.id)"])
                         current.control.cancel()
                     } else if held[running.record.id] == true {
                         current.control.cancel()
@@ -110,7 +112,8 @@ extension GenerationEngine {
         let result: ClaimResult
         do {
             result = try await state.store.claim(
-                holdings: state.holdings, maximumWait: configuration.maximumGroupingWait, maximumAttempts: configuration.maximumJobAttempts)
+                holdings: state.holdings, maximumWait: configuration.maximumGroupingWait,
+                maximumAttempts: configuration.maximumJobAttempts)
         } catch {
             logger.warning("claiming a job failed", metadata: ["error": "\(error)"])
             await idle(state.heartbeatInterval)

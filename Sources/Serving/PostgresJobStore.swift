@@ -53,13 +53,15 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             for item in components.queryItems ?? [] {
                 switch item.name {
                 case "schema":
-                    guard let value = item.value, value.range(of: #"^[a-z_][a-z0-9_]{0,62}$"#, options: .regularExpression) != nil else {
+                    guard let value = item.value, value.range(of: #"^[a-z_][a-z0-9_]{0,62}$"#, options: .regularExpression) != nil
+                    else {
                         throw JobStoreError.invalidURL("schema must be a lower-case identifier ([a-z_][a-z0-9_]*)")
                     }
                     schema = value
                 case "sslmode":
                     guard item.value == "disable" else {
-                        throw JobStoreError.invalidURL("only sslmode=disable is supported (TLS to PostgreSQL is not built in; see docs/deployment.md)")
+                        throw JobStoreError.invalidURL(
+                            "only sslmode=disable is supported (TLS to PostgreSQL is not built in; see docs/deployment.md)")
                     }
                 default:
                     throw JobStoreError.invalidURL("unknown PostgreSQL URL parameter '\(item.name)' (known: schema, sslmode)")
@@ -186,17 +188,24 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
     private func migrate(schema: String?) async throws {
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(7318400114)", logger: logger)
-            if let schema { try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: logger) }
+            if let schema {
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: logger)
+            }
             try await connection.query(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
                 logger: logger)
             var applied = Set<Int>()
-            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+            for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(
+                Int.self)
+            {
                 applied.insert(version)
             }
             for migration in Self.migrations where !applied.contains(migration.version) {
-                for statement in migration.statements { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
-                try await connection.query("INSERT INTO schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO schema_migrations (version) VALUES (\(migration.version))", logger: logger)
             }
         }
     }
@@ -214,10 +223,10 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         let record = try encode(job)
         let adapters = ReplicaHoldings.adapters(of: job.spec)
         return try """
-            INSERT INTO job (id, status, created_at, finished_at, model, adapters, attempts, record)
-            VALUES (\(job.id), \(job.status.rawValue), \(job.createdAt), \(job.finishedAt), \(job.spec.model ?? ""), \(adapters),
-                    \(job.attempts), \(record))
-            """
+        INSERT INTO job (id, status, created_at, finished_at, model, adapters, attempts, record)
+        VALUES (\(job.id), \(job.status.rawValue), \(job.createdAt), \(job.finishedAt), \(job.spec.model ?? ""), \(adapters),
+                \(job.attempts), \(record))
+        """
     }
 
     /// Writes a record. A running job is written only by its lease owner; a finished job is not written again.
@@ -296,9 +305,10 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             // Admissions serialize on this lock, so replicas admitting at the same time cannot overfill the queue.
             try await connection.query("SELECT pg_advisory_xact_lock(7318400115)", logger: logger)
             var queued = 0
-            for try await count in try await connection.query("SELECT count(*)::bigint FROM job WHERE status = 'queued'", logger: logger)
-                .decode(Int.self)
-            {
+            for try await count in try await connection.query(
+                "SELECT count(*)::bigint FROM job WHERE status = 'queued'", logger: logger
+            )
+            .decode(Int.self) {
                 queued = count
             }
             guard queued < capacity else { return nil }
@@ -326,7 +336,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                     LIMIT 1
                     FOR UPDATE OF j SKIP LOCKED
                     """, logger: logger)
-                var found: (id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int)?
+                var found:
+                    (id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int)?
                 for try await row in rows.decode((String, Data, String, Int, Int, Int, Int).self) { found = row }
                 guard let found else { return result }
                 var job = try self.decode(found.record)
@@ -334,7 +345,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                     // Its replica died while running it, every time it was tried: most likely the job ends the process.
                     job.status = .failed
                     job.finishedAt = Date()
-                    job.error = "poison job: the server process ended while running this job \(found.attempts) times; it is not run again"
+                    job.error =
+                        "poison job: the server process ended while running this job \(found.attempts) times; it is not run again"
                     let record = try self.encode(job)
                     try await connection.query(
                         """
@@ -417,7 +429,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                 job.finishedAt = Date()
                 let record = try self.encode(job)
                 try await connection.query(
-                    "UPDATE job SET status = 'cancelled', finished_at = \(job.finishedAt), record = \(record) WHERE id = \(id)", logger: logger)
+                    "UPDATE job SET status = 'cancelled', finished_at = \(job.finishedAt), record = \(record) WHERE id = \(id)",
+                    logger: logger)
                 return job
             case "running":
                 try await connection.query("UPDATE job SET cancel_requested = true WHERE id = \(id)", logger: logger)
@@ -449,7 +462,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                     try await connection.listen(on: self.channel) { notifications in
                         ready()
                         for try await notification in notifications {
-                            guard let event = try? Self.decoder.decode(JobEvent.self, from: Data(notification.payload.utf8)) else { continue }
+                            guard let event = try? Self.decoder.decode(JobEvent.self, from: Data(notification.payload.utf8))
+                            else { continue }
                             await handler(event)
                         }
                     }
@@ -493,7 +507,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             stats.loadsAvoided = avoided
             stats.loads = loads
             result.append(
-                ReplicaAdvertisement(id: id, holdings: ReplicaHoldings(models: models, adapters: adapters), stats: stats, heartbeatAt: heartbeat))
+                ReplicaAdvertisement(
+                    id: id, holdings: ReplicaHoldings(models: models, adapters: adapters), stats: stats, heartbeatAt: heartbeat))
         }
         return result
     }

@@ -58,7 +58,9 @@ public struct StageTimes: Codable, Sendable, Equatable {
     public static let measuredDefault = StageTimes(
         baseModelLoadS: 0.5082, loraLoadS: 0.3439, loraPatchS: 0.0375, controlnetLoadS: 0.0126, denoiseStepS: 0.04612,
         referencePixels: 16384, controlnetStepFraction: 0.461, fixedS: 0.2857, baseModelBytes: 33285473, loraBytes: 632508,
-        controlnetBytes: 3994753, source: "docs/scale-out/stage-times-embedded.json (tools/bench/stage_times.py, embedded model, 2 threads, AMD EPYC Zen 4)")
+        controlnetBytes: 3994753,
+        source: "docs/scale-out/stage-times-embedded.json (tools/bench/stage_times.py, embedded model, 2 threads, AMD EPYC Zen 4)"
+    )
 
     /// Reads a stage-times JSON file; missing keys are errors.
     public static func read(path: String) throws(TraceError) -> StageTimes {
@@ -70,8 +72,10 @@ public struct StageTimes: Codable, Sendable, Equatable {
         do { times = try JSONDecoder().decode(StageTimes.self, from: data) } catch {
             throw .invalid("\(path): not a stage-times file: \(TraceIO.describe(error))")
         }
-        let seconds = [times.baseModelLoadS, times.loraLoadS, times.loraPatchS, times.controlnetLoadS, times.denoiseStepS, times.fixedS,
-                       times.controlnetStepFraction]
+        let seconds = [
+            times.baseModelLoadS, times.loraLoadS, times.loraPatchS, times.controlnetLoadS, times.denoiseStepS, times.fixedS,
+            times.controlnetStepFraction,
+        ]
         guard seconds.allSatisfy({ $0.isFinite && $0 >= 0 }), times.denoiseStepS > 0, times.referencePixels > 0,
             times.baseModelBytes >= 0, times.loraBytes >= 0, times.controlnetBytes >= 0
         else { throw .invalid("\(path): stage times must be finite and >= 0, denoise_step_s and reference_pixels > 0") }
@@ -176,7 +180,9 @@ public struct PlacementSimulation: Sendable {
         let targetRate = utilization * Double(replicas) / meanService
         let traceRate = Double(jobs.count - 1) / (last - first)
         let factor = traceRate / targetRate
-        return jobs.map { var job = $0; job.arrival = (job.arrival - first) * factor; return job }
+        return jobs.map {
+            var job = $0; job.arrival = (job.arrival - first) * factor; return job
+        }
     }
 
     private struct Cache {

@@ -3,7 +3,7 @@ import ParityTesting
 import XCTest
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Two `swiftdiffusion serve` replicas on one PostgreSQL store (`--store postgres://...`): the replica running a
@@ -35,8 +35,10 @@ final class ReplicaKillTests: XCTestCase {
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFTDIFFUSION_THREADS"] = "1"
         environment["SWIFTDIFFUSION_STORE"] = store
-        let command = "'\(executable.path)' serve --host 127.0.0.1 --port \(port) --models '\(models.path)' --lease-seconds 2 --log-level warning"
-        let server = try CommandLineTests.startShell(command, in: FileManager.default.temporaryDirectory, environment: environment)
+        let command =
+            "'\(executable.path)' serve --host 127.0.0.1 --port \(port) --models '\(models.path)' --lease-seconds 2 --log-level warning"
+        let server = try CommandLineTests.startShell(
+            command, in: FileManager.default.temporaryDirectory, environment: environment)
         servers.append(server)
         return server
     }
@@ -85,7 +87,8 @@ final class ReplicaKillTests: XCTestCase {
         try await waitReady(a, victim)
 
         // A long job (two images of 150 steps) on the only replica, A: it claims it.
-        let long = try await submit(a, ["prompt": "long", "model": "sd1", "width": 64, "height": 64, "steps": 150, "n": 2, "seed": 7])
+        let long = try await submit(
+            a, ["prompt": "long", "model": "sd1", "width": 64, "height": 64, "steps": 150, "n": 2, "seed": 7])
         let deadline = Date().addingTimeInterval(60)
         while try await status(a, long) != "running", Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let owner = try psql(base, "SELECT lease_owner FROM \(schema).job WHERE id = '\(long)'")
@@ -95,7 +98,10 @@ final class ReplicaKillTests: XCTestCase {
         let survivor = try startReplica(store, port: portB)
         try await waitReady(b, survivor)
         var short: [String] = []
-        for seed in 0..<3 { short.append(try await submit(b, ["prompt": "short", "model": "sd1", "width": 32, "height": 32, "steps": 2, "seed": seed])) }
+        for seed in 0..<3 {
+            short.append(
+                try await submit(b, ["prompt": "short", "model": "sd1", "width": 32, "height": 32, "steps": 2, "seed": seed]))
+        }
         let stillRunning = try await status(b, long)
         XCTAssertEqual(stillRunning, "running", "the long job must still be running when A is killed")
         kill(victim.process.processIdentifier, SIGKILL)
@@ -118,7 +124,8 @@ final class ReplicaKillTests: XCTestCase {
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200)
         XCTAssertEqual(Array(image.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
         // Run twice (A's try, then B's), completed once with its two images; every job exactly one row, all succeeded.
-        let attempts = try psql(base, "SELECT convert_from(record, 'UTF8')::json->>'attempts' FROM \(schema).job WHERE id = '\(long)'")
+        let attempts = try psql(
+            base, "SELECT convert_from(record, 'UTF8')::json->>'attempts' FROM \(schema).job WHERE id = '\(long)'")
         XCTAssertEqual(attempts, "2")
         let finishedBy = try psql(base, "SELECT count(*) FROM \(schema).job_output WHERE job_id = '\(long)'")
         XCTAssertEqual(finishedBy, "2")

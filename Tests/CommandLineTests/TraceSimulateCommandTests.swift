@@ -16,7 +16,8 @@ final class TraceSimulateCommandTests: XCTestCase {
         XCTAssertEqual(generated.status, 0, generated.stderr)
 
         let run = try CommandLineTests.execute(
-            executable, ["trace", "simulate", "--trace", trace, "--replicas", "4", "--cache-bytes", "48000000", "--utilization", "0.5"],
+            executable,
+            ["trace", "simulate", "--trace", trace, "--replicas", "4", "--cache-bytes", "48000000", "--utilization", "0.5"],
             environment: environment)
         XCTAssertEqual(run.status, 0, run.stderr)
         let lines = run.stdout.split(separator: "\n").map(String.init)

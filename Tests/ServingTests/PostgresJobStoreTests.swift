@@ -238,7 +238,9 @@ final class PostgresJobStoreTests: XCTestCase {
     }
 
     func testBadStoreURLsAreClearErrors() {
-        for url in ["http://x/y", "postgres://u@h/db?schema=Bad-Name", "postgres://u@h/db?sslmode=require", "postgres://u@h/db?foo=1"] {
+        for url in [
+            "http://x/y", "postgres://u@h/db?schema=Bad-Name", "postgres://u@h/db?sslmode=require", "postgres://u@h/db?foo=1",
+        ] {
             XCTAssertThrowsError(try PostgresJobStore.Location(url: url), url) { error in
                 XCTAssertFalse("\(error)".isEmpty)
             }

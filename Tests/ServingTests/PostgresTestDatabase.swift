@@ -47,7 +47,8 @@ enum PostgresTestDatabase {
     static func drop(_ schema: String) async {
         guard let base = baseURL, let location = try? PostgresJobStore.Location(url: base) else { return }
         let configuration = PostgresClient.Configuration(
-            host: location.host, port: location.port, username: location.user, password: location.password, database: location.database,
+            host: location.host, port: location.port, username: location.user, password: location.password,
+            database: location.database,
             tls: .disable)
         let client = PostgresClient(configuration: configuration, backgroundLogger: quietLogger)
         let task = Task { await client.run() }

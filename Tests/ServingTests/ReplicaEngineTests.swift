@@ -22,7 +22,9 @@ final class ReplicaEngineTests: XCTestCase {
         schemas = []
     }
 
-    private func replicas(_ count: Int, lease: Double = 2, capacity: Int = 64) async throws -> (url: String, engines: [GenerationEngine]) {
+    private func replicas(
+        _ count: Int, lease: Double = 2, capacity: Int = 64
+    ) async throws -> (url: String, engines: [GenerationEngine]) {
         let (url, schema) = try await PostgresTestDatabase.freshURL()
         schemas.append(schema)
         var engines: [GenerationEngine] = []
@@ -43,14 +45,16 @@ final class ReplicaEngineTests: XCTestCase {
         var jobs: [(JobRecord, AsyncStream<JobEvent>)] = []
         for index in 0..<24 {
             let loras = index % 3 == 0 ? [LoRASpec(name: "sd1-lora", weight: 0.5)] : []
-            let job = try await engines[index % 3].submit(ServingFixtures.spec("job \(index)", steps: 2, seed: UInt64(index), loras: loras))
+            let job = try await engines[index % 3].submit(
+                ServingFixtures.spec("job \(index)", steps: 2, seed: UInt64(index), loras: loras))
             jobs.append((job, try await engines[(index + 1) % 3].events(job.id)))
         }
         for (job, stream) in jobs {
             let events = try await withTimeout(seconds: 120) { await stream.reduce(into: [JobEvent]()) { $0.append($1) } }
             XCTAssertEqual(events.filter(\.isTerminal).map(\.type), ["completed"], "one terminal event for \(job.spec.prompt)")
             // The first event is the state read at subscription (it may already say `started`).
-            XCTAssertLessThanOrEqual(events.dropFirst().filter { $0.type == "started" }.count, 1, "started once: \(job.spec.prompt)")
+            XCTAssertLessThanOrEqual(
+                events.dropFirst().filter { $0.type == "started" }.count, 1, "started once: \(job.spec.prompt)")
             let finished = try await engines[2].job(job.id)
             XCTAssertEqual(finished.status, .succeeded, finished.error ?? "")
             XCTAssertEqual(finished.attempts, 1, "run once: \(job.spec.prompt)")
@@ -79,7 +83,8 @@ final class ReplicaEngineTests: XCTestCase {
         let stream = try await busy.events(job.id)
         let events = try await withTimeout(seconds: 60) { await stream.reduce(into: [JobEvent]()) { $0.append($1) } }
         XCTAssertEqual(events.last?.type, "completed")
-        XCTAssertEqual(events.filter { $0.type == "step" }.compactMap(\.step), [1, 2, 3, 4], "step events from the other replica")
+        XCTAssertEqual(
+            events.filter { $0.type == "step" }.compactMap(\.step), [1, 2, 3, 4], "step events from the other replica")
         let workerClaims = await worker.placementStats?.claims
         XCTAssertEqual(workerClaims, 1, "the short job ran on the second replica")
         _ = try await busy.cancel(long.id)

@@ -11,12 +11,14 @@ final class PlacementSimulationTests: XCTestCase {
         controlnetStepFraction: 0, fixedS: 0, baseModelBytes: 1, loraBytes: 1, controlnetBytes: 1, source: "test")
 
     private func job(_ arrival: Double, _ lora: String?, steps: Int = 1, controlnets: [String] = []) -> PlacementSimulation.Job {
-        PlacementSimulation.Job(arrival: arrival, model: "m", loras: lora.map { [$0] } ?? [], controlnets: controlnets, steps: steps, pixels: 1)
+        PlacementSimulation.Job(
+            arrival: arrival, model: "m", loras: lora.map { [$0] } ?? [], controlnets: controlnets, steps: steps, pixels: 1)
     }
 
     func testOneReplicaByHand() {
         let jobs = [job(0, "a", steps: 2), job(1, "a", steps: 2), job(20, "b", controlnets: ["c"])]
-        let result = PlacementSimulation(stages: stages).run(jobs, options: .init(replicas: 1, cacheBytes: 100, policy: .affinity))
+        let result = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 1, cacheBytes: 100, policy: .affinity))
         // j0: 10 (model) + 1 (a) + 2 steps = 13, done at 13. j1 waits, runs 13..15 (all cached): latency 14.
         // j2: 1 (b) + 2 (c) + 1 step = 4, runs 20..24.
         XCTAssertEqual(result.latencies, [13, 14, 4])
@@ -56,7 +58,8 @@ final class PlacementSimulationTests: XCTestCase {
     func testAffinitySendsAJobToTheReplicaHoldingItsLoRA() {
         // Two replicas warmed with a and b; then a b-job and an a-job arrive while both are idle.
         let jobs = [job(0, "a"), job(0, "b"), job(100, "b"), job(100, "a")]
-        let affinity = PlacementSimulation(stages: stages).run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
+        let affinity = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
         XCTAssertEqual(affinity.adapterLoads, 2)
         XCTAssertEqual(affinity.baseModelLoads, 2)
         XCTAssertEqual(Array(affinity.latencies.suffix(2)), [1, 1], "both ran where their LoRA was held")
@@ -65,7 +68,8 @@ final class PlacementSimulationTests: XCTestCase {
     func testLeastLoadedBalancesWork() {
         // A long job, then two short ones at once: least-loaded puts both on the free replica; random may not.
         let jobs = [job(0, nil, steps: 100), job(1, nil), job(1, nil)]
-        let result = PlacementSimulation(stages: stages).run(jobs, options: .init(replicas: 2, cacheBytes: 10, policy: .leastLoaded))
+        let result = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 2, cacheBytes: 10, policy: .leastLoaded))
         // Replica 2: j1 1..12 (model load + 1 step), j2 12..13.
         XCTAssertEqual(result.latencies, [110, 11, 12])
     }
@@ -95,7 +99,9 @@ final class PlacementSimulationTests: XCTestCase {
         XCTAssertEqual(try StageTimes.read(path: good.path), .measuredDefault)
         let bad = folder.appendingPathComponent("bad.json")
         try Data(#"{"base_model_load_s": 1}"#.utf8).write(to: bad)
-        XCTAssertThrowsError(try StageTimes.read(path: bad.path)) { XCTAssertTrue("\($0)".contains("not a stage-times file"), "\($0)") }
+        XCTAssertThrowsError(try StageTimes.read(path: bad.path)) {
+            XCTAssertTrue("\($0)".contains("not a stage-times file"), "\($0)")
+        }
         var negative = StageTimes.measuredDefault
         negative.loraLoadS = -1
         try JSONEncoder().encode(negative).write(to: bad)
@@ -107,7 +113,8 @@ final class PlacementSimulationTests: XCTestCase {
 /// The planner's built-in stage times are the measured file in docs/, not numbers of their own.
 final class StageTimesDefaultTests: XCTestCase {
     func testTheDefaultIsTheMeasuredFile() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         var measured = try StageTimes.read(path: root.appendingPathComponent("docs/scale-out/stage-times-embedded.json").path)
         measured.source = StageTimes.measuredDefault.source
         XCTAssertEqual(measured, StageTimes.measuredDefault)
