@@ -93,14 +93,14 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         timeout: Double = 10, logger: Logger = Logger(label: "swiftdiffusion.postgres")
     ) async throws -> PostgresJobStore {
         let location = try Location(url: url)
-        guard leaseSeconds > 0 else { throw JobStoreError.invalidURL("the lease must be longer than 0 s") }
+        guard leaseSeconds > 0 else { throw JobStoreError.invalidURL("the lease must be longer than 0 s, got \(leaseSeconds)") }
         let store = PostgresJobStore(location: location, replicaID: replicaID, leaseSeconds: leaseSeconds, logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await store.migrate(schema: location.schema) }
                 group.addTask {
                     try await Task.sleep(for: .seconds(timeout))
-                    throw JobStoreError.invalidURL(
+                    throw JobStoreError.unreachable(
                         "PostgreSQL at \(location.host):\(location.port) did not answer within \(Int(timeout)) s")
                 }
                 try await group.next()

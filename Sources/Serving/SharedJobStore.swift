@@ -47,11 +47,13 @@ public enum JobStoreError: Error, CustomStringConvertible, Equatable {
     /// A running job's record was written by a replica that does not hold its lease, or a finished job was written.
     case notLeaseOwner(String)
     case invalidURL(String)
+    /// The server did not answer in time.
+    case unreachable(String)
 
     public var description: String {
         switch self {
         case .notLeaseOwner(let id): "job '\(id)' is finished or leased to another replica; not written"
-        case .invalidURL(let message): message
+        case .invalidURL(let message), .unreachable(let message): message
         }
     }
 }
