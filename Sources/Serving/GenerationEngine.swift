@@ -166,7 +166,7 @@ public actor GenerationEngine: Service {
         }
         pendingSubmissions -= 1
         if replica == nil { queue.append(id: job.id, group: spec.groupKey) }
-        Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+        Gauge(label: "swiftdiffusion_queue_depth").record(queueDepth)
         Counter(label: "swiftdiffusion_jobs_submitted_total").increment()
         await events.publish(JobEvent(type: "queued", job: job, queuePosition: queuePosition(job.id)))
         signalWork()
