@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/mattpolzin/OpenAPIKit", from: "6.4.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // OpenBLAS (Debian: libopenblas-dev) through its CBLAS header.
@@ -72,6 +73,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -115,7 +117,10 @@ let package = Package(
         .testTarget(name: "SamplersTests", dependencies: ["Samplers", "ParityTesting"]),
         .testTarget(name: "AdaptersTests", dependencies: ["Adapters", "ParityTesting"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "ParityTesting"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "ParityTesting"]),
+        .testTarget(
+            name: "ServingTests",
+            dependencies: ["Serving", "ParityTesting", .product(name: "PostgresNIO", package: "postgres-nio")]
+        ),
         .testTarget(
             name: "ServerTests",
             dependencies: [

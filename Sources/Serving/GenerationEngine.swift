@@ -21,11 +21,11 @@ public actor GenerationEngine: Service {
 
     private var queue: JobQueue
     private var lastGroup: String?
-    private var running: (record: JobRecord, control: JobControl)?
-    private var wakeUp: CheckedContinuation<Void, Never>?
+    var running: (record: JobRecord, control: JobControl)?
+    var wakeUp: CheckedContinuation<Void, Never>?
     private var started = false
     /// Recent job durations, for Retry-After and ETA estimates.
-    private var recentDurations: [Double] = []
+    var recentDurations: [Double] = []
     /// Submissions accepted but still being written to the store: they count against the capacity.
     private var pendingSubmissions = 0
     /// Jobs cancelled after the run loop took them from the queue but before they started running.
@@ -35,6 +35,9 @@ public actor GenerationEngine: Service {
     private var restored = false
     /// The job the run loop has taken from the queue and is executing (set from the pop until `execute` returns).
     private var taken: String?
+    /// Set when the store is shared by several replicas (PostgreSQL): jobs are claimed from the store under a lease
+    /// instead of taken from `queue` (GenerationEngine+Replica.swift).
+    var replica: ReplicaState?
 
     public init(configuration: EngineConfiguration, repository: ModelRepository, store: any JobStore, logger: Logger) {
         self.configuration = configuration
@@ -43,13 +46,17 @@ public actor GenerationEngine: Service {
         self.logger = logger
         self.imageEngine = ImageEngine(repository: repository, configuration: configuration, logger: logger)
         self.queue = JobQueue(capacity: configuration.queueCapacity, maximumWait: configuration.maximumGroupingWait)
+        self.replica = (store as? any SharedJobStore).map { ReplicaState(store: $0, configuration: configuration) }
     }
 
     // MARK: - Service
 
     /// Re-queues jobs a previous run left unfinished, then runs jobs until the service group shuts down.
     public func run() async throws {
-        try await restoreUnfinishedJobs()
+        // Replicas on a shared store do not restore: expired leases hand a dead replica's jobs to the others.
+        if replica == nil { try await restoreUnfinishedJobs() }
+        let replicaTasks = await startReplicaTasks()
+        defer { for task in replicaTasks { task.cancel() } }
         started = true
         let retentionTask = Task { [weak self] in await self?.enforceRetentionPeriodically() }
         defer { retentionTask.cancel() }
@@ -69,7 +76,7 @@ public actor GenerationEngine: Service {
     /// True once the engine runs jobs (`/readyz`).
     public var isReady: Bool { started }
 
-    private var shuttingDown = false
+    var shuttingDown = false
 
     private func shutDown(interruptingTheRunningJob: Bool = false) {
         if interruptingTheRunningJob { running?.control.cancel() }
@@ -113,6 +120,10 @@ public actor GenerationEngine: Service {
 
     private func runLoop() async {
         while !Task.isCancelled && !shuttingDown {
+            if replica != nil {
+                await claimAndRun()
+                continue
+            }
             guard let next = queue.popNext(lastGroup: lastGroup) else {
                 await withCheckedContinuation { continuation in wakeUp = continuation }
                 continue
@@ -125,7 +136,7 @@ public actor GenerationEngine: Service {
         }
     }
 
-    private func signalWork() {
+    func signalWork() {
         wakeUp?.resume()
         wakeUp = nil
     }
@@ -138,7 +149,7 @@ public actor GenerationEngine: Service {
         let imageEngine = self.imageEngine
         let checked = spec
         try await validation.run { _ = try imageEngine.prepare(checked) }
-        guard queue.count + pendingSubmissions < queue.capacity else {
+        guard replica != nil || queue.count + pendingSubmissions < queue.capacity else {
             Counter(label: "swiftdiffusion_jobs_rejected_total", dimensions: [("reason", "queue_full")]).increment()
             throw EngineError.queueFull(retryAfter: retryAfterEstimate())
         }
@@ -149,14 +160,14 @@ public actor GenerationEngine: Service {
         // Before the store sees it: a restore reading the store meanwhile must not queue it a second time.
         if !restored { submittedBeforeRestore.insert(job.id) }
         do {
-            try await store.insert(job)
+            if replica != nil { try await admitShared(job) } else { try await store.insert(job) }
         } catch {
             pendingSubmissions -= 1
             throw error
         }
         pendingSubmissions -= 1
-        queue.append(id: job.id, group: spec.groupKey)
-        Gauge(label: "swiftdiffusion_queue_depth").record(queue.count)
+        if replica == nil { queue.append(id: job.id, group: spec.groupKey) }
+        Gauge(label: "swiftdiffusion_queue_depth").record(queueDepth)
         Counter(label: "swiftdiffusion_jobs_submitted_total").increment()
         await events.publish(JobEvent(type: "queued", job: job, queuePosition: queuePosition(job.id)))
         signalWork()
@@ -180,7 +191,7 @@ public actor GenerationEngine: Service {
         queue.position(of: id, lastGroup: running?.record.spec.groupKey ?? lastGroup)
     }
 
-    public var queueDepth: Int { queue.count }
+    public var queueDepth: Int { replica?.queueDepth ?? queue.count }
 
     /// The running job's record (progress included), if any.
     public var currentJob: JobRecord? { running?.record }
@@ -192,6 +203,7 @@ public actor GenerationEngine: Service {
             running.control.cancel()
             return running.record
         }
+        if replica != nil { return try await cancelShared(id) }
         // Decide before any suspension, so the run loop cannot start the job while its record is read: a queued
         // job leaves the queue; a job the run loop has taken but not started is flagged, and `execute` checks the
         // flag before it starts (a started job is `running`, handled above).
@@ -254,15 +266,18 @@ public actor GenerationEngine: Service {
         }
         // Cancelled while its record was read.
         if cancelledBeforeStart.remove(id) != nil { return }
-        job.status = .running
-        job.startedAt = Date()
-        job.attempts += 1
-        job.timings["queue"] = job.startedAt!.timeIntervalSince(job.createdAt)
-        job.progress = JobProgress(stage: "starting", step: 0, total: job.spec.steps)
+        job.markStarted()
+        await runStarted(job)
+    }
+
+    /// Runs a job marked started (by `execute`, or by a claim from a shared store) to its outcome.
+    func runStarted(_ started: JobRecord) async {
+        var job = started
+        let id = job.id
         let (progressStream, progressContinuation) = AsyncStream.makeStream(of: JobProgress.self, bufferingPolicy: .bufferingNewest(64))
         let control = JobControl(progress: progressContinuation)
         running = (job, control)
-        try? await store.update(job)
+        if replica == nil { try? await store.update(job) }
         await events.publish(JobEvent(type: "started", job: job))
         logger.info("job started", metadata: ["job": "\(id)", "model": "\(job.spec.model ?? "")", "loras": "\(job.spec.loras.count)"])
 
@@ -305,6 +320,7 @@ public actor GenerationEngine: Service {
 
         job = running?.record ?? job
         running = nil
+        var images: [Data] = []
         job.finishedAt = Date()
         job.timings["total"] = job.finishedAt!.timeIntervalSince(job.startedAt ?? job.createdAt)
         switch outcome {
@@ -316,14 +332,7 @@ public actor GenerationEngine: Service {
             job.cache = result.cache
             job.progress = JobProgress(stage: "done", step: job.spec.steps, total: job.spec.steps)
             for (stage, seconds) in result.timings { job.timings[stage] = seconds }
-            do {
-                try await store.saveOutputs(jobID: id, images: result.images)
-                try await store.update(job)
-            } catch {
-                job.status = .failed
-                job.error = "could not store the results: \(error)"
-                try? await store.update(job)
-            }
+            images = result.images
             recentDurations = Array((recentDurations + [job.timings["total"] ?? 0]).suffix(20))
         case .failure(let error):
             if case GenerationError.cancelled = error {
@@ -333,13 +342,30 @@ public actor GenerationEngine: Service {
                 job.error = "\(error)"
                 logger.error("job failed", metadata: ["job": "\(id)", "error": "\(error)"])
             }
-            try? await store.update(job)
+        }
+        guard await persistOutcome(&job, images: images) else {
+            logger.warning("job outcome not written: another replica holds its lease now", metadata: ["job": "\(id)"])
+            return
         }
         Counter(label: "swiftdiffusion_jobs_total", dimensions: [("outcome", job.status.rawValue)]).increment()
         Timer(label: "swiftdiffusion_job_seconds", dimensions: [("outcome", job.status.rawValue)]).recordSeconds(job.timings["total"] ?? 0)
         let type = job.status == .succeeded ? "completed" : job.status == .cancelled ? "cancelled" : "failed"
         await events.publish(JobEvent(type: type, job: job, error: job.error))
         logger.info("job finished", metadata: ["job": "\(id)", "status": "\(job.status.rawValue)"])
+    }
+
+    /// Writes a finished job's record and images; false when a shared store refused it (the lease was lost).
+    private func persistOutcome(_ job: inout JobRecord, images: [Data]) async -> Bool {
+        if replica != nil { return await finishShared(&job, images: images) }
+        do {
+            if job.status == .succeeded { try await store.saveOutputs(jobID: job.id, images: images) }
+            try await store.update(job)
+        } catch {
+            job.status = .failed
+            job.error = "could not store the results: \(error)"
+            try? await store.update(job)
+        }
+        return true
     }
 
     private func report(_ progress: JobProgress, id: String, stepStart: Date) async {
@@ -364,7 +390,10 @@ public actor GenerationEngine: Service {
         let typical = recentDurations.isEmpty ? 5 : recentDurations.reduce(0, +) / Double(recentDurations.count)
         var remaining = 0.0
         if let started = running?.record.startedAt { remaining = max(0, typical - Date().timeIntervalSince(started)) }
-        let seconds = typical * Double(queue.count + pendingSubmissions) + remaining
+        // A shared queue is served by every live replica.
+        var waiting = Double(queue.count + pendingSubmissions)
+        if let replica { waiting = Double(replica.queueDepth) / Double(max(1, replica.liveReplicas)) }
+        let seconds = typical * waiting + remaining
         return Int(min(max(1, seconds.rounded(.up)), 3600))
     }
 

@@ -71,7 +71,24 @@ actor JobEventHub {
         return stream
     }
 
-    func publish(_ event: JobEvent) {
+    /// Replicas on a shared store: events leave through the store and come back, to every replica, through `deliver`.
+    private var relay: (@Sendable (JobEvent) async throws -> Void)?
+
+    func setRelay(_ relay: (@Sendable (JobEvent) async throws -> Void)?) { self.relay = relay }
+
+    func publish(_ event: JobEvent) async {
+        if let relay {
+            do {
+                try await relay(event)
+                return
+            } catch {
+                // The store is unreachable: this replica's own subscribers still hear it.
+            }
+        }
+        deliver(event)
+    }
+
+    func deliver(_ event: JobEvent) {
         if event.isTerminal {
             finished[event.jobID] = event
             finishedOrder.append(event.jobID)

@@ -38,6 +38,18 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var database: String?
 
+    @Option(
+        help: """
+            Job store shared by replicas: postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME] (config key: store;             default: the SQLite --database).
+            """)
+    var store: String?
+
+    @Option(name: .customLong("lease-seconds"), help: "With --store postgres://: seconds a claimed job's lease lasts without a heartbeat (config key: store.lease_seconds; default 15).")
+    var leaseSeconds: Double?
+
+    @Option(name: .customLong("max-wait"), help: "Seconds a queued job may be passed over for jobs of the adapters in memory (config key: queue.max_wait; default 30).")
+    var maxWait: Double?
+
     @Option(name: .customLong("token"), help: "A bearer token clients must send (repeatable; config key: tokens, comma-separated).")
     var tokens: [String] = []
 
@@ -117,6 +129,8 @@ struct ServeCommand: AsyncParsableCommand {
             engineConfiguration[keyPath: keyPath] = megabytes << 20
         }
         if let taesd = settings.string(forKey: "taesd") { engineConfiguration.taesdFolder = try InputPath.existing(taesd).path }
+        engineConfiguration.maximumGroupingWait = settings.double(forKey: "queue.max_wait", default: engineConfiguration.maximumGroupingWait)
+        guard engineConfiguration.maximumGroupingWait >= 0 else { throw CLIError("invalid settings: queue.max_wait must be >= 0") }
         guard engineConfiguration.queueCapacity >= 1, (0...1).contains(engineConfiguration.loraDeadlineFraction),
             ["merged", "runtime"].contains(engineConfiguration.loraMode)
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
@@ -134,10 +148,14 @@ struct ServeCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: folder.path) else { throw CLIError.noSuchFile(folder.path) }
         }
         let store: any JobStore
-        do {
-            store = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: (databasePath as NSString).expandingTildeInPath)
-        } catch {
-            throw CLIError("cannot open the job database \(databasePath): \(error)")
+        if let url = settings.string(forKey: "store") {
+            store = try await SharedStoreOption.open(url: url, leaseSeconds: settings.double(forKey: "store.lease_seconds", default: 15), logger: logger)
+        } else {
+            do {
+                store = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: (databasePath as NSString).expandingTildeInPath)
+            } catch {
+                throw CLIError("cannot open the job database \(databasePath): \(error)")
+            }
         }
         let engine = GenerationEngine(configuration: engineConfiguration, repository: repository, store: store, logger: logger)
 
@@ -148,7 +166,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info(
             "serving", metadata: [
                 "address": "http://\(server.host):\(server.port)", "models": "\(repository.list(.checkpoint).map(\.id))",
-                "default": "\(repository.defaultModel ?? "-")", "database": "\(databasePath)", "auth": "\(server.tokens.isEmpty ? "off" : "bearer")",
+                "default": "\(repository.defaultModel ?? "-")", "database": "\(settings.string(forKey: "store").map(SharedStoreOption.redacted) ?? databasePath)", "auth": "\(server.tokens.isEmpty ? "off" : "bearer")",
             ])
         // Which kernels run, and a warning with the fix when they are slower than this processor allows.
         let kernels = KernelReport.make(measure: true)
@@ -166,12 +184,15 @@ struct ServeCommand: AsyncParsableCommand {
     private func settingsReader() async throws -> ConfigReader {
         var flags: [AbsoluteConfigKey: ConfigValue] = [:]
         func set(_ key: String, _ content: ConfigContent?) {
-            if let content { flags[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: key == "tokens") }
+            if let content { flags[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: key == "tokens" || key == "store") }
         }
         set("host", host.map { .string($0) })
         set("port", port.map { .int($0) })
         set("models", models.isEmpty ? nil : .string(models.joined(separator: ",")))
         set("database", database.map { .string($0) })
+        set("store", store.map { .string($0) })
+        set("store.lease_seconds", leaseSeconds.map { .double($0) })
+        set("queue.max_wait", maxWait.map { .double($0) })
         set("tokens", tokens.isEmpty ? nil : .string(tokens.joined(separator: ",")))
         set("queue.capacity", queueCapacity.map { .int($0) })
         set("lora.deadline", loraDeadline.map { .double($0) })
@@ -193,7 +214,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "flags", values: flags),
-            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["TOKENS"])),
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["TOKENS", "STORE"])),
         ]
         if let config {
             guard FileManager.default.fileExists(atPath: config) else { throw CLIError.noSuchFile(config) }

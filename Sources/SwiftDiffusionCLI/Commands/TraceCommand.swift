@@ -7,8 +7,11 @@ import Traces
 struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
-        abstract: "Request traces: export the job store, generate synthetic traces, replay them against serve, analyze them.",
-        subcommands: [TraceExportCommand.self, TraceGenerateCommand.self, TraceReplayCommand.self, TraceAnalyzeCommand.self])
+        abstract: "Request traces: export the job store, generate synthetic traces, replay them against serve, analyze them, simulate replicas.",
+        subcommands: [
+            TraceExportCommand.self, TraceGenerateCommand.self, TraceReplayCommand.self, TraceAnalyzeCommand.self,
+            TraceSimulateCommand.self,
+        ])
 }
 
 private func writeOut(_ records: [TraceRecord], to out: String?) throws {

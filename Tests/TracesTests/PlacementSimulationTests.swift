@@ -1,0 +1,122 @@
+import Foundation
+import XCTest
+
+@testable import Traces
+
+/// The capacity planner's simulation on traces small enough to check by hand.
+final class PlacementSimulationTests: XCTestCase {
+    /// Whole seconds: base model 10 s, LoRA 1 s, ControlNet 2 s to load; 1 s per step; nothing else. One byte each.
+    private let stages = StageTimes(
+        baseModelLoadS: 10, loraLoadS: 1, loraPatchS: 0, controlnetLoadS: 2, denoiseStepS: 1, referencePixels: 1,
+        controlnetStepFraction: 0, fixedS: 0, baseModelBytes: 1, loraBytes: 1, controlnetBytes: 1, source: "test")
+
+    private func job(_ arrival: Double, _ lora: String?, steps: Int = 1, controlnets: [String] = []) -> PlacementSimulation.Job {
+        PlacementSimulation.Job(
+            arrival: arrival, model: "m", loras: lora.map { [$0] } ?? [], controlnets: controlnets, steps: steps, pixels: 1)
+    }
+
+    func testOneReplicaByHand() {
+        let jobs = [job(0, "a", steps: 2), job(1, "a", steps: 2), job(20, "b", controlnets: ["c"])]
+        let result = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 1, cacheBytes: 100, policy: .affinity))
+        // j0: 10 (model) + 1 (a) + 2 steps = 13, done at 13. j1 waits, runs 13..15 (all cached): latency 14.
+        // j2: 1 (b) + 2 (c) + 1 step = 4, runs 20..24.
+        XCTAssertEqual(result.latencies, [13, 14, 4])
+        XCTAssertEqual(result.p50, 13)
+        XCTAssertEqual(result.p99, 14)
+        XCTAssertEqual(result.adapterLoads, 3)
+        XCTAssertEqual(result.baseModelLoads, 1)
+        XCTAssertEqual(result.cacheAccesses, 7)
+        XCTAssertEqual(result.cacheHits, 3)
+        XCTAssertEqual(result.throughput, 3.0 / 24, accuracy: 1e-12)
+    }
+
+    func testTheCacheIsBoundedInBytesAndLRU() {
+        // Room for the model and one LoRA: a, b, a reloads a.
+        let jobs = [job(0, "a"), job(100, "b"), job(200, "a")]
+        let result = PlacementSimulation(stages: stages).run(jobs, options: .init(replicas: 1, cacheBytes: 2, policy: .random))
+        XCTAssertEqual(result.adapterLoads, 3)
+        XCTAssertEqual(result.baseModelLoads, 1, "the running job's model is never evicted for its own LoRA")
+        let roomy = PlacementSimulation(stages: stages).run(jobs, options: .init(replicas: 1, cacheBytes: 3, policy: .random))
+        XCTAssertEqual(roomy.adapterLoads, 2)
+    }
+
+    func testAffinityGroupsByHeldAdaptersUntilTheMaximumWait() {
+        // a, b, a, b all at once on one replica that holds one LoRA.
+        let jobs = [job(0, "a"), job(0, "b"), job(0, "a"), job(0, "b")]
+        let simulation = PlacementSimulation(stages: stages)
+        let grouped = simulation.run(jobs, options: .init(replicas: 1, cacheBytes: 2, policy: .affinity, maximumWait: 1000))
+        XCTAssertEqual(grouped.adapterLoads, 2, "a, a, b, b")
+        // j0: 10+1+1 = 12; j2 (a, held): 13; j1 (b): 15; j3: 16.
+        XCTAssertEqual(grouped.latencies, [12, 15, 13, 16])
+        // A maximum wait of 0: every job is overdue, so the oldest goes first: FIFO, a load per job.
+        let fifo = simulation.run(jobs, options: .init(replicas: 1, cacheBytes: 2, policy: .affinity, maximumWait: 0))
+        XCTAssertEqual(fifo.adapterLoads, 4)
+        XCTAssertEqual(fifo.latencies, [12, 14, 16, 18])
+    }
+
+    func testAffinitySendsAJobToTheReplicaHoldingItsLoRA() {
+        // Two replicas warmed with a and b; then a b-job and an a-job arrive while both are idle.
+        let jobs = [job(0, "a"), job(0, "b"), job(100, "b"), job(100, "a")]
+        let affinity = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
+        XCTAssertEqual(affinity.adapterLoads, 2)
+        XCTAssertEqual(affinity.baseModelLoads, 2)
+        XCTAssertEqual(Array(affinity.latencies.suffix(2)), [1, 1], "both ran where their LoRA was held")
+    }
+
+    func testLeastLoadedBalancesWork() {
+        // A long job, then two short ones at once: least-loaded puts both on the free replica; random may not.
+        let jobs = [job(0, nil, steps: 100), job(1, nil), job(1, nil)]
+        let result = PlacementSimulation(stages: stages).run(
+            jobs, options: .init(replicas: 2, cacheBytes: 10, policy: .leastLoaded))
+        // Replica 2: j1 1..12 (model load + 1 step), j2 12..13.
+        XCTAssertEqual(result.latencies, [110, 11, 12])
+    }
+
+    func testRandomPlacementIsReproducibleBySeed() {
+        let jobs = (0..<200).map { job(Double($0), "l\($0 % 7)") }
+        let simulation = PlacementSimulation(stages: stages)
+        let first = simulation.run(jobs, options: .init(replicas: 4, cacheBytes: 3, policy: .random, seed: 5))
+        let again = simulation.run(jobs, options: .init(replicas: 4, cacheBytes: 3, policy: .random, seed: 5))
+        XCTAssertEqual(first, again)
+        XCTAssertEqual(first.latencies.count, 200)
+    }
+
+    func testUtilizationScalingSetsTheArrivalRate() {
+        // Mean compute 2 s; 4 replicas at 50 %: one arrival per second.
+        let jobs = (0..<11).map { job(Double($0) * 10, nil, steps: 2) }
+        let scaled = PlacementSimulation(stages: stages).scaled(jobs, utilization: 0.5, replicas: 4)
+        for (index, job) in scaled.enumerated() { XCTAssertEqual(job.arrival, Double(index), accuracy: 1e-9) }
+    }
+
+    func testStageTimesFilesAreCheckedAndTheDefaultRoundTrips() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("stage-times-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let good = folder.appendingPathComponent("good.json")
+        try JSONEncoder().encode(StageTimes.measuredDefault).write(to: good)
+        XCTAssertEqual(try StageTimes.read(path: good.path), .measuredDefault)
+        let bad = folder.appendingPathComponent("bad.json")
+        try Data(#"{"base_model_load_s": 1}"#.utf8).write(to: bad)
+        XCTAssertThrowsError(try StageTimes.read(path: bad.path)) {
+            XCTAssertTrue("\($0)".contains("not a stage-times file"), "\($0)")
+        }
+        var negative = StageTimes.measuredDefault
+        negative.loraLoadS = -1
+        try JSONEncoder().encode(negative).write(to: bad)
+        XCTAssertThrowsError(try StageTimes.read(path: bad.path)) { XCTAssertTrue("\($0)".contains(">= 0"), "\($0)") }
+        XCTAssertThrowsError(try StageTimes.read(path: folder.appendingPathComponent("none.json").path))
+    }
+}
+
+/// The planner's built-in stage times are the measured file in docs/, not numbers of their own.
+final class StageTimesDefaultTests: XCTestCase {
+    func testTheDefaultIsTheMeasuredFile() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        var measured = try StageTimes.read(path: root.appendingPathComponent("docs/scale-out/stage-times-embedded.json").path)
+        measured.source = StageTimes.measuredDefault.source
+        XCTAssertEqual(measured, StageTimes.measuredDefault)
+    }
+}
