@@ -61,6 +61,12 @@ public final class LoRAPatcher: @unchecked Sendable {
                 let strength = application.strength(for: entry.component)
                 // Rank 0 is refused when a LoRA loads; an entry without rows has nothing to add either way.
                 if strength == 0 || entry.down.count == 0 || entry.down.shape[0] == 0 { continue }
+                if entry.layer.holdsBF16 {
+                    // bf16 weights are not updated in place (a merge would round the delta to bf16 and the bitwise
+                    // restore would need fp32 originals): the LoRA runs beside the layer in fp32 instead.
+                    attach(entry, strength: strength)
+                    continue
+                }
                 let weight = entry.layer.weight
                 let key = ObjectIdentifier(weight.storage)
                 if saved[key] == nil { saved[key] = (weight, weight.copy()) }
@@ -92,16 +98,20 @@ public final class LoRAPatcher: @unchecked Sendable {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
                 if strength == 0 { continue }
-                let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
-                switch entry.layer {
-                case .linear(let layer):
-                    layer.adapters.append(adapter)
-                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
-                case .conv(let layer):
-                    layer.adapters.append(adapter)
-                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
-                }
+                attach(entry, strength: strength)
             }
+        }
+    }
+
+    private func attach(_ entry: ResolvedLoRA.Entry, strength: Float) {
+        let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
+        switch entry.layer {
+        case .linear(let layer):
+            layer.adapters.append(adapter)
+            runtimeLayers[ObjectIdentifier(layer)] = entry.layer
+        case .conv(let layer):
+            layer.adapters.append(adapter)
+            runtimeLayers[ObjectIdentifier(layer)] = entry.layer
         }
     }
 

@@ -1,3 +1,4 @@
+import Compute
 import Foundation
 
 /// Limits on what one request may ask for; checked before a job is queued.
@@ -53,6 +54,8 @@ public struct EngineConfiguration: Sendable {
     public var pinCores = false
     /// Base models kept loaded at once.
     public var loadedModelLimit = 1
+    /// Precision the models' linear and conv layers are loaded in (`serve --precision`).
+    public var precision: ComputePrecision = .fp32
     /// Parsed LoRA files kept in memory, in bytes.
     public var loraCacheBytes = 2 << 30
     /// Finished jobs and their images are deleted after this many seconds.

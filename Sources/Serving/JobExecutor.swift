@@ -206,7 +206,8 @@ final class JobExecutor: @unchecked Sendable {
         }
         let tokenizer = repository.embeddedModels.map { $0.appendingPathComponent("shapes-sd/tokenizer") }
         let start = Date()
-        let model = try StableDiffusionModel(contentsOf: URL(fileURLWithPath: entry.path), tokenizerFolder: tokenizer)
+        let model = try StableDiffusionModel(
+            contentsOf: URL(fileURLWithPath: entry.path), tokenizerFolder: tokenizer, precision: configuration.precision)
         Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
         logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
         let pipeline = DiffusionPipeline(model: model)

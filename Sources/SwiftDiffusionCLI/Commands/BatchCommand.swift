@@ -53,6 +53,8 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .customLong("manifest"), help: "A JSONL manifest (repeatable).")
     var manifests: [String]
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Output folder.")
     var out: String
 
@@ -88,8 +90,11 @@ struct BatchCommand: ParsableCommand {
         // Fields an entry leaves out take the model's recommendation.
         let profile = try ModelProfile.read(path: modelURL.path)
         let embeddedRoot = try? ModelLocation.embeddedModel().deletingLastPathComponent()
+        let precision = try precisionOption.resolve()
+        if precisionOption.precision != "fp32" { FileHandle.standardError.write(Data((PrecisionOption.describe(precision) + "\n").utf8)) }
         let loaded = try StableDiffusionModel(
-            contentsOf: modelURL, tokenizerFolder: embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer"))
+            contentsOf: modelURL, tokenizerFolder: embeddedRoot?.appendingPathComponent(ModelLocation.embeddedName + "/tokenizer"),
+            precision: precision)
         let pipeline = DiffusionPipeline(model: loaded)
         let preprocessor = try ControlPreprocessor.named(controlPreprocessor)
         let output = URL(fileURLWithPath: out)

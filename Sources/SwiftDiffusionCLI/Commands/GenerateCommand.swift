@@ -59,6 +59,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Classifier-free guidance scale (default: the model's recommendation).")
     var cfg: Float?
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Random seed (default: a random one, printed).")
     var seed: UInt64?
 
@@ -166,10 +168,12 @@ struct GenerateCommand: ParsableCommand {
         let cfg = self.cfg ?? profile.cfg
         let width = self.width ?? profile.width, height = self.height ?? profile.height
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+        let precision = try precisionOption.resolve()
 
         let status = StatusPrinter(quiet: quiet)
         status.line("loading \(modelURL.path)")
-        let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder)
+        if precisionOption.precision != "fp32" || verbose { status.line(PrecisionOption.describe(precision)) }
+        let loaded = try StableDiffusionModel(contentsOf: modelURL, tokenizerFolder: tokenizerFolder, precision: precision)
         let pipeline = DiffusionPipeline(model: loaded)
         if let taesdFolder {
             let folder = try ComponentFolder(taesdFolder)
