@@ -13,12 +13,19 @@ import XCTest
 /// layers, weights half the bytes. Runs on every processor (oneDNN emulates bf16 products where the processor
 /// lacks bf16 instructions; see BF16Tests).
 ///
-/// Tolerance: one bf16 rounding of each GEMM input is a relative error of up to 2^-9 (0.2 %); through the
-/// tiny UNet (about 20 GEMMs deep) and 10 steps it reaches the final latents as a few 1e-3 of their unit scale
-/// (measured: `swiftdiffusion bench precision`, docs/benchmarks.md). 3e-2 is 10x the largest measured error and
-/// still 30x below what a wrong path would give (a dropped bias or a transposed weight moves latents by O(1)).
+/// Tolerance, relative to the largest final latent: one bf16 rounding of each GEMM input is a relative error of up to
+/// 2^-9 (0.2 %) per product; the tiny random fixtures (untrained, so nothing damps it; latents reach 40 on SD 1.x)
+/// carry it through every layer and step to final latents that differ from fp32 by 0.5-3 % of their largest value
+/// (measured: `swiftdiffusion bench precision`, docs/benchmarks.md; SD 2.x v-prediction is the largest). 5 % bounds
+/// that with margin and is still 20x below what a wrong path gives (a dropped bias, a transposed or unrounded-as-int
+/// weight moves latents by their own size).
 final class BF16PipelineTests: XCTestCase {
-    static let tolerance: Float = 3e-2
+    static let relativeTolerance: Float = 5e-2
+
+    private func assertWithinBF16Bound(_ actual: Tensor, _ expected: Tensor, _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        let scale = expected.scalars.map(abs).max() ?? 1
+        assertClose(actual, expected, tolerance: Self.relativeTolerance * scale, label + " (5 % of the largest latent, \(scale))", file: file, line: line)
+    }
 
     private func pipeline(_ name: String, _ precision: ComputePrecision) throws -> DiffusionPipeline {
         DiffusionPipeline(model: try StableDiffusionModel(folder: PipelineParityTests.models.appendingPathComponent(name), precision: precision))
@@ -36,7 +43,7 @@ final class BF16PipelineTests: XCTestCase {
             XCTAssertEqual(bf16.model.precision, .bf16)
             let result = try bf16.generate(request)
             let expected = try golden.output("latents")
-            assertClose(result.latents, expected, tolerance: Self.tolerance, "\(name) bf16 vs diffusers fp32")
+            assertWithinBF16Bound(result.latents, expected, "\(name) bf16 vs diffusers fp32")
             // It really ran in bf16: an fp32 run is within 1e-3 (PipelineParityTests), bf16 is measurably further.
             let difference = zip(result.latents.scalars, expected.scalars).map { abs($0 - $1) }.max() ?? 0
             XCTAssertGreaterThan(difference, 1e-5, "\(name): bf16 latents equal fp32 ones; the bf16 path did not run")
@@ -70,7 +77,7 @@ final class BF16PipelineTests: XCTestCase {
         let base = try bf16.generate(request)
         for mode in [DiffusionPipeline.LoRAMode.merged, .runtime] {
             let result = try bf16.generate(request, loras: [LoRAApplication(lora, weight: 0.8)], loraMode: mode)
-            assertClose(result.latents, try golden.output("latents"), tolerance: Self.tolerance, "bf16 LoRA \(mode)")
+            assertWithinBF16Bound(result.latents, try golden.output("latents"), "bf16 LoRA \(mode)")
         }
         XCTAssertEqual(try bf16.generate(request).latents.scalars, base.latents.scalars, "the LoRA was not removed")
     }

@@ -57,7 +57,7 @@ struct PrecisionBenchmarkCommand: ParsableCommand {
         let folder = try parityModels.map(InputPath.existing)
             ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Tests/Fixtures/models")
-        let table = TablePrinter(columns: [("parity model", 14), ("sampler", 10), ("max |bf16 - fp32|", 18), ("mean |bf16 - fp32|", 19), ("max |latent|", 12)])
+        let table = TablePrinter(columns: [("parity model", 14), ("sampler", 10), ("max |bf16 - fp32|", 18), ("mean |bf16 - fp32|", 19), ("max |latent|", 12), ("max error / max |latent|", 24)])
         table.header()
         for name in ["sd1", "sd2", "sdxl"] {
             let url = folder.appendingPathComponent(name)
@@ -69,7 +69,7 @@ struct PrecisionBenchmarkCommand: ParsableCommand {
                     sampler: sampler, guidanceScale: 6, seed: 1, decode: false)
                 let latents = try parity.map { try DiffusionPipeline(model: $0).generate(request).latents }
                 let error = Self.errors(latents[1], latents[0])
-                table.row([name, sampler.rawValue, error.max.formatted(5), error.mean.formatted(6), error.scale.formatted(3)])
+                table.row([name, sampler.rawValue, error.max.formatted(5), error.mean.formatted(6), error.scale.formatted(3), "\((100 * error.max / max(error.scale, 1e-12)).formatted(2)) %"])
             }
         }
     }
