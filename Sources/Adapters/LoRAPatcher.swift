@@ -54,7 +54,8 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// Bytes held by saved original weights.
     public var savedBytes: Int { saved.values.reduce(0) { $0 + $1.copy.count * MemoryLayout<Float>.stride } }
 
-    /// Merges the LoRAs into the weights in place.
+    /// Merges the LoRAs into the weights in place. Layers holding bf16 weights (bf16 models) get the LoRA as a runtime
+    /// adapter instead: rounding a delta into bf16 would lose it, and the bitwise restore needs fp32 originals.
     public func merge(_ applications: [LoRAApplication]) {
         for application in applications {
             for entry in application.lora.entries {
