@@ -97,8 +97,11 @@ public final class StableDiffusionModel: @unchecked Sendable {
     }
 
     /// Builds a component with its linear and conv weights stored in `precision`.
+    /// bf16: the fp32 values each weight was rounded from are freed as the component is built; the buffer cache
+    /// is trimmed after it so they do not stay resident.
     private static func loading<T>(_ precision: ComputePrecision, _ body: () throws -> T) rethrows -> T {
-        try ModuleLoader.$weightPrecision.withValue(precision) { try body() }
+        defer { if precision == .bf16 { TensorBufferCache.trim() } }
+        return try ModuleLoader.$weightPrecision.withValue(precision) { try body() }
     }
 
     /// A diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, ...).

@@ -39,7 +39,10 @@ struct UNetBenchmarkCommand: ParsableCommand {
         print("SwiftDiffusion bench unet: SD 1.5 UNet architecture, random weights, \(precision.rawValue), \(threads) threads")
         print(PrecisionOption.describe(precision))
         var built: UNet2DConditionModel?
-        let buildSeconds = try Timing.seconds { built = try ModuleLoader.$weightPrecision.withValue(precision) { try Self.makeUNet() } }
+        let buildSeconds = try Timing.seconds {
+            built = try ModuleLoader.$weightPrecision.withValue(precision) { try Self.makeUNet() }
+            if precision == .bf16 { TensorBufferCache.trim() }  // the fp32 values the bf16 weights were rounded from
+        }
         guard let unet = built else { return }
         print("model built in \(buildSeconds.formatted(1)) s; resident \(ProcessMemory.residentMiB.map { $0.formatted(0) } ?? "?") MiB")
 
