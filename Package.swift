@@ -39,6 +39,14 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]
         ),
+        // oneDNN (Debian: libdnnl-dev 2.6, what PyTorch runs on CPU): bf16 matmul on AVX512-BF16/AMX kernels it picks
+        // from CPUID. Debian ships no pkg-config file for it; the headers and library are on the default paths.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        // A per-shape cache of single-threaded oneDNN matmul primitives, and f32 <-> bf16 conversion.
+        // (A C target does not autolink a module map's `link`: the library is named here too.)
+        .target(
+            name: "CDNNLMatmul", dependencies: ["CDNNL"], path: "Sources/CDNNLMatmul", cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dnnl")]),
         // Image codecs from Debian: libpng (simplified API), libjpeg-turbo (TurboJPEG API), zlib (CRC-32).
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         .systemLibrary(
@@ -52,7 +60,7 @@ let package = Package(
         // written once on clang vector extensions and compiled per instruction set; Compute/Kernels.swift dispatches.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         // Tensors, ops, CPU kernels and the engine's thread pool.
-        .target(name: "Compute", dependencies: ["COpenBLAS", "CCPUFeatures", "CKernels"], swiftSettings: numericSettings),
+        .target(name: "Compute", dependencies: ["COpenBLAS", "CCPUFeatures", "CKernels", "CDNNLMatmul"], swiftSettings: numericSettings),
         // safetensors, diffusers folders, .npy, checkpoint key conversion.
         .target(name: "Weights", dependencies: ["Compute"], swiftSettings: numericSettings),
         // CLIP tokenizer and text encoders, UNet, VAE, ControlNet, TAESD: built from diffusers configs.

@@ -25,6 +25,14 @@ public enum PatchableLayer: @unchecked Sendable {
         }
     }
 
+    /// True when the layer stores bf16 weights (LoRAs then run beside it instead of being merged).
+    var holdsBF16: Bool {
+        switch self {
+        case .linear(let layer): layer.storedWeight.precision == .bf16
+        case .conv(let layer): layer.storedWeight.precision == .bf16
+        }
+    }
+
     /// The weight tensor merging updates in place.
     var weight: Tensor {
         switch self {

@@ -54,13 +54,20 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// Bytes held by saved original weights.
     public var savedBytes: Int { saved.values.reduce(0) { $0 + $1.copy.count * MemoryLayout<Float>.stride } }
 
-    /// Merges the LoRAs into the weights in place.
+    /// Merges the LoRAs into the weights in place. Layers holding bf16 weights (bf16 models) get the LoRA as a runtime
+    /// adapter instead: rounding a delta into bf16 would lose it, and the bitwise restore needs fp32 originals.
     public func merge(_ applications: [LoRAApplication]) {
         for application in applications {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
                 // Rank 0 is refused when a LoRA loads; an entry without rows has nothing to add either way.
                 if strength == 0 || entry.down.count == 0 || entry.down.shape[0] == 0 { continue }
+                if entry.layer.holdsBF16 {
+                    // bf16 weights are not updated in place (a merge would round the delta to bf16 and the bitwise
+                    // restore would need fp32 originals): the LoRA runs beside the layer in fp32 instead.
+                    attach(entry, strength: strength)
+                    continue
+                }
                 let weight = entry.layer.weight
                 let key = ObjectIdentifier(weight.storage)
                 if saved[key] == nil { saved[key] = (weight, weight.copy()) }
@@ -92,16 +99,20 @@ public final class LoRAPatcher: @unchecked Sendable {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
                 if strength == 0 { continue }
-                let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
-                switch entry.layer {
-                case .linear(let layer):
-                    layer.adapters.append(adapter)
-                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
-                case .conv(let layer):
-                    layer.adapters.append(adapter)
-                    runtimeLayers[ObjectIdentifier(layer)] = entry.layer
-                }
+                attach(entry, strength: strength)
             }
+        }
+    }
+
+    private func attach(_ entry: ResolvedLoRA.Entry, strength: Float) {
+        let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
+        switch entry.layer {
+        case .linear(let layer):
+            layer.adapters.append(adapter)
+            runtimeLayers[ObjectIdentifier(layer)] = entry.layer
+        case .conv(let layer):
+            layer.adapters.append(adapter)
+            runtimeLayers[ObjectIdentifier(layer)] = entry.layer
         }
     }
 

@@ -169,8 +169,13 @@ enum ThreadBinding {
         var parallelDepth = 0
         var scratch: UnsafeMutablePointer<Float>?
         var scratchCapacity = 0
+        var halfScratch: UnsafeMutablePointer<UInt16>?
+        var halfScratchCapacity = 0
 
-        deinit { scratch?.deallocate() }
+        deinit {
+            scratch?.deallocate()
+            halfScratch?.deallocate()
+        }
     }
 
     private static let key: pthread_key_t = {
@@ -204,6 +209,17 @@ enum ThreadBinding {
             state.scratchCapacity = capacity
         }
         return state.scratch!
+    }
+    /// The calling thread's 16-bit scratch buffer (bf16 operands of a GEMM), grown as needed.
+    static func halfScratch(count: Int) -> UnsafeMutablePointer<UInt16> {
+        let state = state
+        if state.halfScratchCapacity < count || state.halfScratch == nil {
+            state.halfScratch?.deallocate()
+            let capacity = max(count, state.halfScratchCapacity * 2, 1024)
+            state.halfScratch = UnsafeMutablePointer<UInt16>.allocate(capacity: capacity)
+            state.halfScratchCapacity = capacity
+        }
+        return state.halfScratch!
     }
     static func bind(_ pool: ComputePool?) { state.pool = pool }
     static func isInsideParallelRegion() -> Bool { state.parallelDepth > 0 }

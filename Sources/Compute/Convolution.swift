@@ -29,10 +29,17 @@ public func pytorchKernel(_ kernel: Tensor) -> Tensor {
 /// Convolution of `x` `[N, H, W, Cin]` with `weight` `[Cout, KH, KW, Cin]` (see `channelsLastKernel`)
 /// plus an optional bias `[Cout]`. Returns `[N, OH, OW, Cout]`.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none) -> Tensor {
-    precondition(x.rank == 4 && weight.rank == 4, "conv2d needs NHWC input and [O, KH, KW, I] kernel, got \(x.shape), \(weight.shape)")
+    conv2d(x, weight: .fp32(weight), bias: bias, stride: stride, padding: padding)
+}
+
+/// `conv2d` with an fp32 or bf16 kernel (`LayerWeight`): the bf16 kernel multiplies bf16-rounded im2col panels
+/// with fp32 accumulation.
+public func conv2d(_ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none) -> Tensor {
+    let kernelShape = layerWeight.shape
+    precondition(x.rank == 4 && kernelShape.count == 4, "conv2d needs NHWC input and [O, KH, KW, I] kernel, got \(x.shape), \(kernelShape)")
     let (batch, height, width, inChannels) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (outChannels, kernelHeight, kernelWidth) = (weight.shape[0], weight.shape[1], weight.shape[2])
-    precondition(weight.shape[3] == inChannels, "conv2d kernel expects \(weight.shape[3]) input channels, input has \(inChannels)")
+    let (outChannels, kernelHeight, kernelWidth) = (kernelShape[0], kernelShape[1], kernelShape[2])
+    precondition(kernelShape[3] == inChannels, "conv2d kernel expects \(kernelShape[3]) input channels, input has \(inChannels)")
     precondition(stride >= 1, "stride must be positive")
     let outHeight = (height + padding.top + padding.bottom - kernelHeight) / stride + 1
     let outWidth = (width + padding.left + padding.right - kernelWidth) / stride + 1
@@ -40,7 +47,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let out = Tensor(uninitializedShape: [batch, outHeight, outWidth, outChannels])
     let rows = batch * outHeight * outWidth
     let depth = kernelHeight * kernelWidth * inChannels
-    let src = x.storage.base, dst = out.storage.base, kernel = weight.storage.base
+    let src = x.storage.base, dst = out.storage.base
     var beta: Float = 0
     if let bias {
         precondition(bias.count == outChannels, "conv2d bias has \(bias.count) elements, expected \(outChannels)")
@@ -49,9 +56,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
 
     if kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == .none {
-        GEMM.multiply(
-            transposeB: true, m: rows, n: outChannels, k: inChannels,
-            a: src, lda: inChannels, b: kernel, ldb: inChannels, beta: beta, c: dst, ldc: outChannels)
+        layerWeight.multiply(m: rows, a: src, lda: inChannels, beta: beta, c: dst, ldc: outChannels)
         return out
     }
 
@@ -71,7 +76,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         let count = min(panelRows, rows - first)
         let columns = ThreadBinding.scratch(count: count * depth)
         geometry.im2col(src, rows: first..<(first + count), into: columns)
-        GEMM.serial(false, true, count, outChannels, depth, 1, columns, depth, kernel, depth, beta, dst + first * outChannels, outChannels)
+        layerWeight.serialMultiply(m: count, a: columns, lda: depth, beta: beta, c: dst + first * outChannels, ldc: outChannels)
     }
     return out
 }

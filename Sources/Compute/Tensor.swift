@@ -103,6 +103,13 @@ enum BufferCache {
     }
 }
 
+/// The engine's cache of freed tensor buffers, for callers that free a lot at once.
+public enum TensorBufferCache {
+    /// Returns every parked buffer to the system: after a bf16 model is built, the fp32 weights it rounded from
+    /// would otherwise stay parked (up to the cache's limit) and count in the resident set.
+    public static func trim() { BufferCache.trim() }
+}
+
 /// A dense, row-major Float32 tensor. Image activations are channels-last (NHWC).
 ///
 /// `Tensor` is a value with reference storage: copies share memory. Ops always return new tensors;

@@ -20,23 +20,25 @@ public struct LowRankAdapter: Sendable {
 /// `y = x W^T + b`, W in PyTorch's `[out, in]` layout.
 public final class Linear: @unchecked Sendable {
     public let path: String
-    /// The weight; LoRA merging updates it in place.
-    public let weight: Tensor
+    /// The weight in the precision the model was loaded in (`ModuleLoader.weightPrecision`).
+    public let storedWeight: LayerWeight
     public let bias: Tensor?
     /// Runtime LoRA updates applied after the base projection.
     public var adapters: [LowRankAdapter] = []
 
-    public init(path: String, weight: Tensor, bias: Tensor?) {
+    public init(path: String, weight: Tensor, bias: Tensor?, precision: ComputePrecision = .fp32) {
         self.path = path
-        self.weight = weight
+        self.storedWeight = .make(weight, precision: precision)
         self.bias = bias
     }
 
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    /// The fp32 weight, which LoRA merging updates in place. Only fp32 layers have one (`storedWeight`).
+    public var weight: Tensor { storedWeight.fp32Tensor(path) }
+    public var inFeatures: Int { storedWeight.shape[1] }
+    public var outFeatures: Int { storedWeight.shape[0] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = linear(x, weight: weight, bias: bias)
+        let y = linear(x, weight: storedWeight, bias: bias)
         for adapter in adapters {
             let hidden = linear(x, weight: adapter.down)
             accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
@@ -48,33 +50,44 @@ public final class Linear: @unchecked Sendable {
 /// 2-D convolution on NHWC activations; the kernel is kept channels-last (`[out, kh, kw, in]`).
 public final class Conv2D: @unchecked Sendable {
     public let path: String
-    /// Channels-last kernel; LoRA merging updates it in place.
-    public let weight: Tensor
+    /// Channels-last kernel in the precision the model was loaded in.
+    public let storedWeight: LayerWeight
     public let bias: Tensor?
     public let stride: Int
     public let padding: Padding2D
     public var adapters: [LowRankAdapter] = []
 
-    /// Takes the kernel in PyTorch's `[out, in, kh, kw]` layout and converts it once.
-    public init(path: String, pytorchWeight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D) {
+    /// Takes the kernel in PyTorch's `[out, in, kh, kw]` layout and converts it once (to bf16 too for bf16 models).
+    public init(path: String, pytorchWeight: Tensor, bias: Tensor?, stride: Int, padding: Padding2D, precision: ComputePrecision = .fp32) {
         self.path = path
-        self.weight = channelsLastKernel(pytorchWeight)
+        self.storedWeight = .make(channelsLastKernel(pytorchWeight), precision: precision)
         self.bias = bias
         self.stride = stride
         self.padding = padding
     }
 
-    public var outChannels: Int { weight.shape[0] }
-    public var kernelSize: Int { weight.shape[1] }
-    public var inChannels: Int { weight.shape[3] }
+    /// The fp32 channels-last kernel, which LoRA merging updates in place. Only fp32 layers have one.
+    public var weight: Tensor { storedWeight.fp32Tensor(path) }
+    public var outChannels: Int { storedWeight.shape[0] }
+    public var kernelSize: Int { storedWeight.shape[1] }
+    public var inChannels: Int { storedWeight.shape[3] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        let y = conv2d(x, weight: storedWeight, bias: bias, stride: stride, padding: padding)
         for adapter in adapters {
             let hidden = conv2d(x, weight: adapter.down, bias: nil, stride: stride, padding: padding)
             accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
         }
         return y
+    }
+}
+
+extension LayerWeight {
+    /// The fp32 tensor of an fp32 weight (the one in-place LoRA merging updates). bf16 layers have none: the
+    /// LoRA patcher attaches LoRAs to them at run time instead (`LoRAPatcher.merge`).
+    func fp32Tensor(_ path: String) -> Tensor {
+        guard case .fp32(let tensor) = self else { preconditionFailure("\(path) holds bf16 weights; it has no fp32 weight to update") }
+        return tensor
     }
 }
 

@@ -9,6 +9,11 @@ import Weights
 /// layer built is recorded in the shared `LayerRegistry` under its full path: that is what LoRA key
 /// maps resolve against.
 public struct ModuleLoader {
+    /// The precision linear and conv weights are stored in as layers are built: bf16 rounds each weight as it is
+    /// read (one layer's fp32 values exist at a time, so a model never exists whole in fp32). Bound around model
+    /// construction (`StableDiffusionModel(contentsOf:precision:)`); fp32 by default.
+    @TaskLocal public static var weightPrecision: ComputePrecision = .fp32
+
     public let weights: any WeightSource
     /// Dotted module path; empty at the root.
     public let path: String
@@ -50,7 +55,7 @@ public struct ModuleLoader {
         let module = child(name)
         let weight = try module.tensor("weight", shape: [outFeatures, inFeatures])
         let biasTensor = bias ? try module.tensor("bias", shape: [outFeatures]) : nil
-        let layer = Linear(path: module.path, weight: weight, bias: biasTensor)
+        let layer = Linear(path: module.path, weight: weight, bias: biasTensor, precision: Self.weightPrecision)
         registry.register(layer)
         return layer
     }
@@ -69,7 +74,7 @@ public struct ModuleLoader {
         let biasTensor = bias ? try module.tensor("bias", shape: [outChannels]) : nil
         let layer = Conv2D(
             path: module.path, pytorchWeight: weight, bias: biasTensor, stride: stride,
-            padding: padding ?? .uniform(kernel / 2))
+            padding: padding ?? .uniform(kernel / 2), precision: Self.weightPrecision)
         registry.register(layer)
         return layer
     }

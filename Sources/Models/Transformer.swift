@@ -140,7 +140,7 @@ public final class Transformer2DModel: @unchecked Sendable {
         let module = loader.child(name)
         let weight = try module.tensor("weight", shape: [outFeatures, inFeatures, 1, 1]).reshaped([outFeatures, inFeatures])
         let bias = try module.tensor("bias", shape: [outFeatures])
-        let layer = Linear(path: module.path, weight: weight, bias: bias)
+        let layer = Linear(path: module.path, weight: weight, bias: bias, precision: ModuleLoader.weightPrecision)
         loader.registry.register(layer)
         return layer
     }

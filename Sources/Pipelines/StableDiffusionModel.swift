@@ -52,23 +52,60 @@ public final class StableDiffusionModel: @unchecked Sendable {
     public let schedulerConfiguration: SchedulerConfiguration
     /// SDXL: zero unconditional embeddings when no negative prompt is given (diffusers' default).
     public let forceZerosForEmptyPrompt: Bool
+    /// The precision of the linear and conv weights (and so of their GEMMs); see `ComputePrecision`.
+    public let precision: ComputePrecision
 
     /// Opens a diffusers folder or a single-file checkpoint. `tokenizerFolder` supplies the CLIP vocabulary
     /// for single-file checkpoints, which carry none.
-    public convenience init(contentsOf url: URL, tokenizerFolder: URL? = nil, predictionType: String? = nil) throws {
+    /// `precision` bf16 stores every linear and conv weight as bf16, rounding each as it is read (fp16 and bf16
+    /// files are widened one tensor at a time, never whole).
+    public convenience init(contentsOf url: URL, tokenizerFolder: URL? = nil, predictionType: String? = nil, precision: ComputePrecision = .fp32) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw WeightsError.missingFile(path: url.path, what: "model")
         }
         if isDirectory.boolValue {
-            try self.init(folder: url)
+            try self.init(folder: url, precision: precision)
         } else {
-            try self.init(checkpoint: url, tokenizerFolder: tokenizerFolder, predictionType: predictionType)
+            try self.init(checkpoint: url, tokenizerFolder: tokenizerFolder, predictionType: predictionType, precision: precision)
         }
     }
 
+    /// The Stable Diffusion 1.5 architecture (`StandardConfigs`) with random weights (`RandomWeights`): what the
+    /// benchmarks run, no download needed. `tokenizerFolder` supplies the CLIP vocabulary (the embedded model's).
+    public init(randomStandardSD15 tokenizerFolder: URL, seed: UInt64 = 7, precision: ComputePrecision = .fp32) throws {
+        func config(_ component: String) throws -> Data {
+            guard let json = StandardConfigs.json(for: component, family: .sd1) else {
+                throw ModelLoadError.missingComponent(component, path: "<standard SD 1.5 configs>")
+            }
+            return Data(json.utf8)
+        }
+        let weights = RandomWeights(seed: seed)
+        name = "random-sd15"
+        source = URL(fileURLWithPath: "/dev/null")
+        self.precision = precision
+        tokenizer = try CLIPTokenizer(folder: tokenizerFolder, padToken: "<|endoftext|>")
+        tokenizer2 = nil
+        textEncoder2 = nil
+        textEncoder = try Self.loading(precision) { try CLIPTextModel(configData: try config("text_encoder"), weights: weights) }
+        unet = try Self.loading(precision) { try UNet2DConditionModel(configData: try config("unet"), weights: weights) }
+        vae = try Self.loading(precision) { try AutoencoderKL(configData: try config("vae"), weights: weights) }
+        schedulerConfiguration = try SchedulerConfiguration(jsonData: try config("scheduler"))
+        forceZerosForEmptyPrompt = false
+        family = .sd1
+        try validate()
+    }
+
+    /// Builds a component with its linear and conv weights stored in `precision`.
+    /// bf16: the fp32 values each weight was rounded from are freed as the component is built; the buffer cache
+    /// is trimmed after it so they do not stay resident.
+    private static func loading<T>(_ precision: ComputePrecision, _ body: () throws -> T) rethrows -> T {
+        defer { if precision == .bf16 { TensorBufferCache.trim() } }
+        return try ModuleLoader.$weightPrecision.withValue(precision) { try body() }
+    }
+
     /// A diffusers pipeline folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, ...).
-    public init(folder url: URL) throws {
+    public init(folder url: URL, precision: ComputePrecision = .fp32) throws {
         let folder = try DiffusersPipelineFolder(url)
         func component(_ name: String) throws -> ComponentFolder {
             guard folder.components[name] != nil else { throw ModelLoadError.missingComponent(name, path: url.path) }
@@ -77,19 +114,24 @@ public final class StableDiffusionModel: @unchecked Sendable {
         let hasSecondEncoder = folder.components["text_encoder_2"] != nil
         name = url.lastPathComponent
         source = url
+        self.precision = precision
         tokenizer = try CLIPTokenizer(folder: try component("tokenizer").url)
-        textEncoder = try CLIPTextModel(component: try component("text_encoder"))
+        textEncoder = try Self.loading(precision) { try CLIPTextModel(component: try component("text_encoder")) }
         if hasSecondEncoder {
             tokenizer2 = try CLIPTokenizer(folder: try component("tokenizer_2").url)
-            textEncoder2 = try CLIPTextModelWithProjection(component: try component("text_encoder_2"))
+            textEncoder2 = try Self.loading(precision) { try CLIPTextModelWithProjection(component: try component("text_encoder_2")) }
         } else {
             tokenizer2 = nil
             textEncoder2 = nil
         }
         let unetFolder = try component("unet")
-        unet = try UNet2DConditionModel(configData: try unetFolder.configData, weights: try unetFolder.weights(), source: unetFolder.url.path)
+        unet = try Self.loading(precision) {
+            try UNet2DConditionModel(configData: try unetFolder.configData, weights: try unetFolder.weights(), source: unetFolder.url.path)
+        }
         let vaeFolder = try component("vae")
-        vae = try AutoencoderKL(configData: try vaeFolder.configData, weights: try vaeFolder.weights(), source: vaeFolder.url.path)
+        vae = try Self.loading(precision) {
+            try AutoencoderKL(configData: try vaeFolder.configData, weights: try vaeFolder.weights(), source: vaeFolder.url.path)
+        }
         schedulerConfiguration = try SchedulerConfiguration(jsonData: try component("scheduler").configData)
         forceZerosForEmptyPrompt = Self.readForceZeros(url)
         family = try Self.family(unet: unet, textEncoder2: textEncoder2)
@@ -97,7 +139,7 @@ public final class StableDiffusionModel: @unchecked Sendable {
     }
 
     /// A single `.safetensors` checkpoint in the original (LDM/SGM) layout.
-    public init(checkpoint url: URL, tokenizerFolder: URL?, predictionType: String? = nil) throws {
+    public init(checkpoint url: URL, tokenizerFolder: URL?, predictionType: String? = nil, precision: ComputePrecision = .fp32) throws {
         let checkpoint = try SingleFileCheckpoint(url: url, predictionType: predictionType)
         guard let tokenizerFolder else {
             throw ModelLoadError.unsupported("'\(url.path)' is a single-file checkpoint and carries no tokenizer; a CLIP tokenizer folder is needed")
@@ -106,17 +148,20 @@ public final class StableDiffusionModel: @unchecked Sendable {
         guard let vaeWeights = checkpoint.vae else { throw ModelLoadError.missingComponent("VAE", path: url.path) }
         name = url.deletingPathExtension().lastPathComponent
         source = url
+        self.precision = precision
         tokenizer = try CLIPTokenizer(folder: tokenizerFolder, padToken: checkpoint.padToken(tokenizer: "tokenizer") ?? "<|endoftext|>")
-        textEncoder = try CLIPTextModel(configData: try checkpoint.configData(for: "text_encoder"), weights: textWeights)
+        textEncoder = try Self.loading(precision) { try CLIPTextModel(configData: try checkpoint.configData(for: "text_encoder"), weights: textWeights) }
         if let second = checkpoint.textEncoder2 {
             tokenizer2 = try CLIPTokenizer(folder: tokenizerFolder, padToken: checkpoint.padToken(tokenizer: "tokenizer_2") ?? "!")
-            textEncoder2 = try CLIPTextModelWithProjection(configData: try checkpoint.configData(for: "text_encoder_2"), weights: second)
+            textEncoder2 = try Self.loading(precision) {
+                try CLIPTextModelWithProjection(configData: try checkpoint.configData(for: "text_encoder_2"), weights: second)
+            }
         } else {
             tokenizer2 = nil
             textEncoder2 = nil
         }
-        unet = try UNet2DConditionModel(configData: try checkpoint.configData(for: "unet"), weights: checkpoint.unet)
-        vae = try AutoencoderKL(configData: try checkpoint.configData(for: "vae"), weights: vaeWeights)
+        unet = try Self.loading(precision) { try UNet2DConditionModel(configData: try checkpoint.configData(for: "unet"), weights: checkpoint.unet) }
+        vae = try Self.loading(precision) { try AutoencoderKL(configData: try checkpoint.configData(for: "vae"), weights: vaeWeights) }
         schedulerConfiguration = try SchedulerConfiguration(jsonData: try checkpoint.configData(for: "scheduler"))
         forceZerosForEmptyPrompt = checkpoint.family == .sdxl
         family = try Self.family(unet: unet, textEncoder2: textEncoder2)

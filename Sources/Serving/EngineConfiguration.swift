@@ -1,3 +1,4 @@
+import Compute
 import Foundation
 import Pipelines
 
@@ -60,6 +61,8 @@ public struct EngineConfiguration: Sendable {
     public var modelCacheBytes = 16 << 30
     /// Loaded ControlNets, in bytes (least recently used out first, one always stays).
     public var controlNetCacheBytes = 4 << 30
+    /// Precision the models' linear and conv layers are loaded in (`serve --precision`).
+    public var precision: ComputePrecision = .fp32
     /// Parsed LoRA files kept in memory, in bytes.
     public var loraCacheBytes = 2 << 30
     /// TAESD (a diffusers AutoencoderTiny folder): decode with it instead of each model's VAE where it fits.

@@ -220,7 +220,8 @@ public final class ImageEngine: @unchecked Sendable {
                 configuration.tokenizerFolder.map { URL(fileURLWithPath: $0) }
                 ?? repository.embeddedModels.map { $0.appendingPathComponent("shapes-sd/tokenizer") }
             let start = Date()
-            let model = try StableDiffusionModel(contentsOf: URL(fileURLWithPath: entry.path), tokenizerFolder: tokenizer)
+            let model = try StableDiffusionModel(
+                contentsOf: URL(fileURLWithPath: entry.path), tokenizerFolder: tokenizer, precision: configuration.precision)
             Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
             logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
             let pipeline = DiffusionPipeline(model: model, branchParallelism: configuration.branchParallelism)

@@ -60,4 +60,20 @@ final class BenchSmokeTests: XCTestCase {
         }
         XCTAssertFalse(output.contains("diffusers s"), "no diffusers column without --torch-python")
     }
+
+    /// The whole SD 1.5 pipeline (random weights) through the engine's request-to-image path at 64x64, one step.
+    func testBenchPipelineRunsTheWholeJob() throws {
+        let output = try bench(["pipeline", "--resolution", "64", "--steps", "1", "--repetitions", "1"])
+        XCTAssertTrue(output.contains("precision: fp32"), output)
+        XCTAssertTrue(output.contains("swift fp32:   median"), output)
+        for stage in ["encode_prompt", "denoise", "decode"] { XCTAssertTrue(output.contains(stage), "\(stage) missing: \(output)") }
+    }
+
+    /// bench ops --backends: OpenBLAS, oneDNN fp32 and oneDNN bf16 on the same shapes, with ratios.
+    func testBenchOpsBackendsComparesOneDNNAndOpenBLAS() throws {
+        let output = try bench(["ops", "--backends", "--quick", "--repetitions", "1"])
+        XCTAssertTrue(output.contains("oneDNN 2."), output)
+        XCTAssertTrue(output.contains("f32: oneDNN/OpenBLAS"), output)
+        XCTAssertTrue(output.contains("attention projection"), output)
+    }
 }

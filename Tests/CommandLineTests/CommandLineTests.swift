@@ -173,6 +173,41 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// `--precision`: a bad value and bf16 on a processor without bf16 arithmetic (forced with SWIFTDIFFUSION_ISA, so the
+    /// check runs on every machine) are usage errors with a message, on every command that takes the flag; auto falls
+    /// back to fp32 there and says so; bf16 (or auto on a processor with it) says which back end runs.
+    func testPrecisionFlagIsParsedAndBF16NeedsTheProcessor() throws {
+        let noBF16 = ["SWIFTDIFFUSION_ISA": "avx512"]
+        let commands: [[String]] = [
+            ["generate", "--model", Self.model, "--width", "32", "--height", "32", "--steps", "1", "x"],
+            ["batch", "--manifest", "/nonexistent.jsonl", "--out", directory.path],
+            ["serve", "--database", "memory", "--port", "0"],
+            ["bench", "unet", "--resolution", "64"],
+            ["bench", "pipeline", "--resolution", "64", "--steps", "1"],
+        ]
+        for command in commands {
+            let bogus = try run(command + ["--precision", "fp16"])
+            // A usage error (64) where the flag is parsed; serve reads it with its other settings (exit 1).
+            XCTAssertEqual(bogus.status, command[0] == "serve" ? 1 : 64, "\(command): \(bogus.stderr)")
+            XCTAssertTrue(bogus.stderr.contains("--precision must be fp32, bf16 or auto"), "\(command): \(bogus.stderr)")
+            let refused = try run(command + ["--precision", "bf16"], environment: noBF16)
+            XCTAssertNotEqual(refused.status, 0, "\(command)")
+            XCTAssertLessThan(refused.status, 128, "\(command) crashed: \(refused.stderr)")
+            XCTAssertTrue(refused.stderr.contains("needs a processor with AVX512-BF16 or AMX"), "\(command): \(refused.stderr)")
+        }
+        let png = directory.appendingPathComponent("auto.png")
+        let generate = ["generate", "--model", Self.model, "--width", "32", "--height", "32", "--steps", "2", "--seed", "3", "-o", png.path, "x"]
+        let fallback = try run(generate + ["--precision", "auto"], environment: noBF16)
+        XCTAssertEqual(fallback.status, 0, fallback.stderr)
+        XCTAssertTrue((fallback.stdout + fallback.stderr).contains("precision: fp32"), fallback.stdout + fallback.stderr)
+        if ProcessorFeatures.Available.current.hasBF16 {
+            let bf16 = try run(generate + ["--precision", "bf16"])
+            XCTAssertEqual(bf16.status, 0, bf16.stderr)
+            XCTAssertTrue((bf16.stdout + bf16.stderr).contains("precision: bf16"), bf16.stdout + bf16.stderr)
+            XCTAssertTrue((bf16.stdout + bf16.stderr).contains("oneDNN"), bf16.stdout + bf16.stderr)
+        }
+    }
+
     /// Every command reports a path that is not there as `no such file: PATH`, exit code 1, no error dump.
     func testMissingFilesAreNoSuchFileFromEveryCommand() throws {
         let manifest = directory.appendingPathComponent("m.jsonl")

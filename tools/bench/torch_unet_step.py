@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch (diffusers) baseline for `swiftdiffusion bench unet`: seconds per UNet call of the full-size
-SD 1.5 architecture with random weights, fp32 on CPU, and peak RSS.
+SD 1.5 architecture with random weights, fp32 on CPU (or under torch.autocast("cpu", dtype=torch.bfloat16) with
+--autocast bf16), and peak RSS.
 
 Usage: /work/venv/bin/python tools/bench/torch_unet_step.py [--resolution 512] [--batch 2] [--repetitions 3]
-       [--threads 2] [--json]
+       [--threads 2] [--autocast bf16] [--json]
 Prints one JSON line with --json (what `swiftdiffusion bench unet --torch-python ...` reads).
 """
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -31,6 +33,7 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--autocast", choices=["none", "bf16"], default="none")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,7 +44,8 @@ def main():
     context = torch.randn(args.batch, 77, 768)
     timestep = torch.tensor([500.0])
     times = []
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.autocast == "bf16" else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         unet(sample, timestep, context)  # warm-up
         for _ in range(args.repetitions):
             start = time.perf_counter()
@@ -49,7 +53,7 @@ def main():
             times.append(time.perf_counter() - start)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
-        "torch": torch.__version__, "threads": args.threads, "resolution": args.resolution, "batch": args.batch,
+        "torch": torch.__version__, "threads": args.threads, "resolution": args.resolution, "batch": args.batch, "autocast": args.autocast,
         "median_seconds": statistics.median(times), "all_seconds": times, "peak_rss_mib": peak_mib,
     }
     if args.json:

@@ -8,6 +8,7 @@ struct BenchCommand: ParsableCommand {
         subcommands: [
             OpsBenchmarkCommand.self, UNetBenchmarkCommand.self, LoRABenchmarkCommand.self, GenerateBenchmarkCommand.self,
             LoadBenchmarkCommand.self, ControlNetBenchmarkCommand.self, VAEBenchmarkCommand.self, WorkflowBenchmarkCommand.self,
+            PipelineBenchmarkCommand.self, PrecisionBenchmarkCommand.self,
         ]
     )
 }

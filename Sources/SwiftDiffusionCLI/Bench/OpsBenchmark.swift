@@ -25,8 +25,12 @@ struct OpsBenchmarkCommand: ParsableCommand {
     @Flag(help: "Time every case on every kernel path (GEMM and SIMD kernels) this processor can run, in this one run, as ratios to OpenBLAS's own choice.")
     var paths = false
 
+    @Flag(help: "Compare the GEMM back ends on SD 1.5 linear/conv shapes: OpenBLAS sgemm, oneDNN fp32 matmul, oneDNN bf16 matmul.")
+    var backends = false
+
     func run() throws {
         if paths { return comparePaths() }
+        if backends { return compareBackends() }
         let threads = ComputePool.shared.threadCount
         print("SwiftDiffusion bench ops: \(threads) compute threads, OpenBLAS core \(GEMM.coreName)")
         let report = KernelReport.make(measure: false)
@@ -104,6 +108,49 @@ struct OpsBenchmarkCommand: ParsableCommand {
             }
             table.row(
                 [benchmark.name] + sets.map { gflops($0).formatted(1) } + ["\((gflops(best) / gflops(baselineSet)).formatted(2))x"])
+        }
+    }
+
+    /// `--backends`: one single-threaded product per core at once (each core its own output), so every back end
+    /// is measured the way the engine runs it (its pool splits products into single-threaded calls); the three
+    /// back ends alternate per repetition round.
+    private func compareBackends() {
+        let pool = ComputePool.shared
+        let threads = pool.threadCount
+        print("SwiftDiffusion bench ops --backends: \(threads) compute threads, one single-threaded call per thread at once")
+        print("  \(GEMM.selection.summary)")
+        print("  \(GEMM.oneDNNSummary)")
+        let shapes: [(String, Int, Int, Int)] =
+            quick
+            ? [("attention projection, 16x16 latent", 256, 320, 320), ("3x3 conv panel, 320 ch", 256, 320, 2880)]
+            : [
+                ("attention q/k/v/out, 64x64 latent", 4096, 320, 320), ("GEGLU in, 64x64 latent", 4096, 2560, 320),
+                ("feed-forward out, 64x64 latent", 4096, 320, 1280), ("3x3 conv panel, 320 ch", 1024, 320, 2880),
+                ("attention q/k/v/out, 32x32 latent", 1024, 640, 640), ("3x3 conv panel, 640 ch", 1024, 640, 5760),
+                ("3x3 conv panel, 1280 ch", 256, 1280, 11520), ("text encoder MLP, 2 x 77 tokens", 154, 3072, 768),
+            ]
+        let table = TablePrinter(columns: [("case", 36), ("m x n x k", 18), ("OpenBLAS GF/s", 14), ("oneDNN f32 GF/s", 16), ("oneDNN bf16 GF/s", 17), ("f32: oneDNN/OpenBLAS", 21), ("bf16 / best f32", 16)])
+        table.header()
+        for (name, m, n, k) in shapes where only.map({ name.contains($0) }) ?? true {
+            let a = randomTensor([m, k]), weight = randomTensor([n, k], seed: 2)
+            let outputs = (0..<threads).map { _ in Tensor.zeros([m, n]) }
+            let bf16 = LayerWeight.make(weight, precision: .bf16)
+            let runs: [() -> Void] = [
+                { pool.parallelFor(threads) { GEMM.serialLinearProduct(a, weight: weight, into: outputs[$0], oneDNN: false) } },
+                { pool.parallelFor(threads) { GEMM.serialLinearProduct(a, weight: weight, into: outputs[$0], oneDNN: true) } },
+                { pool.parallelFor(threads) { i in GEMM.serialLinearProduct(a, weight: bf16, into: outputs[i]) } },
+            ]
+            var samples: [[Double]] = Array(repeating: [], count: runs.count)
+            for run in runs { run() }  // warm-up: primitives created, pages touched
+            for _ in 0..<repetitions {
+                for (index, run) in runs.enumerated() { samples[index].append(Timing.seconds(run)) }
+            }
+            let flops = Double(threads) * 2 * Double(m) * Double(n) * Double(k)
+            let gflops = samples.map { flops / $0.sorted()[$0.count / 2] / 1e9 }
+            table.row([
+                name, "\(m)x\(n)x\(k)", gflops[0].formatted(1), gflops[1].formatted(1), gflops[2].formatted(1),
+                "\((gflops[1] / gflops[0]).formatted(2))x", "\((gflops[2] / max(gflops[0], gflops[1])).formatted(2))x",
+            ])
         }
     }
 

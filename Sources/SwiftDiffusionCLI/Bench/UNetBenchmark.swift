@@ -22,8 +22,10 @@ struct UNetBenchmarkCommand: ParsableCommand {
     @Option(help: "Timed repetitions (the median is reported).")
     var repetitions = 3
 
-    @Option(help: "Python with torch + diffusers: also time tools/bench/torch_unet_step.py in this run.")
+    @Option(help: "Python with torch + diffusers: also time tools/bench/torch_unet_step.py in this run (under bf16 autocast with --precision bf16).")
     var torchPython: String?
+
+    @OptionGroup var precisionOption: PrecisionOption
 
     func validate() throws {
         guard resolution >= 64, resolution % 64 == 0 else { throw ValidationError("--resolution must be a multiple of 64") }
@@ -32,10 +34,15 @@ struct UNetBenchmarkCommand: ParsableCommand {
 
     func run() throws {
         if let torchPython { _ = try InputPath.existing(torchPython) }  // before minutes of Swift work
+        let precision = try precisionOption.resolve()
         let threads = ComputePool.shared.threadCount
-        print("SwiftDiffusion bench unet: SD 1.5 UNet architecture, random weights, fp32, \(threads) threads")
+        print("SwiftDiffusion bench unet: SD 1.5 UNet architecture, random weights, \(precision.rawValue), \(threads) threads")
+        print(PrecisionOption.describe(precision))
         var built: UNet2DConditionModel?
-        let buildSeconds = try Timing.seconds { built = try Self.makeUNet() }
+        let buildSeconds = try Timing.seconds {
+            built = try ModuleLoader.$weightPrecision.withValue(precision) { try Self.makeUNet() }
+            if precision == .bf16 { TensorBufferCache.trim() }  // the fp32 values the bf16 weights were rounded from
+        }
         guard let unet = built else { return }
         print("model built in \(buildSeconds.formatted(1)) s; resident \(ProcessMemory.residentMiB.map { $0.formatted(0) } ?? "?") MiB")
 
@@ -57,9 +64,11 @@ struct UNetBenchmarkCommand: ParsableCommand {
             print("(pass --torch-python /path/to/venv/bin/python to time diffusers in the same run)")
             return
         }
-        let torch = try Self.runTorch(python: torchPython, resolution: resolution, batch: batch, repetitions: repetitions, threads: threads)
+        let autocast = precision == .bf16 ? "bf16" : "none"
+        let torch = try Self.runTorch(
+            python: torchPython, resolution: resolution, batch: batch, repetitions: repetitions, threads: threads, autocast: autocast)
         print(
-            "pytorch: \(resolution)px batch \(batch): median \(torch.seconds.formatted(2)) s/step, peak RSS "
+            "pytorch: \(resolution)px batch \(batch)\(precision == .bf16 ? " bf16 autocast" : ""): median \(torch.seconds.formatted(2)) s/step, peak RSS "
                 + "\(torch.peakMiB.formatted(0)) MiB (torch \(torch.version))")
         print("ratio:   swift / pytorch = \((median / torch.seconds).formatted(2)) (below 1 means faster than PyTorch)")
     }
@@ -78,7 +87,7 @@ struct UNetBenchmarkCommand: ParsableCommand {
          "norm_num_groups": 32, "sample_size": 64}
         """
 
-    static func runTorch(python: String, resolution: Int, batch: Int, repetitions: Int, threads: Int) throws
+    static func runTorch(python: String, resolution: Int, batch: Int, repetitions: Int, threads: Int, autocast: String = "none") throws
         -> (seconds: Double, peakMiB: Double, version: String)
     {
         let script = URL(fileURLWithPath: #filePath)
@@ -87,7 +96,7 @@ struct UNetBenchmarkCommand: ParsableCommand {
         let output = try Subprocess.run(
             python,
             [script.path, "--resolution", "\(resolution)", "--batch", "\(batch)", "--repetitions", "\(repetitions)",
-             "--threads", "\(threads)", "--json"])
+             "--threads", "\(threads)", "--autocast", autocast, "--json"])
         guard let line = output.split(separator: "\n").last,
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
             let seconds = object["median_seconds"] as? Double, let peak = object["peak_rss_mib"] as? Double

@@ -57,6 +57,8 @@ struct BatchCommand: ParsableCommand {
     @Option(name: .customLong("manifest"), help: "A JSONL manifest (repeatable).")
     var manifests: [String]
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Output folder.")
     var out: String
 
@@ -103,7 +105,10 @@ struct BatchCommand: ParsableCommand {
         // Fields an entry leaves out take the model's recommendation.
         let profile = try repository.profile(modelID)
         let embeddedRoot = try? ModelLocation.embeddedModel().deletingLastPathComponent()
+        let precision = try precisionOption.resolve()
+        if precisionOption.precision != "fp32" { FileHandle.standardError.write(Data((PrecisionOption.describe(precision) + "\n").utf8)) }
         var configuration = EngineConfiguration()
+        configuration.precision = precision
         configuration.loraDeadlineFraction = 0  // LoRAs patched before denoising: reproducible images
         configuration.loraMode = loraMode
         configuration.taesdFolder = taesdFolder?.path

@@ -59,6 +59,8 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Classifier-free guidance scale (default: the model's recommendation).")
     var cfg: Float?
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Random seed (default: a random one, printed).")
     var seed: UInt64?
 
@@ -188,6 +190,8 @@ struct GenerateCommand: ParsableCommand {
         // Unset fields take the model's recommendation (native size, its scheduler, steps, guidance).
         let profile = try repository.profile(modelID)
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+        let precision = try precisionOption.resolve()
+        configuration.precision = precision
         let spec = JobSpec(
             model: modelID, prompt: resolvedPrompt ?? "", negativePrompt: negativePrompt, width: width, height: height,
             steps: steps ?? profile.steps, sampler: sampler ?? profile.sampler, cfg: cfg ?? profile.cfg, seed: seed, count: count,
@@ -205,6 +209,7 @@ struct GenerateCommand: ParsableCommand {
 
         let status = StatusPrinter(quiet: quiet)
         status.line("loading \(modelURL.path)")
+        if precisionOption.precision != "fp32" || verbose { status.line(PrecisionOption.describe(precision)) }
         _ = try engine.pipeline(for: modelID)
         let progress = ProgressBar(enabled: !quiet)
         status.line(

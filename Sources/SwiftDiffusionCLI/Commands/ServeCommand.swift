@@ -91,6 +91,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("lora-cache-mb"), help: "Parsed LoRA files, in MiB (config key: cache.loras_mb; default 2048).")
     var loraCacheMB: Int?
 
+    @Option(
+        help: "fp32, bf16 (needs AVX512-BF16 or AMX) or auto: precision of the models' linear and conv layers (config key: precision; default fp32).")
+    var precision: String?
+
     @Option(name: .customLong("loaded-models"), help: "Base models kept loaded (config key: models_loaded; default 1).")
     var loadedModels: Int?
 
@@ -117,6 +121,11 @@ struct ServeCommand: AsyncParsableCommand {
         if unetThreads < 0 || unetThreads > 256 { throw CLIError("invalid settings: unet.threads must be between 1 and 256") }
         guard (0..<max(2, ProcessInfo.processInfo.activeProcessorCount)).contains(engineConfiguration.controlNetWorkerThreads) else {
             throw CLIError("invalid settings: controlnet.threads must be between 0 and the number of cores minus one")
+        }
+        do {
+            engineConfiguration.precision = try PrecisionOption.resolve(settings.string(forKey: "precision", default: "fp32"))
+        } catch let error as ValidationError {
+            throw CLIError("invalid settings: \(error.message)")
         }
         engineConfiguration.loadedModelLimit = settings.int(forKey: "models_loaded", default: engineConfiguration.loadedModelLimit)
         engineConfiguration.retention = 3600 * settings.double(forKey: "retention_hours", default: 24)
@@ -176,6 +185,7 @@ struct ServeCommand: AsyncParsableCommand {
             logger.info("GEMM speed", metadata: ["share_of_fma_peak": "\(Int((fraction * 100).rounded())) %"])
         }
         if let warning = kernels.warning { logger.warning("\(warning)") }
+        logger.info("\(PrecisionOption.describe(engineConfiguration.precision))")
         let application = ServerApplication.application(engine: engine, configuration: server, logger: logger)
         try await application.runService()
     }
@@ -207,6 +217,7 @@ struct ServeCommand: AsyncParsableCommand {
         set("cache.loras_mb", loraCacheMB.map { .int($0) })
         set("retention_hours", retentionHours.map { .double($0) })
         set("log_level", logLevel.map { .string($0) })
+        set("precision", precision.map { .string($0) })
         let prefix = "SWIFTDIFFUSION_"
         var environment: [String: String] = [:]
         for (name, value) in ProcessInfo.processInfo.environment where name.hasPrefix(prefix) {
