@@ -249,11 +249,12 @@ public final class ImageEngine: @unchecked Sendable {
         return tinyDecoder
     }
 
-    /// Float32 bytes of every registered (LoRA-patchable) layer's weights and biases.
+    /// Bytes of every registered (LoRA-patchable) layer's weights (as stored: fp32, or bf16 for `--precision bf16`) and
+    /// fp32 biases.
     static func parameterBytes(_ registry: LayerRegistry) -> Int {
-        let linears = registry.linears.values.reduce(0) { $0 + $1.weight.count + ($1.bias?.count ?? 0) }
-        let convs = registry.convs.values.reduce(0) { $0 + $1.weight.count + ($1.bias?.count ?? 0) }
-        return 4 * (linears + convs)
+        let linears = registry.linears.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
+        let convs = registry.convs.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
+        return linears + convs
     }
 
     private func controlnet(_ id: String, cache: inout CacheUse) throws -> ControlNetModel {
