@@ -38,6 +38,8 @@ struct DenoisingSteps {
     /// The step before which the schedule's LoRAs were patched in.
     private(set) var loraPatchStep: Int?
     private(set) var position = 0
+    /// Names this generation to a ControlNet executor (a remote worker caches its control images under it).
+    let generationID = UUID()
 
     var total: Int { stepIndices.count }
 
@@ -51,11 +53,12 @@ struct DenoisingSteps {
         let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, stepIndex: stepIndex)
         let controls = try pipeline.controlCalls(
             request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex, position: position,
-            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided)
+            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided,
+            generationID: generationID)
         let stepConditioning = conditioning
         let branches = self.branches
         var prediction = try pipeline.controlNetExecutor.step(
-            controls: controls,
+            calls: controls,
             downAndMid: { try branches.downAndMid(input, timesteps: timestep, conditioning: stepConditioning) },
             up: { down, control in try branches.up(down, conditioning: stepConditioning, control: control) })
         if guided {

@@ -215,7 +215,11 @@ public final class ImageEngine: @unchecked Sendable {
             Timer(label: "swiftdiffusion_model_load_seconds").recordSeconds(Date().timeIntervalSince(start))
             logger.info("loaded model", metadata: ["model": "\(modelID)", "family": "\(model.family.rawValue)"])
             let pipeline = DiffusionPipeline(model: model, branchParallelism: configuration.branchParallelism)
-            if let controlNetService { pipeline.controlNetExecutor = controlNetService }
+            if let executor = configuration.controlNetExecutor {
+                pipeline.controlNetExecutor = executor
+            } else if let controlNetService {
+                pipeline.controlNetExecutor = controlNetService
+            }
             if let decoder = try tinyDecoderIfConfigured() {
                 if decoder.upscaleFactor == model.vaeScaleFactor, decoder.configuration.latentChannels == model.unet.configuration.outChannels {
                     pipeline.tinyDecoder = decoder
@@ -249,12 +253,7 @@ public final class ImageEngine: @unchecked Sendable {
 
     private func controlnet(_ id: String, cache: inout CacheUse) throws -> ControlNetModel {
         var hit = false
-        let model = try controlnets.value(for: id, hit: &hit) {
-            guard let entry = repository.entry(.controlnet, id) else { throw EngineError.notFound("unknown ControlNet '\(id)'") }
-            let folder = try ComponentFolder(URL(fileURLWithPath: entry.path))
-            let model = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: entry.path)
-            return (model, max(entry.sizeBytes, Self.parameterBytes(model.registry)))
-        }
+        let model = try controlnets.value(for: id, hit: &hit) { try repository.loadControlNet(id) }
         if hit { cache.controlnetHits += 1 } else { cache.controlnetMisses += 1 }
         return model
     }
@@ -303,7 +302,7 @@ public final class ImageEngine: @unchecked Sendable {
             generation.controls.append(
                 ControlInput(
                     model: try controlnet(unit.model, cache: &cache), image: image, scale: unit.weight, start: unit.start, end: unit.end,
-                    guessMode: unit.guessMode, softInjection: unit.softInjection))
+                    guessMode: unit.guessMode, softInjection: unit.softInjection, modelID: unit.model))
         }
 
         // LoRAs: the adapter schedule admits them (cached ones patched up front, others loading beside denoising
