@@ -30,6 +30,12 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/mattpolzin/OpenAPIKit", from: "6.4.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // gRPC for remote ControlNet workers (issue 12 item 2). The generated code is committed
+        // (tools/generate-grpc.sh), so no build plugin runs in CI.
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // OpenBLAS (Debian: libopenblas-dev) through its CBLAS header.
@@ -85,6 +91,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // ControlNet workers in other processes or hosts: the gRPC service (`swiftdiffusion worker --role controlnet`)
+        // and the `remote` ControlNet executor that `serve --controlnet-worker` uses. Generated code in Generated/.
+        .target(
+            name: "RemoteControlNet",
+            dependencies: [
+                "Compute", "Models", "Pipelines", "Serving",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Protos"],
+            swiftSettings: numericSettings
+        ),
         // HTTP surfaces: native /v1 API, AUTOMATIC1111 /sdapi/v1, OpenAI images, operations routes, web page.
         .target(
             name: "Server",
@@ -103,7 +124,7 @@ let package = Package(
             name: "SwiftDiffusionCLI",
             dependencies: [
                 "Compute", "Weights", "Models", "Adapters", "Samplers", "Pipelines", "Imaging", "Serving", "Server",
-                "Dependence", "Traces", "Charts",
+                "RemoteControlNet", "Dependence", "Traces", "Charts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -138,6 +159,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "ParityTesting"]),
+        .testTarget(
+            name: "RemoteControlNetTests",
+            dependencies: [
+                "RemoteControlNet", "Pipelines", "Models", "Compute", "ParityTesting",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         .testTarget(name: "DependenceTests", dependencies: ["Dependence"], exclude: ["Fixtures"]),
         .testTarget(name: "TracesTests", dependencies: ["Traces", "Serving", "Dependence", "Charts", "Imaging"]),
         .testTarget(name: "ChartsTests", dependencies: ["Charts", "Dependence", "Imaging"]),

@@ -17,8 +17,87 @@ public protocol ControlNetExecutor: AnyObject, Sendable {
         up: (Down, ControlResiduals?) throws -> Tensor
     ) throws -> Tensor
 
+    /// Runs one step from described ControlNet calls (what the denoising loop gives): the same as
+    /// `step(controls:...)` for executors that run the calls in this process; an executor in other processes
+    /// (`RemoteControlNetExecutor`) sends the calls' inputs over the wire instead.
+    func step<Down>(
+        calls: [ControlNetCall], downAndMid: () throws -> Down, up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor
+
     /// A name for logs and benchmarks ("sequential", "concurrent x1", ...).
     var name: String { get }
+}
+
+extension ControlNetExecutor {
+    public func step<Down>(
+        calls: [ControlNetCall], downAndMid: () throws -> Down, up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor {
+        let controls = calls.map { call -> @Sendable () throws -> ControlResiduals in { try call() } }
+        return try step(controls: controls, downAndMid: downAndMid, up: up)
+    }
+}
+
+/// One ControlNet call of one denoising step, with its inputs: callable here (`call()`), or sent elsewhere by an
+/// executor that runs ControlNets in other processes (which then finishes the result with `finish`).
+public struct ControlNetCall: Sendable {
+    public let model: ControlNetModel
+    /// The ControlNet's id in the model repository (what a remote worker loads); nil when the model has none.
+    public let modelID: String?
+    /// Identifies the generation (one per `generate` call): a remote worker caches the control image under it.
+    public let generationID: UUID
+    /// The ControlNet's position in the request.
+    public let controlIndex: Int
+    /// The model input (NHWC), timesteps and text conditioning the ControlNet sees.
+    public let sample: Tensor
+    public let timesteps: [Float]
+    public let conditioning: UNetConditioning
+    /// The control image NHWC in [0, 1], batched to `sample`.
+    public let controlImage: Tensor
+    public let scaling: ControlNetModel.Scaling
+    /// Guess mode with guidance: the ControlNet sees only the conditional batch; `finish` gives the unconditional
+    /// half zeros.
+    public let conditionalOnly: Bool
+
+    public init(
+        model: ControlNetModel, modelID: String?, generationID: UUID, controlIndex: Int, sample: Tensor, timesteps: [Float],
+        conditioning: UNetConditioning, controlImage: Tensor, scaling: ControlNetModel.Scaling, conditionalOnly: Bool
+    ) {
+        self.model = model
+        self.modelID = modelID
+        self.generationID = generationID
+        self.controlIndex = controlIndex
+        self.sample = sample
+        self.timesteps = timesteps
+        self.conditioning = conditioning
+        self.controlImage = controlImage
+        self.scaling = scaling
+        self.conditionalOnly = conditionalOnly
+    }
+
+    /// Told the seconds of every computation of this call in this process (the pipeline's `controlnet` timing).
+    var onComputed: (@Sendable (Double) -> Void)?
+
+    /// The same call, reporting the seconds each computation here takes to `report`.
+    func timed(_ report: @escaping @Sendable (Double) -> Void) -> ControlNetCall {
+        var copy = self
+        copy.onComputed = report
+        return copy
+    }
+
+    /// The scaled residuals, computed here.
+    public func callAsFunction() throws -> ControlResiduals {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { onComputed?(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+        return finish(try model(sample, timesteps: timesteps, conditioning: conditioning, controlImage: controlImage, scaling: scaling))
+    }
+
+    /// The residuals the step adds, from the ControlNet's output for `sample` (computed here or elsewhere).
+    public func finish(_ residuals: ControlResiduals) -> ControlResiduals {
+        guard conditionalOnly else { return residuals }
+        return ControlResiduals(
+            down: residuals.down.map { concat([Tensor.zeros($0.shape), $0], axis: 0) },
+            mid: concat([Tensor.zeros(residuals.mid.shape), residuals.mid], axis: 0))
+    }
 }
 
 /// Today's behaviour and the baseline: the ControlNets one after another on the caller's threads, then the UNet.

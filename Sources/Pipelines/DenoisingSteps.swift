@@ -42,6 +42,8 @@ struct DenoisingSteps {
     private(set) var position = 0
     /// Seconds of ControlNet compute over the steps, wherever the executor ran it (beside the UNet or before it).
     let controlNetClock = StageClock()
+    /// Names this generation to a ControlNet executor (a remote worker caches its control images under it).
+    let generationID = UUID()
 
     var total: Int { stepIndices.count }
 
@@ -56,12 +58,13 @@ struct DenoisingSteps {
         let clock = controlNetClock
         let controls = try pipeline.controlCalls(
             request, scheduler: scheduler, images: controlImages, input: input, latents: latents, stepIndex: stepIndex, position: position,
-            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided
-        ).map { call in { @Sendable in try clock.time(call) } }
+            total: total, timestep: timestep, conditioning: conditioning, positive: prompt.positive, guided: guided,
+            generationID: generationID
+        ).map { call in call.timed { seconds in clock.add(seconds) } }
         let stepConditioning = conditioning
         let branches = self.branches
         var prediction = try pipeline.controlNetExecutor.step(
-            controls: controls,
+            calls: controls,
             downAndMid: { try branches.downAndMid(input, timesteps: timestep, conditioning: stepConditioning) },
             up: { down, control in try branches.up(down, conditioning: stepConditioning, control: control) })
         if guided {
@@ -108,6 +111,9 @@ final class StageClock: @unchecked Sendable {
         }
         return try body()
     }
+
+    /// Adds seconds measured elsewhere.
+    func add(_ seconds: Double) { lock.withLock { nanoseconds += UInt64(max(0, seconds) * 1e9) } }
 
     var seconds: Double { lock.withLock { Double(nanoseconds) / 1e9 } }
 }

@@ -204,32 +204,21 @@ public final class DiffusionPipeline: @unchecked Sendable {
     /// diffusers' MultiControlNet). Inputs are computed here, so the calls can run on any thread.
     func controlCalls(
         _ request: GenerationRequest, scheduler: any Scheduler, images: [Tensor], input: Tensor, latents: Tensor, stepIndex: Int, position: Int, total: Int,
-        timestep: [Float], conditioning: UNetConditioning, positive: UNetConditioning, guided: Bool
-    ) throws -> [@Sendable () throws -> ControlResiduals] {
-        var calls: [@Sendable () throws -> ControlResiduals] = []
-        for (control, image) in zip(request.controls, images) {
+        timestep: [Float], conditioning: UNetConditioning, positive: UNetConditioning, guided: Bool, generationID: UUID
+    ) throws -> [ControlNetCall] {
+        var calls: [ControlNetCall] = []
+        for (index, (control, image)) in zip(request.controls, images).enumerated() {
             let scale = control.scale * control.keep(step: position, of: total)
             if scale == 0 { continue }
-            let model = control.model
-            if control.guessMode && guided {
-                // Guess mode: the ControlNet sees only the conditional batch; the unconditional half gets zeros.
-                let conditionalInput = try scheduler.scaleModelInput(latents, stepIndex: stepIndex)
-                calls.append {
-                    let residuals = try model(
-                        conditionalInput, timesteps: timestep, conditioning: positive, controlImage: image,
-                        scaling: .init(conditioningScale: scale, guessMode: true))
-                    return ControlResiduals(
-                        down: residuals.down.map { concat([Tensor.zeros($0.shape), $0], axis: 0) },
-                        mid: concat([Tensor.zeros(residuals.mid.shape), residuals.mid], axis: 0))
-                }
-            } else {
-                let guess = control.guessMode || control.softInjection
-                calls.append {
-                    try model(
-                        input, timesteps: timestep, conditioning: conditioning, controlImage: image,
-                        scaling: .init(conditioningScale: scale, guessMode: guess))
-                }
-            }
+            // Guess mode: the ControlNet sees only the conditional batch; the unconditional half gets zeros.
+            let conditionalOnly = control.guessMode && guided
+            calls.append(
+                ControlNetCall(
+                    model: control.model, modelID: control.modelID, generationID: generationID, controlIndex: index,
+                    sample: conditionalOnly ? try scheduler.scaleModelInput(latents, stepIndex: stepIndex) : input, timesteps: timestep,
+                    conditioning: conditionalOnly ? positive : conditioning, controlImage: image,
+                    scaling: .init(conditioningScale: scale, guessMode: control.guessMode || control.softInjection),
+                    conditionalOnly: conditionalOnly))
         }
         return calls
     }

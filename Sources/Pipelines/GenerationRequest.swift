@@ -80,6 +80,8 @@ public enum PromptSyntax: String, Codable, Sendable {
 /// request), and when and how strongly it acts.
 public struct ControlInput: @unchecked Sendable {
     public var model: ControlNetModel
+    /// The ControlNet's id in the model repository, which a remote ControlNet worker loads (nil: run it here).
+    public var modelID: String?
     public var image: RGBImage
     public var scale: Float
     /// Fractions of the schedule during which the ControlNet acts (diffusers' `control_guidance_start/end`).
@@ -93,9 +95,10 @@ public struct ControlInput: @unchecked Sendable {
 
     public init(
         model: ControlNetModel, image: RGBImage, scale: Float = 1, start: Float = 0, end: Float = 1, guessMode: Bool = false,
-        softInjection: Bool = false
+        softInjection: Bool = false, modelID: String? = nil
     ) {
         self.model = model
+        self.modelID = modelID
         self.image = image
         self.scale = scale
         self.start = start

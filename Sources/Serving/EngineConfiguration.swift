@@ -51,6 +51,9 @@ public struct EngineConfiguration: Sendable {
     /// each UNet call on all cores, which is faster for one request at a time on a machine of few cores (measured
     /// with `bench controlnet`, docs/benchmarks.md).
     public var controlNetWorkerThreads = 0
+    /// A ControlNet executor every loaded model uses instead of the above (`serve --controlnet-worker`: the
+    /// `RemoteControlNetExecutor`, ControlNet workers in other processes or hosts).
+    public var controlNetExecutor: (any ControlNetExecutor)?
     /// With a ControlNet worker: the UNet's threads (nil: the cores the worker leaves).
     public var unetThreads: Int?
     /// With a ControlNet worker: pin the UNet's threads to the first cores and the worker's to the next ones.

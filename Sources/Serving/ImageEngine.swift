@@ -259,12 +259,7 @@ public final class ImageEngine: @unchecked Sendable {
 
     private func controlnet(_ id: String, cache: inout CacheUse) throws -> ControlNetModel {
         var hit = false
-        let model = try controlnets.value(for: id, hit: &hit) {
-            guard let entry = repository.entry(.controlnet, id) else { throw EngineError.notFound("unknown ControlNet '\(id)'") }
-            let folder = try ComponentFolder(URL(fileURLWithPath: entry.path))
-            let model = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: entry.path)
-            return (model, max(entry.sizeBytes, Self.parameterBytes(model.registry)))
-        }
+        let model = try controlnets.value(for: id, hit: &hit) { try repository.loadControlNet(id) }
         if hit { cache.controlnetHits += 1 } else { cache.controlnetMisses += 1 }
         return model
     }
@@ -315,7 +310,7 @@ public final class ImageEngine: @unchecked Sendable {
             generation.controls.append(
                 ControlInput(
                     model: try controlnet(unit.model, cache: &cache), image: image, scale: unit.weight, start: unit.start, end: unit.end,
-                    guessMode: unit.guessMode, softInjection: unit.softInjection))
+                    guessMode: unit.guessMode, softInjection: unit.softInjection, modelID: unit.model))
         }
 
         // LoRAs: the adapter schedule admits them (cached ones patched up front, others loading beside denoising
@@ -339,8 +334,11 @@ public final class ImageEngine: @unchecked Sendable {
         let admissionSeconds = Double(DispatchTime.now().uptimeNanoseconds - admission) / 1e9
         // A request with ControlNets runs them on the ControlNet worker (when one is configured) while the UNet runs on
         // the cores the worker leaves free; a request without keeps every core for the UNet.
-        let service = generation.controls.isEmpty || !usesControlNetWorker ? nil : controlNetService
-        pipeline.controlNetExecutor = service ?? SequentialControlNetExecutor()
+        // A configured executor in other processes (`serve --controlnet-worker`) takes precedence over the in-process worker.
+        let worker: (any ControlNetExecutor)? =
+            generation.controls.isEmpty || !usesControlNetWorker ? nil : (configuration.controlNetExecutor ?? controlNetService)
+        let service = worker as? ControlNetService
+        pipeline.controlNetExecutor = worker ?? SequentialControlNetExecutor()
         if let cores = service?.unetCores, !computeThreadPinned, let first = cores.first {
             // This (compute) thread is the UNet pool's first thread.
             computeThreadPinned = CorePinning.pinCurrentThread(to: [first])

@@ -7,7 +7,7 @@ public struct SwiftDiffusionCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "swiftdiffusion",
         abstract: "Text-to-image with Stable Diffusion models, LoRAs and ControlNets, on a Swift engine.",
-        subcommands: [GenerateCommand.self, BatchCommand.self, ServeCommand.self, TokenizeCommand.self, BenchCommand.self, DependenceCommand.self, TraceCommand.self]
+        subcommands: [GenerateCommand.self, BatchCommand.self, ServeCommand.self, WorkerCommand.self, TokenizeCommand.self, BenchCommand.self, DependenceCommand.self, TraceCommand.self]
     )
 
     public init() {}

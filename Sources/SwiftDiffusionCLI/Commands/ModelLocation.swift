@@ -1,4 +1,5 @@
 import Foundation
+import Serving
 import Weights
 
 /// Where the embedded default model lives and how a `--model` argument is resolved.
@@ -37,6 +38,15 @@ enum ModelLocation {
         throw CLIError(
             "the embedded model (models/\(embeddedName)) was not found next to the executable or the working directory; "
                 + "pass --model or set SWIFTDIFFUSION_DEFAULT_MODEL")
+    }
+
+    /// The models `serve` finds: the `--models` folders (each must exist) and the embedded family beside the
+    /// embedded model. `swiftdiffusion worker` finds the same.
+    static func repository(folders: [String]) throws -> ModelRepository {
+        // A models folder that is not there is a mistake, not an empty registry.
+        let roots = try folders.map { try InputPath.folder($0) }
+        let embedded = try? embeddedModel().deletingLastPathComponent()
+        return ModelRepository(roots: roots, embeddedModels: embedded)
     }
 
     /// `--model` if given (a diffusers folder or a .safetensors checkpoint), else the embedded model.

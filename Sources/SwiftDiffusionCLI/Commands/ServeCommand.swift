@@ -4,6 +4,7 @@ import Configuration
 import Foundation
 import Hummingbird
 import Logging
+import RemoteControlNet
 import Server
 import Serving
 import SystemPackage
@@ -78,6 +79,21 @@ struct ServeCommand: AsyncParsableCommand {
     var pinCores = false
 
     @Option(
+        name: .customLong("controlnet-worker"),
+        help: "A ControlNet worker (`swiftdiffusion worker --role controlnet`) at HOST:PORT (repeatable; config key: controlnet.workers, comma-separated).")
+    var controlNetWorkers: [String] = []
+
+    @Option(
+        name: .customLong("controlnet-worker-timeout"),
+        help: "Seconds a ControlNet worker call may take before the request finishes with local ControlNets (config key: controlnet.worker_timeout; default 30).")
+    var controlNetWorkerTimeout: Double?
+
+    @Option(
+        name: .customLong("controlnet-wire"),
+        help: "Tensors to and from ControlNet workers: fp32 or fp16 (config key: controlnet.wire; default fp32).")
+    var controlNetWire: String?
+
+    @Option(
         name: .customLong("taesd"),
         help: "Decode with TAESD (a diffusers AutoencoderTiny folder) instead of each model's VAE where it fits (config key: taesd).")
     var taesd: String?
@@ -144,10 +160,11 @@ struct ServeCommand: AsyncParsableCommand {
             ["merged", "runtime"].contains(engineConfiguration.loraMode)
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
 
-        // A models folder that is not there is a mistake, not an empty registry.
-        let roots = try settings.string(forKey: "models", default: "").split(separator: ",").map { try InputPath.folder(String($0)) }
-        let embedded = try? ModelLocation.embeddedModel().deletingLastPathComponent()
-        let repository = ModelRepository(roots: roots, embeddedModels: embedded)
+        let repository = try ModelLocation.repository(folders: settings.string(forKey: "models", default: "").split(separator: ",").map(String.init))
+        engineConfiguration.controlNetExecutor = try RemoteWorkers.executor(settings: settings, logger: logger)
+        if engineConfiguration.controlNetExecutor != nil && engineConfiguration.controlNetWorkerThreads > 0 {
+            throw CLIError("invalid settings: --controlnet-worker and --controlnet-threads exclude each other")
+        }
         guard !repository.list(.checkpoint).isEmpty else { throw CLIError("no model found (embedded model missing and --models has none)") }
 
         // The job database lives in the state folder unless one is named; never in the working directory.
@@ -210,6 +227,9 @@ struct ServeCommand: AsyncParsableCommand {
         set("controlnet.threads", controlNetThreads.map { .int($0) })
         set("unet.threads", unetThreads.map { .int($0) })
         set("pin_cores", pinCores ? .bool(true) : nil)
+        set("controlnet.workers", controlNetWorkers.isEmpty ? nil : .string(controlNetWorkers.joined(separator: ",")))
+        set("controlnet.worker_timeout", controlNetWorkerTimeout.map { .double($0) })
+        set("controlnet.wire", controlNetWire.map { .string($0) })
         set("models_loaded", loadedModels.map { .int($0) })
         set("taesd", taesd.map { .string($0) })
         set("cache.models_mb", modelCacheMB.map { .int($0) })

@@ -1,0 +1,287 @@
+import Compute
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import Models
+import Pipelines
+
+/// The `remote` ControlNet executor: a step's ControlNets run on ControlNet workers in other processes or hosts
+/// (`swiftdiffusion worker --role controlnet`, `serve --controlnet-worker HOST:PORT`) while this process runs the
+/// UNet's down and mid blocks; the residuals join before the up blocks, summed in request order.
+///
+/// - ControlNet `i` of a request goes to healthy worker `i mod n`, so several workers share a step's ControlNets and
+///   each control image crosses the wire once per request and worker (the worker caches it under the request id).
+/// - A worker that fails or times out: the call runs here instead, the request finishes with local ControlNets
+///   (one logged warning), and the worker is left out of new calls for `retryAfter`. No request fails for it.
+/// - Every message is bounded (`maximumMessageBytes`, both ways); a call whose inputs exceed it runs here.
+public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Sendable {
+    public struct Options: Sendable {
+        /// The longest a call may take (the RPC deadline; the request then finishes here).
+        public var timeout: Duration = .seconds(30)
+        /// Element type of tensors on the wire (float16: half the bytes, ~1e-3 relative rounding).
+        public var wireFloat: WireFloat = .float32
+        /// Largest message sent or accepted, in bytes.
+        public var maximumMessageBytes = 256 << 20
+        /// How long a failed worker is left out of new calls.
+        public var retryAfter: Duration = .seconds(30)
+
+        public init() {}
+    }
+
+    /// One worker: a gRPC client with its connections running, and the control images it was sent.
+    final class Worker: @unchecked Sendable {
+        let address: String
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        private let lock = NSLock()
+        private var sentImages: [String] = []
+        private var sentImageSet: Set<String> = []
+        private var downUntil: ContinuousClock.Instant?
+
+        init(address: String) throws {
+            self.address = address
+            let (host, port) = try parseHostPort(address)
+            client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
+            let client = self.client
+            Task.detached { try? await client.runConnections() }
+        }
+
+        func isHealthy(at now: ContinuousClock.Instant) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return downUntil.map { now >= $0 } ?? true
+        }
+
+        func markDown(until instant: ContinuousClock.Instant) {
+            lock.lock()
+            downUntil = instant
+            lock.unlock()
+        }
+
+        func hasImage(_ key: String) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return sentImageSet.contains(key)
+        }
+
+        func sentImage(_ key: String) {
+            lock.lock()
+            defer { lock.unlock() }
+            guard sentImageSet.insert(key).inserted else { return }
+            sentImages.append(key)
+            if sentImages.count > 4096 { sentImageSet.remove(sentImages.removeFirst()) }
+        }
+    }
+
+    public let options: Options
+    let workers: [Worker]
+    private let logger: Logger
+    private let lock = NSLock()
+    /// Generations that run their ControlNets here for the rest of the request (bounded, oldest out first).
+    private var localGenerations: [UUID] = []
+    private var fallbacks = 0
+
+    /// An executor over workers at `addresses` (HOST:PORT each). Connections open lazily and reconnect.
+    public init(workers addresses: [String], options: Options = Options(), logger: Logger) throws {
+        guard !addresses.isEmpty else { throw RemoteControlNetError("at least one ControlNet worker is needed") }
+        self.options = options
+        self.logger = logger
+        workers = try addresses.map { try Worker(address: $0) }
+    }
+
+    deinit { close() }
+
+    /// Closes the connections (calls in flight finish first).
+    public func close() {
+        for worker in workers { worker.client.beginGracefulShutdown() }
+    }
+
+    public var name: String { "remote x\(workers.count)" }
+
+    /// Calls that fell back to local ControlNets so far.
+    public var fallbackCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return fallbacks
+    }
+
+    /// Bare closures carry no inputs to send: they run here, one after another.
+    public func step<Down>(
+        controls: [@Sendable () throws -> ControlResiduals], downAndMid: () throws -> Down,
+        up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor {
+        let residuals = try controls.map { try $0() }
+        return try up(try downAndMid(), ControlResiduals.sum(residuals))
+    }
+
+    public func step<Down>(
+        calls: [ControlNetCall], downAndMid: () throws -> Down, up: (Down, ControlResiduals?) throws -> Tensor
+    ) throws -> Tensor {
+        guard !calls.isEmpty else { return try up(try downAndMid(), nil) }
+        let now = ContinuousClock.now
+        let healthy = workers.filter { $0.isHealthy(at: now) }
+        let tickets: [(Ticket, Worker)?] = calls.map { call in
+            guard call.modelID != nil, !healthy.isEmpty, !isLocal(call.generationID) else { return nil }
+            let worker = healthy[call.controlIndex % healthy.count]
+            let ticket = Ticket()
+            let options = self.options
+            Task.detached {
+                do {
+                    ticket.fulfil(.success(try await Self.residuals(call, on: worker, options: options)))
+                } catch {
+                    ticket.fulfil(.failure(error))
+                }
+            }
+            return (ticket, worker)
+        }
+        // The UNet's first half runs here meanwhile (an error here leaves the calls to finish on their own).
+        let down = try downAndMid()
+        var residuals: [ControlResiduals] = []
+        for (call, sent) in zip(calls, tickets) {
+            if let (ticket, worker) = sent {
+                // The RPC has the deadline; the margin only guards against a transport that never answers.
+                switch ticket.wait(timeout: options.timeout + .seconds(5)) {
+                case .success(let value):
+                    residuals.append(value)
+                    continue
+                case .failure(let error):
+                    fallBack(call, worker: worker, error: error)
+                case nil:
+                    fallBack(call, worker: worker, error: RemoteControlNetError("no answer within \(options.timeout)"))
+                }
+            }
+            residuals.append(try call())
+        }
+        return try up(down, ControlResiduals.sum(residuals))
+    }
+
+    private func isLocal(_ generation: UUID) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return localGenerations.contains(generation)
+    }
+
+    /// The rest of this generation runs its ControlNets here; the worker is left out for `retryAfter`.
+    private func fallBack(_ call: ControlNetCall, worker: Worker, error: any Error) {
+        lock.lock()
+        fallbacks += 1
+        let first = !localGenerations.contains(call.generationID)
+        if first {
+            localGenerations.append(call.generationID)
+            if localGenerations.count > 1024 { localGenerations.removeFirst() }
+        }
+        lock.unlock()
+        let detail: String
+        if let rpc = error as? RPCError { detail = "\(rpc.code): \(rpc.message)" } else { detail = "\(error)" }
+        if let refusal = error as? RPCError, [.invalidArgument, .notFound, .resourceExhausted].contains(refusal.code) {
+            // The worker is up but refused this call: keep it for other requests.
+        } else {
+            worker.markDown(until: ContinuousClock.now + options.retryAfter)
+        }
+        if first {
+            logger.warning(
+                "ControlNet worker failed; this request finishes with local ControlNets",
+                metadata: [
+                    "worker": "\(worker.address)", "controlnet": "\(call.modelID ?? "?")", "request": "\(call.generationID)",
+                    "error": "\(detail)",
+                ])
+        }
+    }
+
+    // MARK: - One call
+
+    static func residuals(_ call: ControlNetCall, on worker: Worker, options: Options) async throws -> ControlResiduals {
+        guard let modelID = call.modelID else { throw RemoteControlNetError("the ControlNet has no id") }
+        let imageKey = "\(call.generationID)/\(call.controlIndex)"
+        var request = ResidualsRequest()
+        request.requestID = call.generationID.uuidString
+        request.controlIndex = UInt32(call.controlIndex)
+        request.controlnet = modelID
+        request.sample = WireFormat.encode(call.sample, as: options.wireFloat)
+        request.timesteps = call.timesteps
+        request.context = WireFormat.encode(call.conditioning.context, as: options.wireFloat)
+        if let value = call.conditioning.textEmbeds { request.textEmbeds = WireFormat.encode(value, as: options.wireFloat) }
+        if let value = call.conditioning.timeIds { request.timeIds = WireFormat.encode(value, as: .float32) }
+        if let value = call.conditioning.timestepCondition { request.timestepCondition = WireFormat.encode(value, as: options.wireFloat) }
+        request.conditioningScale = call.scaling.conditioningScale
+        request.guessMode = call.scaling.guessMode
+        request.replyDtype = options.wireFloat.dtype
+        if !worker.hasImage(imageKey) { request.controlImage = WireFormat.encode(call.controlImage, as: options.wireFloat) }
+        guard let expected = try? WireFormat.residualShapes(of: call.model.configuration, sample: call.sample.shape) else {
+            throw RemoteControlNetError("cannot work out the residual shapes of this ControlNet")
+        }
+        let replyBytes = (expected.down + [expected.mid]).reduce(0) { $0 + $1.reduce(1, *) * options.wireFloat.bytes } + 1024
+        guard replyBytes <= options.maximumMessageBytes else {
+            throw RPCError(code: .resourceExhausted, message: "the residuals (\(replyBytes) bytes) exceed the message bound")
+        }
+
+        var callOptions = CallOptions.defaults
+        callOptions.timeout = options.timeout
+        callOptions.waitForReady = false
+        callOptions.maxRequestMessageBytes = options.maximumMessageBytes
+        callOptions.maxResponseMessageBytes = options.maximumMessageBytes
+        let stub = WorkerService.Client(wrapping: worker.client)
+        func send(_ request: ResidualsRequest) async throws -> ResidualsReply {
+            let tensors = [request.sample, request.context, request.textEmbeds, request.timeIds, request.timestepCondition, request.controlImage]
+            guard tensors.reduce(4096, { $0 + $1.data.count }) <= options.maximumMessageBytes else {
+                throw RPCError(code: .resourceExhausted, message: "the call's inputs exceed the message bound of \(options.maximumMessageBytes) bytes")
+            }
+            return try await stub.residuals(request, options: callOptions)
+        }
+        let reply: ResidualsReply
+        do {
+            reply = try await send(request)
+        } catch let error as RPCError where error.code == .failedPrecondition && !request.hasControlImage {
+            // The worker no longer has the image (evicted, or restarted): send it again.
+            request.controlImage = WireFormat.encode(call.controlImage, as: options.wireFloat)
+            reply = try await send(request)
+        }
+        if request.hasControlImage { worker.sentImage(imageKey) }
+        let down = try reply.down.enumerated().map { try WireFormat.decode($1, field: "down[\($0)]") }
+        let mid = try WireFormat.decode(reply.mid, field: "mid")
+        guard down.map(\.shape) == expected.down, mid.shape == expected.mid else {
+            throw RemoteControlNetError("the worker's residuals have shapes \(down.map(\.shape)) + \(mid.shape), expected \(expected.down) + \(expected.mid)")
+        }
+        return call.finish(ControlResiduals(down: down, mid: mid))
+    }
+
+    /// The result of one call, once its task has it.
+    final class Ticket: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var result: Result<ControlResiduals, any Error>?
+
+        func fulfil(_ value: Result<ControlResiduals, any Error>) {
+            condition.lock()
+            result = value
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        /// The result, or nil if none came within `timeout`.
+        func wait(timeout: Duration) -> Result<ControlResiduals, any Error>? {
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
+            let deadline = Date(timeIntervalSinceNow: seconds)
+            condition.lock()
+            defer { condition.unlock() }
+            while result == nil, condition.wait(until: deadline) {}
+            return result
+        }
+    }
+}
+
+/// HOST:PORT, or [IPv6]:PORT (port 0 only where `allowPortZero`: listen on any free port).
+public func parseHostPort(_ address: String, allowPortZero: Bool = false) throws -> (host: String, port: Int) {
+    guard let colon = address.lastIndex(of: ":"), colon != address.startIndex, let port = Int(address[address.index(after: colon)...]),
+        ((allowPortZero ? 0 : 1)...65535).contains(port)
+    else { throw RemoteControlNetError("an address must be HOST:PORT, got '\(address)'") }
+    var host = String(address[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    guard !host.isEmpty else { throw RemoteControlNetError("an address must be HOST:PORT, got '\(address)'") }
+    return (host, port)
+}
+
+/// A remote ControlNet problem, in words.
+public struct RemoteControlNetError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
