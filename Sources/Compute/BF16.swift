@@ -220,28 +220,11 @@ extension GEMM {
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<UInt16>, beta: Float,
         c: UnsafeMutablePointer<Float>, ldc: Int, pool: ComputePool = .current
     ) {
-        let threads = pool.threadCount
-        let flops = 2.0 * Double(m) * Double(n) * Double(k)
-        if threads == 1 || flops < 4e6 {
-            serialBF16(m: m, n: n, k: k, a: a, lda: lda, b: b, beta: beta, c: c, ldc: ldc)
-            return
-        }
-        if m >= n || n < 32 {
-            let pieces = min(threads, max(1, m / 16))
-            pool.parallelFor(pieces) { piece in
-                let start = (m * piece / pieces) & ~7
-                let end = piece == pieces - 1 ? m : (m * (piece + 1) / pieces) & ~7
-                if start >= end { return }
-                serialBF16(m: end - start, n: n, k: k, a: a + start * lda, lda: lda, b: b, beta: beta, c: c + start * ldc, ldc: ldc)
-            }
-        } else {
-            let pieces = min(threads, max(1, n / 16))
-            pool.parallelFor(pieces) { piece in
-                let start = (n * piece / pieces) & ~7
-                let end = piece == pieces - 1 ? n : (n * (piece + 1) / pieces) & ~7
-                if start >= end { return }
-                serialBF16(m: m, n: end - start, k: k, a: a, lda: lda, b: b + start * k, beta: beta, c: c + start, ldc: ldc)
-            }
+        if m == 0 || n == 0 { return }
+        splitInBands(m: m, n: n, k: k, pool: pool) { rows, columns in
+            serialBF16(
+                m: rows.count, n: columns.count, k: k, a: a + rows.lowerBound * lda, lda: lda, b: b + columns.lowerBound * k, beta: beta,
+                c: c + rows.lowerBound * ldc + columns.lowerBound, ldc: ldc)
         }
     }
 

@@ -152,32 +152,35 @@ public enum GEMM {
     ) {
         _ = configureOnce
         if m == 0 || n == 0 { return }
+        splitInBands(m: m, n: n, k: k, pool: pool) { rows, columns in
+            let aPiece = transposeA ? a + rows.lowerBound : a + rows.lowerBound * lda
+            let bPiece = transposeB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+            serial(
+                transposeA, transposeB, rows.count, columns.count, k, alpha, aPiece, lda, bPiece, ldb, beta,
+                c + rows.lowerBound * ldc + columns.lowerBound, ldc)
+        }
+    }
+
+    /// Splits an m x n x k product over `pool`: bands of rows of C (and of op(A)), or of columns of C (and of op(B))
+    /// when C is wide and short; one piece (the whole product) when it is too small to gain or the pool has one thread.
+    /// `piece(rows, columns)` computes that block of C on the calling thread.
+    static func splitInBands(
+        m: Int, n: Int, k: Int, pool: ComputePool, _ piece: @escaping (Range<Int>, Range<Int>) -> Void
+    ) {
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         let threads = pool.threadCount
         if threads == 1 || flops < 4e6 {
-            serial(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            piece(0..<m, 0..<n)
             return
         }
-        if m >= n || n < 32 {
-            // Bands of rows of C (and of op(A)).
-            let pieces = min(threads, max(1, m / 16))
-            pool.parallelFor(pieces) { piece in
-                let start = (m * piece / pieces) & ~7
-                let end = piece == pieces - 1 ? m : (m * (piece + 1) / pieces) & ~7
-                if start >= end { return }
-                let aPiece = transposeA ? a + start : a + start * lda
-                serial(transposeA, transposeB, end - start, n, k, alpha, aPiece, lda, b, ldb, beta, c + start * ldc, ldc)
-            }
-        } else {
-            // Bands of columns of C (and of op(B)).
-            let pieces = min(threads, max(1, n / 16))
-            pool.parallelFor(pieces) { piece in
-                let start = (n * piece / pieces) & ~7
-                let end = piece == pieces - 1 ? n : (n * (piece + 1) / pieces) & ~7
-                if start >= end { return }
-                let bPiece = transposeB ? b + start * ldb : b + start
-                serial(transposeA, transposeB, m, end - start, k, alpha, a, lda, bPiece, ldb, beta, c + start, ldc)
-            }
+        let byRows = m >= n || n < 32
+        let extent = byRows ? m : n
+        let pieces = min(threads, max(1, extent / 16))
+        pool.parallelFor(pieces) { index in
+            let start = (extent * index / pieces) & ~7
+            let end = index == pieces - 1 ? extent : (extent * (index + 1) / pieces) & ~7
+            if start >= end { return }
+            if byRows { piece(start..<end, 0..<n) } else { piece(0..<m, start..<end) }
         }
     }
 

@@ -176,30 +176,44 @@ public final class ControlNetService: ControlNetExecutor {
             thread = WorkerThread(name: name, poolThreads: threads, cores: cores)
         }
 
-        func submit(_ work: @escaping @Sendable () throws -> ControlResiduals) -> Ticket {
-            let ticket = Ticket()
+        func submit(_ work: @escaping @Sendable () throws -> ControlResiduals) -> ControlResidualsTicket {
+            let ticket = ControlResidualsTicket()
             thread.enqueue { ticket.fulfil(Result { try work() }) }
             return ticket
         }
     }
 
-    /// The residuals of one submitted ControlNet call, once the worker has them.
-    final class Ticket: @unchecked Sendable {
-        private let condition = NSCondition()
-        private var result: Result<ControlResiduals, any Error>?
+}
 
-        func fulfil(_ value: Result<ControlResiduals, any Error>) {
-            condition.lock()
-            result = value
-            condition.broadcast()
-            condition.unlock()
-        }
+/// The residuals of one ControlNet call handed to another thread or process, once they are there.
+public final class ControlResidualsTicket: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<ControlResiduals, any Error>?
 
-        func wait() throws -> ControlResiduals {
-            condition.lock()
-            defer { condition.unlock() }
-            while result == nil { condition.wait() }
-            return try result!.get()
-        }
+    public init() {}
+
+    public func fulfil(_ value: Result<ControlResiduals, any Error>) {
+        condition.lock()
+        result = value
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for the result.
+    public func wait() throws -> ControlResiduals {
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil { condition.wait() }
+        return try result!.get()
+    }
+
+    /// The result, or nil if none came within `timeout`.
+    public func wait(timeout: Duration) -> Result<ControlResiduals, any Error>? {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil, condition.wait(until: deadline) {}
+        return result
     }
 }

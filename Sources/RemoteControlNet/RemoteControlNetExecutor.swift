@@ -120,10 +120,10 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         guard !calls.isEmpty else { return try up(try downAndMid(), nil) }
         let now = ContinuousClock.now
         let healthy = workers.filter { $0.isHealthy(at: now) }
-        let tickets: [(Ticket, Worker)?] = calls.map { call in
+        let tickets: [(ControlResidualsTicket, Worker)?] = calls.map { call in
             guard call.modelID != nil, !healthy.isEmpty, !isLocal(call.generationID) else { return nil }
             let worker = healthy[call.controlIndex % healthy.count]
-            let ticket = Ticket()
+            let ticket = ControlResidualsTicket()
             let options = self.options
             Task.detached {
                 do {
@@ -243,29 +243,6 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
             throw RemoteControlNetError("the worker's residuals have shapes \(down.map(\.shape)) + \(mid.shape), expected \(expected.down) + \(expected.mid)")
         }
         return call.finish(ControlResiduals(down: down, mid: mid))
-    }
-
-    /// The result of one call, once its task has it.
-    final class Ticket: @unchecked Sendable {
-        private let condition = NSCondition()
-        private var result: Result<ControlResiduals, any Error>?
-
-        func fulfil(_ value: Result<ControlResiduals, any Error>) {
-            condition.lock()
-            result = value
-            condition.broadcast()
-            condition.unlock()
-        }
-
-        /// The result, or nil if none came within `timeout`.
-        func wait(timeout: Duration) -> Result<ControlResiduals, any Error>? {
-            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) * 1e-18
-            let deadline = Date(timeIntervalSinceNow: seconds)
-            condition.lock()
-            defer { condition.unlock() }
-            while result == nil, condition.wait(until: deadline) {}
-            return result
-        }
     }
 }
 

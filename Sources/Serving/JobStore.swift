@@ -46,3 +46,18 @@ public actor InMemoryJobStore: JobStore {
         Dictionary(grouping: jobs.values, by: \.status).mapValues(\.count)
     }
 }
+
+/// How every job store writes job records and events: JSON with dates in milliseconds since 1970, one encoding for
+/// the SQLite and the PostgreSQL store.
+enum JobStoreCoding {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        return encoder
+    }()
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return decoder
+    }()
+}

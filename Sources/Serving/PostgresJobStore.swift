@@ -18,16 +18,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
     private let runTask: Task<Void, Never>
     private let logger: Logger
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }()
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }()
+    private static var encoder: JSONEncoder { JobStoreCoding.encoder }
+    private static var decoder: JSONDecoder { JobStoreCoding.decoder }
 
     /// The parts of a `postgres://` URL the store uses.
     public struct Location: Sendable, Equatable {

@@ -5,16 +5,8 @@ import GRDB
 /// restart and resume; finished ones are kept until the retention limit.
 public final class SQLiteJobStore: JobStore {
     private let database: DatabaseQueue
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        return encoder
-    }()
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return decoder
-    }()
+    private static var encoder: JSONEncoder { JobStoreCoding.encoder }
+    private static var decoder: JSONDecoder { JobStoreCoding.decoder }
 
     /// Opens (or creates) the database at `path` and migrates it.
     public init(path: String) throws {
