@@ -322,7 +322,7 @@ public final class ImageEngine: @unchecked Sendable {
         let admission = DispatchTime.now().uptimeNanoseconds
         let schedule = try AdapterSchedule(
             admitting: request.loras, modelKey: request.modelID, targets: model.loraTargets, library: loras,
-            deadlineStep: request.loraDeadlineStep, cached: &cachedLoRAs)
+            deadlineStep: request.loraDeadlineStep, landing: request.loraLanding, cached: &cachedLoRAs)
         for cached in cachedLoRAs {
             if cached { cache.loraHits += 1 } else { cache.loraMisses += 1 }
             Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
@@ -412,6 +412,9 @@ public struct EngineRequest: @unchecked Sendable {
     public var initLatents: Tensor?
     /// Bounded asynchronous LoRA loading: LoRAs not cached yet are patched in by this step (0: before denoising).
     public var loraDeadlineStep: Int
+    /// When LoRAs loading in the background are patched in: `.whenReady` (serving) or `.atDeadline` (exactly at
+    /// `loraDeadlineStep`, the worst case the BAL quality study measures; set after `prepare`).
+    public var loraLanding: LoRALanding = .whenReady
 }
 
 /// Where a render reports progress and learns it was cancelled.

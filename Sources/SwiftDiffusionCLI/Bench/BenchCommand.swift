@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
         abstract: "Benchmarks that print ratios against a baseline measured in the same run.",
         subcommands: [
             OpsBenchmarkCommand.self, UNetBenchmarkCommand.self, LoRABenchmarkCommand.self, GenerateBenchmarkCommand.self,
-            LoadBenchmarkCommand.self, ControlNetBenchmarkCommand.self, VAEBenchmarkCommand.self, WorkflowBenchmarkCommand.self,
+            LoadBenchmarkCommand.self, ControlNetBenchmarkCommand.self, VAEBenchmarkCommand.self, WorkflowBenchmarkCommand.self, BALBenchmarkCommand.self,
         ]
     )
 }
