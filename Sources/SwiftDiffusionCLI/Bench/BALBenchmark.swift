@@ -192,7 +192,7 @@ struct BALBenchmarkCommand: ParsableCommand {
         print("SwiftDiffusion bench bal: \(modelURL.lastPathComponent), \(seeds) prompts/seeds per LoRA, \(String(format: "%.0f", seconds)) s")
         print(table, terminator: "")
         if python == nil { print("(pass --evaluator-python /path/to/python with numpy, Pillow, opencv for the LoRA-effect rate)") }
-        let chart = Self.chart(results.map { ($0.lora, $0.columns) }, title: "BAL: LoRA landing at the deadline vs synchronous patching (\(modelURL.lastPathComponent), \(seeds) seeds)")
+        let chart = Self.chart(results.map { ($0.lora, $0.columns) }, title: "BAL vs synchronous LoRA patching: \(modelURL.lastPathComponent), \(seeds) seeds")
         try chart.png().write(to: output.appendingPathComponent("bal-study.png"))
         if let choice = Self.choose(results.map { $0.columns }, requireEffect: python != nil) {
             print("largest deadline meeting SSIM >= 0.95 (mean)\(python != nil ? " and LoRA-effect rate within 5 points" : "") for every LoRA: \(choice) %")
@@ -265,7 +265,7 @@ struct BALBenchmarkCommand: ParsableCommand {
                 return lora.1.compactMap { $0.percent }.map { (x: Double($0), y: sync) }
             }
         var chart = SVGChart(
-            title: title, xLabel: "deadline (% of the steps; the LoRA lands exactly there)", yLabel: "",
+            title: title, xLabel: "deadline, % of the steps (the LoRA lands there)", yLabel: "vs synchronous",
             panels: [
                 SVGChart.Panel(title: "mean SSIM vs synchronous", lines: padded(results.map { line($0.1, { mean($0.ssim) }) })),
                 SVGChart.Panel(title: "minimum SSIM vs synchronous", lines: padded(results.map { line($0.1, { $0.ssim.min() }) })),
