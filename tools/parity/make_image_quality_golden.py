@@ -48,7 +48,7 @@ def main():
         tensors[f"output.ssim{i}"] = torch.tensor([s], dtype=torch.float64).float()
         tensors[f"output.psnr{i}"] = torch.tensor([p], dtype=torch.float64).float()
         print(f"case {i}: {a.shape} ssim {s:.6f} psnr {p:.4f}")
-    write_safetensors(OUT, tensors, {"cases": str(len(cases)), "skimage": skimage.__version__})
+    write_safetensors(OUT, tensors, {"case": "image_quality", "cases": str(len(cases)), "skimage": skimage.__version__})
     print("wrote", os.path.abspath(OUT))
 
 

@@ -187,7 +187,7 @@ struct BALBenchmarkCommand: ParsableCommand {
             }
         }
 
-        let table = Self.table(results.map { ($0.lora, $0.columns, $0.steps) }, seeds: seeds)
+        let table = Self.table(results.map { ($0.lora, $0.columns, $0.steps) })
         try table.write(to: output.appendingPathComponent("table.md"), atomically: true, encoding: .utf8)
         print("SwiftDiffusion bench bal: \(modelURL.lastPathComponent), \(seeds) prompts/seeds per LoRA, \(String(format: "%.0f", seconds)) s")
         print(table, terminator: "")
@@ -212,7 +212,7 @@ struct BALBenchmarkCommand: ParsableCommand {
         return identical > 0 ? "\(text) (\(identical) identical)" : text
     }
 
-    static func table(_ results: [(String, [Column], Int)], seeds: Int) -> String {
+    static func table(_ results: [(String, [Column], Int)]) -> String {
         var s = "| LoRA | deadline | LoRA lands before step | mean SSIM | min SSIM | mean PSNR (dB) | LoRA-effect rate | vs synchronous |\n"
         s += "|---|---|---|---|---|---|---|---|\n"
         for (lora, columns, steps) in results {
