@@ -12,6 +12,9 @@ import Pipelines
 ///   there the loop waits for them. Text-encoder LoRAs re-encode the prompt at that boundary (the loop does it).
 /// - **Landing** (`landed(atStep:)`): the step they were patched in before is recorded (`landedStep`, the job's
 ///   `lora_patch_step`), with the time the loop waited at the deadline (`waitedSeconds`).
+/// - **Held to the deadline** (`landing: .atDeadline`, the BAL quality study's worst case, `bench bal`): the LoRAs load
+///   in the background as always but are handed over exactly at step K, as if their loading had taken until the
+///   deadline: deterministic, whatever the timing.
 /// - **Restore**: the pipeline restores the weights bitwise when the job ends (also on failure or cancellation),
 ///   upfront and scheduled LoRAs alike (`DiffusionPipeline.generate`'s patcher reset).
 public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
@@ -19,6 +22,8 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
     public let deadlineStep: Int
     /// LoRAs patched before denoising.
     public let upfront: [LoRAApplication]
+    /// When background LoRAs are handed over.
+    public let landing: LoRALanding
     private let pending: PendingLoRAs?
     private let lock = NSLock()
     private var landed: Int?
@@ -27,9 +32,10 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
     /// Admits a job's LoRAs (see the type's description). `cached` learns, per LoRA, whether its file was cached.
     init(
         admitting loras: [EngineRequest.LoRA], modelKey: String, targets: LoRATargets, library: LoRALibrary, deadlineStep: Int,
-        cached: inout [Bool]
+        landing: LoRALanding = .whenReady, cached: inout [Bool]
     ) throws {
         self.deadlineStep = deadlineStep
+        self.landing = landing
         cached = loras.map { library.isCached($0.path) }
         let resolve = { @Sendable () throws -> [LoRAApplication] in
             try loras.map { lora in
@@ -38,7 +44,7 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
                     textEncoderWeight: lora.textEncoderWeight)
             }
         }
-        if loras.isEmpty || cached.allSatisfy({ $0 }) || deadlineStep == 0 {
+        if loras.isEmpty || deadlineStep == 0 || (cached.allSatisfy({ $0 }) && landing == .whenReady) {
             upfront = try resolve()
             pending = nil
         } else {
@@ -48,8 +54,12 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
     }
 
     /// A schedule whose LoRAs come from `load`, run on `thread` (tests: a slow loader).
-    public init(deadlineStep: Int, loadingOn thread: ComputeThread, _ load: @escaping @Sendable () throws -> [LoRAApplication]) {
+    public init(
+        deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn thread: ComputeThread,
+        _ load: @escaping @Sendable () throws -> [LoRAApplication]
+    ) {
         self.deadlineStep = deadlineStep
+        self.landing = landing
         upfront = []
         pending = PendingLoRAs.start(on: thread, load)
     }
@@ -72,12 +82,21 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
             lock.withLock { waited = seconds }
             return loras
         }
-        return try pending.poll()
+        return landing == .atDeadline ? nil : try pending.poll()
     }
 
     public func landed(atStep step: Int) {
         lock.withLock { landed = step }
     }
+}
+
+/// When an `AdapterSchedule` hands background LoRAs to the denoising loop.
+public enum LoRALanding: String, Sendable {
+    /// At the first step boundary after they are ready, by the deadline step at the latest (serving).
+    case whenReady
+    /// Exactly at the deadline step (clamped to the last step), even when they were ready earlier or cached: the worst
+    /// case of bounded loading, made deterministic for the BAL quality study (`swiftdiffusion bench bal`).
+    case atDeadline
 }
 
 /// LoRAs loading in the background: a one-shot result the schedule polls or waits for.

@@ -168,7 +168,9 @@ public final class ImageEngine: @unchecked Sendable {
                 throw invalid("init latents have shape \(shape), expected [\(spec.count), channels, \(expected[1]), \(expected[2])] (NCHW)")
             }
         }
-        let deadline = spec.loraDeadlineStep ?? Int((configuration.loraDeadlineFraction * Double(spec.steps)).rounded(.down))
+        // A nonzero deadline fraction leaves at least one step of overlap (5 % of 10 steps is step 1, not 0: synchronous).
+        let fraction = configuration.loraDeadlineFraction
+        let deadline = spec.loraDeadlineStep ?? (fraction > 0 ? max(1, Int((fraction * Double(spec.steps)).rounded(.down))) : 0)
         return EngineRequest(
             spec: spec, modelID: modelID, width: width, height: height, sampler: sampler, seed: spec.seed ?? 0, loras: loraInputs,
             controls: controlInputs, initImage: initImage, initLatents: initLatents, loraDeadlineStep: deadline)
@@ -319,7 +321,7 @@ public final class ImageEngine: @unchecked Sendable {
         let admission = DispatchTime.now().uptimeNanoseconds
         let schedule = try AdapterSchedule(
             admitting: request.loras, modelKey: request.modelID, targets: model.loraTargets, library: loras,
-            deadlineStep: request.loraDeadlineStep, cached: &cachedLoRAs)
+            deadlineStep: request.loraDeadlineStep, landing: request.loraLanding, cached: &cachedLoRAs)
         for cached in cachedLoRAs {
             if cached { cache.loraHits += 1 } else { cache.loraMisses += 1 }
             Counter(label: "swiftdiffusion_adapter_cache_total", dimensions: [("kind", "lora"), ("result", cached ? "hit" : "miss")]).increment()
@@ -412,6 +414,9 @@ public struct EngineRequest: @unchecked Sendable {
     public var initLatents: Tensor?
     /// Bounded asynchronous LoRA loading: LoRAs not cached yet are patched in by this step (0: before denoising).
     public var loraDeadlineStep: Int
+    /// When LoRAs loading in the background are patched in: `.whenReady` (serving) or `.atDeadline` (exactly at
+    /// `loraDeadlineStep`, the worst case the BAL quality study measures; set after `prepare`).
+    public var loraLanding: LoRALanding = .whenReady
 }
 
 /// Where a render reports progress and learns it was cancelled.

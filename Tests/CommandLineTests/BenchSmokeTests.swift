@@ -76,4 +76,37 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(output.contains("f32: oneDNN/OpenBLAS"), output)
         XCTAssertTrue(output.contains("attention projection"), output)
     }
+
+    /// The BAL quality study at a tiny size on the embedded model and both shipped LoRAs: the LoRA forced to land at
+    /// each deadline (the command checks the landing step of every image), SSIM/PSNR against synchronous patching,
+    /// the table, the plot and the images. The LoRA-effect rate needs the Python evaluator, which CI does not have.
+    func testBenchBALWritesTheTableAndThePlot() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("bal-smoke-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let output = try bench(["bal", "--seeds", "2", "--deadlines", "50,100", "--steps", "2", "--size", "64", "--out", out.path])
+        for text in ["| heart | 50 % | 1 of 2 |", "| heart | 100 % | 1 of 2 |", "| outline | synchronous |", "| outline | 50 % |", "mean SSIM"] {
+            XCTAssertTrue(output.contains(text), "\(text) missing:\n\(output)")
+        }
+        let table = try String(contentsOf: out.appendingPathComponent("table.md"), encoding: .utf8)
+        XCTAssertTrue(output.contains(table), output)
+        let png = try Data(contentsOf: out.appendingPathComponent("bal-study.png"))
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        let manifest = try String(contentsOf: out.appendingPathComponent("manifest.jsonl"), encoding: .utf8)
+        XCTAssertEqual(manifest.split(separator: "\n").count, 2 * 2 * 3, "2 LoRAs x 2 seeds x (synchronous + 2 deadlines)")
+        for set in ["lora_heart_sync", "lora_heart_d50", "lora_outline_d100"] {
+            let files = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("images/\(set)").path)
+            XCTAssertEqual(files.count, 2, set)
+        }
+        // SSIM of a LoRA landing before the last of 2 steps vs synchronous: a real value in (-1, 1].
+        let row = try XCTUnwrap(table.split(separator: "\n").first { $0.hasPrefix("| heart | 50 % |") })
+        let ssim = try XCTUnwrap(Double(row.split(separator: "|")[3].trimmingCharacters(in: .whitespaces)))
+        XCTAssertTrue(ssim > -1 && ssim <= 1, "\(ssim)")
+    }
+
+    func testBenchBALRejectsBadDeadlines() throws {
+        guard let executable = CommandLineTests.executable else { return XCTFail("swiftdiffusion is not built next to the tests") }
+        let run = try CommandLineTests.execute(executable, ["bench", "bal", "--deadlines", "0,150"], environment: ProcessInfo.processInfo.environment)
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("--deadlines must be"), run.stderr)
+    }
 }

@@ -245,7 +245,7 @@ final class NativeAPITests: XCTestCase {
             XCTAssertEqual(limits["max_side"], 2048)
             XCTAssertEqual(limits["max_images"], 8)
             XCTAssertEqual(capabilities["queue_capacity"] as? Int, 32)
-            XCTAssertEqual(capabilities["lora_deadline_fraction"] as? Double, 0.4)
+            XCTAssertEqual(capabilities["lora_deadline_fraction"] as? Double, 0.05)
             XCTAssertTrue((capabilities["samplers"] as? [String] ?? []).contains("euler_a"))
             XCTAssertEqual(capabilities["lora_modes"] as? [String], ["merged", "runtime"])
             XCTAssertEqual(capabilities["prompt_syntaxes"] as? [String], ["plain", "a1111"])
@@ -375,13 +375,13 @@ final class NativeAPITests: XCTestCase {
     func testBoundedAsyncLoRALoadingIsVisibleInTheJobRecord() async throws {
         try await TestServer.withApplication(engine: API.engine()) { client in
             let body: [String: Any] = [
-                "prompt": "lora", "width": 32, "height": 32, "steps": 10, "seed": 5,
+                "prompt": "lora", "width": 32, "height": 32, "steps": 20, "seed": 5,
                 "loras": [["name": "sd1-lora", "weight": 0.7]],
             ]
             let first = try await API.waitFinished(client, try await API.submitID(client, body))
             XCTAssertEqual(first["status"] as? String, "succeeded")
             let patchStep = try XCTUnwrap(first["lora_patch_step"] as? Int, "the first use loads in the background")
-            XCTAssertTrue((0...4).contains(patchStep), "patched by the deadline, 0.4 x 10 steps: \(patchStep)")
+            XCTAssertTrue((0...1).contains(patchStep), "patched by the default deadline, 0.05 x 20 steps: \(patchStep)")
             let second = try await API.waitFinished(client, try await API.submitID(client, body))
             XCTAssertEqual(second["status"] as? String, "succeeded")
             XCTAssertNil(second["lora_patch_step"] as? Int, "cached: applied before denoising")

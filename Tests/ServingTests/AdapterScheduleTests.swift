@@ -88,4 +88,38 @@ final class AdapterScheduleTests: XCTestCase {
         let base = try pipeline.generate(request)
         XCTAssertTrue(try pipeline.generate(request).latents.isBitwiseEqual(to: base.latents), "weights restored after the job")
     }
+
+    /// `.atDeadline` (the BAL quality study's worst case): LoRAs that are ready at once, or whose file is cached,
+    /// still land exactly at step K (clamped to the last step), and the image equals a slow loader's at the same K.
+    func testHeldLoRAsLandExactlyAtTheDeadline() throws {
+        let (pipeline, request, lora) = try setUp()
+        let loader = ComputeThread(name: "held-lora-loader")
+        for deadline in [1, 4, 7, 30] {
+            let held = AdapterSchedule(deadlineStep: deadline, landing: .atDeadline, loadingOn: loader) { [lora] }
+            let heldResult = try pipeline.generate(request, loraSchedule: held)
+            XCTAssertEqual(held.landedStep, min(deadline, request.steps - 1), "deadline \(deadline)")
+            let slow = AdapterSchedule(deadlineStep: deadline, loadingOn: loader) {
+                Thread.sleep(forTimeInterval: 0.3)
+                return [lora]
+            }
+            let slowResult = try pipeline.generate(request, loraSchedule: slow)
+            XCTAssertEqual(slow.landedStep, held.landedStep)
+            XCTAssertTrue(heldResult.latents.isBitwiseEqual(to: slowResult.latents), "deadline \(deadline)")
+        }
+        // A cached file is held too (not patched up front); deadline 0 is synchronous.
+        let library = LoRALibrary(capacityBytes: 1 << 30)
+        let path = Self.models.appendingPathComponent("sd1-lora.safetensors").path
+        let input = EngineRequest.LoRA(name: "sd1-lora", path: path, unetWeight: 0.8, textEncoderWeight: 0.8)
+        _ = try library.network(at: path)
+        XCTAssertTrue(library.isCached(path))
+        for (deadline, pending) in [(3, true), (0, false)] {
+            var cached: [Bool] = []
+            let schedule = try AdapterSchedule(
+                admitting: [input], modelKey: "sd1", targets: pipeline.model.loraTargets, library: library, deadlineStep: deadline,
+                landing: .atDeadline, cached: &cached)
+            XCTAssertEqual(schedule.isPending, pending)
+            _ = try pipeline.generate(request, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil)
+            XCTAssertEqual(schedule.landedStep, pending ? deadline : nil)
+        }
+    }
 }

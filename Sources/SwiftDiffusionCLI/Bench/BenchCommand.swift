@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
         subcommands: [
             OpsBenchmarkCommand.self, UNetBenchmarkCommand.self, LoRABenchmarkCommand.self, GenerateBenchmarkCommand.self,
             LoadBenchmarkCommand.self, ControlNetBenchmarkCommand.self, VAEBenchmarkCommand.self, WorkflowBenchmarkCommand.self,
-            PipelineBenchmarkCommand.self, PrecisionBenchmarkCommand.self,
+            PipelineBenchmarkCommand.self, PrecisionBenchmarkCommand.self, BALBenchmarkCommand.self,
         ]
     )
 }

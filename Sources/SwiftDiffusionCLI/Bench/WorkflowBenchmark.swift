@@ -141,7 +141,7 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
                 model: modelID, prompt: "a red circle on a blue background", negativePrompt: "", width: side, height: side, steps: steps,
                 sampler: "dpmpp_2m", cfg: cfg, seed: seed, loras: loraIDs.prefix(workload.loras).map { LoRASpec(name: $0, weight: 0.8) },
                 controls: controlIDs.prefix(workload.controls).map { Serving.ControlSpec(model: $0, image: controlImage, preprocessor: "none") },
-                // baseline: LoRAs loaded and patched before denoising; swiftdiffusion: the engine's deadline (40 % of the steps).
+                // baseline: LoRAs loaded and patched before denoising; swiftdiffusion: the engine's default deadline (EngineConfiguration.loraDeadlineFraction).
                 loraDeadlineStep: column == "baseline" ? 0 : nil)
         }
 

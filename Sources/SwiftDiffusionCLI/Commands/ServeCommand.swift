@@ -57,7 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("queue-capacity"), help: "Queued jobs beyond this get 429 (config key: queue.capacity; default 32).")
     var queueCapacity: Int?
 
-    @Option(name: .customLong("lora-deadline"), help: "Bounded async LoRA loading: patch LoRAs in by this fraction of the steps; 0 = load first (config key: lora.deadline; default 0.4).")
+    @Option(name: .customLong("lora-deadline"), help: "Bounded async LoRA loading: patch LoRAs in by this fraction of the steps; 0 = load first (config key: lora.deadline; default 0.05, from docs/bal-study.md).")
     var loraDeadline: Double?
 
     @Option(name: .customLong("lora-mode"), help: "merged or runtime (config key: lora.mode; default merged).")
