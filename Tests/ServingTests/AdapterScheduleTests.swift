@@ -1,5 +1,6 @@
 import Adapters
 import Foundation
+import Logging
 import ParityTesting
 import Pipelines
 import XCTest
@@ -121,5 +122,27 @@ final class AdapterScheduleTests: XCTestCase {
             _ = try pipeline.generate(request, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil)
             XCTAssertEqual(schedule.landedStep, pending ? deadline : nil)
         }
+    }
+}
+
+/// How `ImageEngine.prepare` turns the configured deadline fraction into a step.
+final class DeadlineStepTests: XCTestCase {
+    func testANonzeroFractionLeavesAtLeastOneStepOfOverlap() throws {
+        func deadline(fraction: Double, steps: Int, explicit: Int? = nil) throws -> Int {
+            var configuration = EngineConfiguration()
+            configuration.loraDeadlineFraction = fraction
+            var logger = Logger(label: "deadline-test")
+            logger.logLevel = .critical
+            let engine = ImageEngine(repository: ServingFixtures.repository(), configuration: configuration, logger: logger)
+            var spec = ServingFixtures.spec(steps: steps, loras: [LoRASpec(name: "sd1-lora")])
+            spec.loraDeadlineStep = explicit
+            return try engine.prepare(spec).loraDeadlineStep
+        }
+        XCTAssertEqual(try deadline(fraction: 0.05, steps: 20), 1)
+        XCTAssertEqual(try deadline(fraction: 0.05, steps: 10), 1, "5 % of 10 steps rounds down to 0, which would be synchronous")
+        XCTAssertEqual(try deadline(fraction: 0.05, steps: 40), 2)
+        XCTAssertEqual(try deadline(fraction: 0.4, steps: 10), 4)
+        XCTAssertEqual(try deadline(fraction: 0, steps: 20), 0, "a zero fraction is synchronous loading")
+        XCTAssertEqual(try deadline(fraction: 0.05, steps: 20, explicit: 0), 0, "a request's own deadline step wins")
     }
 }
