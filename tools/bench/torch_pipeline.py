@@ -13,11 +13,11 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 
+from process_memory import peak_rss_mib  # noqa: E402
 import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -75,7 +75,7 @@ def main():
             start = time.perf_counter()
             image(args.steps, repetition)
             times.append(time.perf_counter() - start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     import diffusers
     result = {
         "torch": torch.__version__, "diffusers": diffusers.__version__, "threads": args.threads,

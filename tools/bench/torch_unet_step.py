@@ -11,10 +11,10 @@ Prints one JSON line with --json (what `swiftdiffusion bench unet --torch-python
 import argparse
 import contextlib
 import json
-import resource
 import statistics
 import time
 
+from process_memory import peak_rss_mib  # noqa: E402
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -51,7 +51,7 @@ def main():
             start = time.perf_counter()
             unet(sample, timestep, context)
             times.append(time.perf_counter() - start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     result = {
         "torch": torch.__version__, "threads": args.threads, "resolution": args.resolution, "batch": args.batch, "autocast": args.autocast,
         "median_seconds": statistics.median(times), "all_seconds": times, "peak_rss_mib": peak_mib,

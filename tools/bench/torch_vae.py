@@ -9,10 +9,10 @@ first, as the Swift side does.
 
 import argparse
 import json
-import resource
 import statistics
 import time
 
+from process_memory import peak_rss_mib  # noqa: E402
 import torch
 from diffusers import AutoencoderKL
 
@@ -42,7 +42,7 @@ def main():
             start = time.perf_counter()
             vae.decode(latents)
             times.append(time.perf_counter() - start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     result = {
         "torch": torch.__version__, "threads": args.threads, "resolution": args.resolution,
         "median_seconds": statistics.median(times), "all_seconds": times, "peak_rss_mib": peak_mib,
