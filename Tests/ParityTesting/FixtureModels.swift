@@ -24,3 +24,18 @@ public enum FixtureModels {
         return root
     }
 }
+
+extension FixtureModels {
+    /// The configuration of an SDXL ControlNet for the tiny SDXL fixture (`sdxl`): its UNet's configuration with the
+    /// ControlNet fields. The fixtures hold no SDXL ControlNet weights; tests pair it with `RandomWeights`.
+    public static func sdxlControlNetConfig() throws -> Data {
+        let unetConfig = Golden.fixturesDirectory.appendingPathComponent("models/sdxl/unet/config.json")
+        guard var config = try JSONSerialization.jsonObject(with: try Data(contentsOf: unetConfig)) as? [String: Any] else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: unetConfig.path])
+        }
+        config["_class_name"] = "ControlNetModel"
+        config["conditioning_channels"] = 3
+        config["conditioning_embedding_out_channels"] = [4, 8]
+        return try JSONSerialization.data(withJSONObject: config)
+    }
+}

@@ -71,19 +71,21 @@ final class ControlNetExecutorTests: XCTestCase {
         try assertExecutorsAgree(pipeline, request)
     }
 
-    func testSDXLControlNet() throws {
-        // An SDXL ControlNet for the tiny SDXL fixture: its UNet's config, ControlNet fields, random weights.
-        var config = try JSONSerialization.jsonObject(
-            with: try Data(contentsOf: Self.models.appendingPathComponent("sdxl/unet/config.json"))) as! [String: Any]
-        config["_class_name"] = "ControlNetModel"
-        config["conditioning_channels"] = 3
-        config["conditioning_embedding_out_channels"] = [4, 8]
-        let controlnet = try ControlNetModel(
-            configData: try JSONSerialization.data(withJSONObject: config), weights: RandomWeights(seed: 11))
+    /// SDXL (pooled text embeddings and time ids reach the ControlNet): one ControlNet, then two (the second in guess
+    /// mode and active only in the middle of the schedule), then without guidance.
+    func testSDXLOneAndTwoControlNetsWithGuidanceGuessModeAndWindows() throws {
+        let config = try FixtureModels.sdxlControlNetConfig()
+        let first = try ControlNetModel(configData: config, weights: RandomWeights(seed: 11))
+        let second = try ControlNetModel(configData: config, weights: RandomWeights(seed: 12))
         let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sdxl")))
         var request = GenerationRequest(
-            prompt: "a blue square", negativePrompt: "red", width: 32, height: 32, steps: 3, sampler: .euler, seed: 3, decode: false)
-        request.controls = [ControlInput(model: controlnet, image: drawing(32, every: 3), scale: 1, start: 0, end: 1)]
+            prompt: "a blue square", negativePrompt: "red", width: 32, height: 32, steps: 4, sampler: .euler, seed: 3, decode: false)
+        request.controls = [ControlInput(model: first, image: drawing(32, every: 3), scale: 1, start: 0, end: 1)]
+        try assertExecutorsAgree(pipeline, request)
+        request.controls.append(
+            ControlInput(model: second, image: drawing(32, every: 5), scale: 0.7, start: 0.25, end: 0.75, guessMode: true))
+        try assertExecutorsAgree(pipeline, request)
+        request.guidanceScale = 1
         try assertExecutorsAgree(pipeline, request)
     }
 

@@ -50,10 +50,15 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         let port: Int
         var address: String { "127.0.0.1:\(port)" }
 
-        init(options: ControlNetWorkerService.Options = .init(), onCall: (@Sendable (Int) async -> Void)? = nil) async throws {
+        /// Serves the SD 1.x fixture ControlNets unless `available` and `load` name others.
+        init(
+            options: ControlNetWorkerService.Options = .init(),
+            available: @escaping @Sendable () -> [String] = { RemoteControlNetExecutorTests.controlnetIDs },
+            load: @escaping @Sendable (String) throws -> (ControlNetModel, bytes: Int) = { try RemoteControlNetExecutorTests.loadControlNet($0) },
+            onCall: (@Sendable (Int) async -> Void)? = nil
+        ) async throws {
             service = ControlNetWorkerService(
-                options: options, logger: Logger(label: "test-worker"), available: { RemoteControlNetExecutorTests.controlnetIDs },
-                load: { try RemoteControlNetExecutorTests.loadControlNet($0) }, onCall: onCall)
+                options: options, logger: Logger(label: "test-worker"), available: available, load: load, onCall: onCall)
             let server = ControlNetWorkerServer(host: "127.0.0.1", port: 0, service: service)
             self.server = server
             task = Task { try await server.run() }
@@ -157,6 +162,54 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         var plain = try request(controls: 1)
         plain.controls = []
         let withJob = Job(try sd1Pipeline(), try request(controls: 1)), withoutJob = Job(try sd1Pipeline(), plain)
+        let withControl = try await onThread { try withJob.latents(with: SequentialControlNetExecutor()) }
+        let without = try await onThread { try withoutJob.latents(with: SequentialControlNetExecutor()) }
+        XCTAssertGreaterThan(without.maxAbsDifference(withControl), 1e-3)
+        await first.stop()
+        await second.stop()
+    }
+
+    /// SDXL over the wire (pooled text embeddings and time ids travel with every call): one ControlNet, then two (the
+    /// second in guess mode, active only in the middle of the schedule) spread over two workers, with guidance and
+    /// without; the same latents as sequential (≤ 1e-4), no fallback.
+    func testRemoteMatchesSequentialOnSDXL() async throws {
+        let config = try FixtureModels.sdxlControlNetConfig()
+        let ids = ["sdxl-controlnet", "sdxl-controlnet-b"]
+        @Sendable func load(_ id: String) throws -> (ControlNetModel, bytes: Int) {
+            guard let index = ids.firstIndex(of: id) else { throw CocoaError(.fileNoSuchFile) }
+            return (try ControlNetModel(configData: config, weights: RandomWeights(seed: 11 + UInt64(index))), 1 << 20)
+        }
+        let first = try await RunningWorker(available: { ids }, load: load)
+        let second = try await RunningWorker(available: { ids }, load: load)
+        let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sdxl")))
+        var request = GenerationRequest(
+            prompt: "a blue square", negativePrompt: "red", width: 32, height: 32, steps: 4, sampler: .euler, seed: 3, decode: false)
+        request.controls = [ControlInput(model: try load(ids[0]).0, image: Self.drawing(32, every: 3), scale: 1, modelID: ids[0])]
+        var requests = [request]
+        request.controls.append(
+            ControlInput(
+                model: try load(ids[1]).0, image: Self.drawing(32, every: 5), scale: 0.7, start: 0.25, end: 0.75, guessMode: true,
+                modelID: ids[1]))
+        requests.append(request)
+        request.guidanceScale = 1
+        requests.append(request)
+        for request in requests {
+            let job = Job(pipeline, request)
+            let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+            let executor = try RemoteControlNetExecutor(workers: [first.address, second.address], logger: Logger(label: "test"))
+            defer { executor.close() }
+            let calls = first.service.callCount + second.service.callCount
+            let remote = try await onThread { try job.latents(with: executor) }
+            let difference = remote.maxAbsDifference(reference)
+            print("[parity] remote SDXL, \(request.controls.count) ControlNet(s), guidance \(request.guidanceScale): max abs difference \(difference)")
+            XCTAssertLessThan(difference, Self.tolerance)
+            XCTAssertEqual(executor.fallbackCount, 0)
+            XCTAssertEqual(first.service.callCount + second.service.callCount - calls, request.controls.count == 1 ? 4 : 6)
+        }
+        // The ControlNets matter here too.
+        var plain = requests[1]
+        plain.controls = []
+        let withJob = Job(pipeline, requests[1]), withoutJob = Job(pipeline, plain)
         let withControl = try await onThread { try withJob.latents(with: SequentialControlNetExecutor()) }
         let without = try await onThread { try withoutJob.latents(with: SequentialControlNetExecutor()) }
         XCTAssertGreaterThan(without.maxAbsDifference(withControl), 1e-3)

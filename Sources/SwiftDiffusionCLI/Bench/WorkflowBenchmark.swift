@@ -41,8 +41,8 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
     @Option(help: "LoRA rank.")
     var rank = 64
 
-    @Option(help: "Workloads, comma-separated xC/yL.")
-    var workloads = "0C/0L,1C/0L,0C/1L,1C/1L,2C/2L,3C/2L"
+    @Option(help: "Workloads, comma-separated xC/yL (default: the paper's six and 0C/2L).")
+    var workloads = "0C/0L,1C/0L,0C/1L,0C/2L,1C/1L,2C/2L,3C/2L"
 
     @Option(help: "Timed requests per workload and column (the median is reported), after one untimed warm-up.")
     var repetitions = 3
