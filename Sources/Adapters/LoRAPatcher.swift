@@ -56,7 +56,12 @@ public final class LoRAPatcher: @unchecked Sendable {
 
     /// Merges the LoRAs into the weights in place. Layers holding bf16 weights (bf16 models) get the LoRA as a runtime
     /// adapter instead: rounding a delta into bf16 would lose it, and the bitwise restore needs fp32 originals.
+    ///
+    /// Each weight's deltas are added in request order (so the result does not depend on the thread count); weights
+    /// whose products are small are patched side by side, one per thread, and large products split over the threads.
     public func merge(_ applications: [LoRAApplication]) {
+        var order: [ObjectIdentifier] = []
+        var updates: [ObjectIdentifier: [(up: Tensor, down: Tensor, scale: Float)]] = [:]
         for application in applications {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
@@ -72,10 +77,22 @@ public final class LoRAPatcher: @unchecked Sendable {
                 let key = ObjectIdentifier(weight.storage)
                 if saved[key] == nil { saved[key] = (weight, weight.copy()) }
                 merged.insert(key)
+                if updates[key] == nil { order.append(key) }
                 let flatDown = entry.down.reshaped([entry.down.shape[0], entry.down.count / entry.down.shape[0]])
-                addMatmul(into: weight, entry.up, flatDown, scale: strength * entry.scale)
+                updates[key, default: []].append((entry.up, flatDown, strength * entry.scale))
             }
         }
+        func patch(_ key: ObjectIdentifier) {
+            let weight = saved[key]!.weight
+            for update in updates[key]! { addMatmul(into: weight, update.up, update.down, scale: update.scale) }
+        }
+        // A product below GEMM's own splitting threshold runs on one thread: give each thread whole weights instead.
+        let small = order.filter { key in
+            updates[key]!.allSatisfy { 2 * Double($0.up.count) * Double($0.down.shape[1]) < 4e6 }
+        }
+        let smallSet = Set(small)
+        for key in order where !smallSet.contains(key) { patch(key) }
+        ComputePool.current.parallelFor(small.count) { i in patch(small[i]) }
     }
 
     /// Copies every merged weight back from its saved original (bitwise restore).

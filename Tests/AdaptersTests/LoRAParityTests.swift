@@ -86,6 +86,29 @@ final class LoRAParityTests: XCTestCase {
         }
     }
 
+    /// Merging patches small weights side by side on the pool's threads: the weights are bitwise those of a one-thread
+    /// merge (each weight's deltas are added in the same order), for two LoRAs that touch the same layers.
+    func testMergeOnTwoThreadsEqualsOneThread() throws {
+        let f = try fixture()
+        let layers = f.unet.registry.linears.values.map(\.weight) + f.unet.registry.convs.values.map(\.weight)
+        let a = try LoRAKeyMap.resolve(try LoRANetwork.load(contentsOf: loraURL("a_kohya.safetensors")), targets: f.targets)
+        let b = try LoRAKeyMap.resolve(try LoRANetwork.load(contentsOf: loraURL("b_kohya.safetensors")), targets: f.targets)
+        let applications = [LoRAApplication(a, weight: 0.7), LoRAApplication(b, weight: -0.4)]
+        func mergedWeights(threads: Int) -> [Tensor] {
+            let pool = ComputePool(threadCount: threads)
+            defer { pool.shutDown() }
+            let patcher = LoRAPatcher()
+            return ComputePool.run(on: pool) {
+                patcher.merge(applications)
+                defer { patcher.restore() }
+                return layers.map { $0.copy() }
+            }
+        }
+        let one = mergedWeights(threads: 1), two = mergedWeights(threads: 2)
+        XCTAssertTrue(zip(one, two).allSatisfy { $0.isBitwiseEqual(to: $1) })
+        XCTAssertFalse(zip(one, layers).allSatisfy { $0.isBitwiseEqual(to: $1) }, "merging changed nothing")
+    }
+
     func testUnmatchedKeysAreReportedAndShapeMismatchesAreErrors() throws {
         let f = try fixture()
         let down = Tensor(shape: [2, 8], repeating: 0.1), up = Tensor(shape: [8, 2], repeating: 0.1)

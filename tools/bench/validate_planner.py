@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Checks the capacity planner (`swiftdiffusion trace simulate`) against a measured multi-replica run (issue 14 item 5).
+Standard library only; needs a PostgreSQL the replicas can share.
+
+    python3 tools/bench/validate_planner.py --store postgres://USER:PASSWORD@127.0.0.1:5432/DB --replicas 2
+
+1. Stage times: a fresh single `serve` (SQLite in a temporary folder, SWIFTDIFFUSION_THREADS = --threads) measured by
+   tools/bench/stage_times.py at the run's size and steps.
+2. Measured run: --replicas `serve --store URL?schema=<fresh>` processes (each with --threads threads) on one shared
+   queue; a generated long-tailed trace (`trace generate`, --requests) is replayed open-loop against the first replica
+   (`trace replay`; the others take work from the shared queue), its arrivals compressed so the offered compute is
+   about --utilization of the replicas' capacity (from the stage times).
+3. Simulation: `trace simulate --placement affinity` with the same replica count and those stage times, on the
+   replayed trace itself (the arrival times, sizes, steps and adapters that were really sent; the server's default
+   model as the one base model).
+4. Prints measured and simulated p50/p95 (submission to completion: the server's queue + total seconds) and the ratio
+   simulated / measured p50; exits 1 when it is off by more than --tolerance (default 20 %).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, process, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready after {seconds} s")
+
+
+def start_server(binary, threads, arguments, log):
+    port = free_port()
+    env = dict(os.environ, SWIFTDIFFUSION_THREADS=str(threads))
+    process = subprocess.Popen([binary, "serve", "--host", "127.0.0.1", "--port", str(port)] + arguments,
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, process)
+    return process, url
+
+
+def stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def quantile(values, q):
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--swiftdiffusion", default=".build/debug/swiftdiffusion")
+    parser.add_argument("--store", required=True, help="postgres://USER:PASSWORD@HOST:PORT/DATABASE (a fresh schema is used)")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads per replica")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--utilization", type=float, default=0.6)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--lora", default="outline")
+    parser.add_argument("--controlnet", default="shapes-sd-controlnet-canny")
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--tolerance", type=float, default=0.2)
+    parser.add_argument("--out-dir", help="keep the traces, stage times and logs here (default: a temporary folder)")
+    args = parser.parse_args()
+    if not 1 <= args.replicas <= 8:
+        raise SystemExit("--replicas must be between 1 and 8")
+    binary = os.path.abspath(args.swiftdiffusion)
+    work = args.out_dir or tempfile.mkdtemp(prefix="validate-planner-")
+    os.makedirs(work, exist_ok=True)
+    logs = open(os.path.join(work, "servers.log"), "w")
+
+    # 1. Stage times on one fresh server, alone on the machine.
+    stages_path = os.path.join(work, "stage-times.json")
+    state = tempfile.mkdtemp(prefix="planner-state-")
+    server, url = start_server(binary, args.threads, ["--database", os.path.join(state, "jobs.sqlite"), "--lora-deadline", "0"], logs)
+    try:
+        subprocess.run([sys.executable, os.path.join(HERE, "stage_times.py"), "--url", url, "--lora", args.lora,
+                        "--controlnet", args.controlnet, "--steps", str(args.steps), "--size", str(args.size),
+                        "--repetitions", "3", "--out", stages_path], check=True, stdout=subprocess.DEVNULL)
+    finally:
+        stop(server)
+        shutil.rmtree(state, ignore_errors=True)
+    with open(stages_path) as handle:
+        stages = json.load(handle)
+    print("stage times:", json.dumps({k: v for k, v in stages.items() if k != "source"}))
+
+    # The trace: long-tailed adapters, arrivals compressed to the wanted utilization.
+    trace_in = os.path.join(work, "trace-in.jsonl")
+    subprocess.run([binary, "trace", "generate", "--requests", str(args.requests), "--seed", str(args.seed), "--services", "1",
+                    "--instances", "1", "--days", "0.01", "--out", trace_in], check=True, stdout=subprocess.DEVNULL)
+    records = [json.loads(line) for line in open(trace_in) if line.strip()]
+    span = max(r["timestamp"] for r in records) - min(r["timestamp"] for r in records)
+    def compute(r):
+        controls = min(len(r.get("controlnets", [])), 3)
+        return stages["fixed_s"] + args.steps * stages["denoise_step_s"] * (1 + stages["controlnet_step_fraction"] * controls)
+    offered = sum(compute(r) for r in records)
+    # Offered compute / (span / speed) = utilization x replicas.
+    speed = args.utilization * args.replicas * span / offered
+    print(f"trace: {len(records)} requests over {span:.0f} s; offered compute {offered:.1f} s; speed {speed:.2f}x")
+
+    # 2. The measured run: replicas on one PostgreSQL queue.
+    schema = "planner_" + str(int(time.time()))
+    store = args.store + ("&" if "?" in args.store else "?") + "schema=" + schema
+    replicas = []
+    try:
+        for _ in range(args.replicas):
+            replicas.append(start_server(binary, args.threads, ["--store", store, "--queue-capacity", "1024", "--lora-deadline", "0"], logs))
+        trace_out = os.path.join(work, "trace-measured.jsonl")
+        started = time.time()
+        subprocess.run([binary, "trace", "replay", "--url", replicas[0][1], "--trace", trace_in, "--speed", f"{speed:.6f}",
+                        "--width", str(args.size), "--height", str(args.size), "--steps", str(args.steps),
+                        "--max-in-flight", "1024", "--out", trace_out], check=True, stdout=subprocess.DEVNULL)
+        print(f"replayed in {time.time() - started:.0f} s")
+    finally:
+        for process, _ in replicas:
+            stop(process)
+    measured = [json.loads(line) for line in open(trace_out) if line.strip()]
+    done = [r for r in measured if r.get("outcome") == "succeeded" and r.get("queue_s") is not None and r.get("total_s") is not None]
+    if len(done) != len(measured):
+        print(f"warning: {len(measured) - len(done)} of {len(measured)} requests did not succeed")
+    latencies = [r["queue_s"] + r["total_s"] for r in done]
+
+    # 3. The simulation of that run.
+    simulated_in = os.path.join(work, "trace-simulated.jsonl")
+    with open(simulated_in, "w") as handle:
+        for r in done:
+            handle.write(json.dumps(dict(r, base_model="default", instance="replica")) + "\n")
+    output = subprocess.run([binary, "trace", "simulate", "--trace", simulated_in, "--replicas", str(args.replicas),
+                             "--cache-bytes", str(1 << 34), "--placement", "affinity", "--stage-times", stages_path],
+                            check=True, capture_output=True, text=True).stdout
+    print(output.rstrip())
+    row = next(line for line in output.splitlines() if line.startswith("affinity "))
+    fields = re.split(r"\s+", row.strip())
+    sim_p50, sim_p95 = float(fields[2]), float(fields[3])
+
+    # 4. The comparison.
+    p50, p95 = quantile(latencies, 0.5), quantile(latencies, 0.95)
+    ratio = sim_p50 / p50
+    print(f"measured ({len(done)} jobs, {args.replicas} replicas x {args.threads} thread(s)): p50 {p50:.3f} s, p95 {p95:.3f} s, "
+          f"mean {statistics.mean(latencies):.3f} s")
+    print(f"simulated: p50 {sim_p50:.3f} s, p95 {sim_p95:.3f} s")
+    print(f"simulated / measured: p50 {ratio:.2f}x, p95 {sim_p95 / p95:.2f}x (tolerance {args.tolerance:.0%} on p50)")
+    print(f"files: {work}")
+    sys.exit(0 if abs(ratio - 1) <= args.tolerance else 1)
+
+
+if __name__ == "__main__":
+    main()
