@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repository="$(pwd)"
 
-packages=(libopenblas-dev libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev pkg-config)
+packages=(libopenblas-dev libdnnl-dev libpng-dev libturbojpeg0-dev zlib1g-dev libsqlite3-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
