@@ -3,6 +3,7 @@
 Standard library only; needs a PostgreSQL the replicas can share.
 
     python3 tools/bench/validate_planner.py --store postgres://USER:PASSWORD@127.0.0.1:5432/DB --replicas 2
+    python3 tools/bench/validate_planner.py --store ... --replicas 3 --loras 24 --lora-cache-mb 4 --placement affinity,fifo
 
 1. Stage times: a fresh single `serve` (SQLite in a temporary folder, SWIFTDIFFUSION_THREADS = --threads) measured by
    tools/bench/stage_times.py at the run's size and steps.
@@ -15,6 +16,11 @@ Standard library only; needs a PostgreSQL the replicas can share.
    model as the one base model).
 4. Prints measured and simulated p50/p95 (submission to completion: the server's queue + total seconds) and the ratio
    simulated / measured p50; exits 1 when it is off by more than --tolerance (default 20 %).
+With --loras N the replicas serve N LoRA files (copies of the embedded model's two, under names of their own) and keep
+at most --lora-cache-mb of them each, so placement decides how often LoRAs load; with --placement affinity,fifo the
+measured run is repeated per claim rule (`serve --placement`), each against the same trace, and the adapter loads
+(the replicas' `swiftdiffusion_adapter_cache_total{result="miss"}`) and p95 are compared; the simulation of fifo is
+`least-loaded` (one shared queue, the oldest job to the first free replica).
 """
 import argparse
 import json
@@ -93,6 +99,9 @@ def main():
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--tolerance", type=float, default=0.2)
     parser.add_argument("--out-dir", help="keep the traces, stage times and logs here (default: a temporary folder)")
+    parser.add_argument("--loras", type=int, default=0, help="LoRA files the replicas serve (0: the embedded model's two)")
+    parser.add_argument("--lora-cache-mb", type=int, help="each replica's LoRA cache (serve --lora-cache-mb)")
+    parser.add_argument("--placement", default="affinity", help="claim rules to measure, comma-separated: affinity, fifo")
     args = parser.parse_args()
     if not 1 <= args.replicas <= 8:
         raise SystemExit("--replicas must be between 1 and 8")
@@ -100,11 +109,26 @@ def main():
     work = args.out_dir or tempfile.mkdtemp(prefix="validate-planner-")
     os.makedirs(work, exist_ok=True)
     logs = open(os.path.join(work, "servers.log"), "w")
+    policies = [p.strip() for p in args.placement.split(",") if p.strip()]
+    if not policies or any(p not in ("affinity", "fifo") for p in policies):
+        raise SystemExit("--placement takes affinity and/or fifo")
+    extra = []
+    if args.loras > 0:
+        models = os.path.join(work, "models")
+        os.makedirs(os.path.join(models, "loras"), exist_ok=True)
+        shipped = os.path.join(HERE, "..", "..", "models", "shapes-sd-loras")
+        sources = sorted(os.path.join(shipped, f) for f in os.listdir(shipped) if f.endswith(".safetensors"))
+        for i in range(args.loras):
+            shutil.copyfile(sources[i % len(sources)], os.path.join(models, "loras", f"lora-{i:03d}.safetensors"))
+        extra += ["--models", models]
+        args.lora = "lora-000"
+    if args.lora_cache_mb is not None:
+        extra += ["--lora-cache-mb", str(args.lora_cache_mb)]
 
     # 1. Stage times on one fresh server, alone on the machine.
     stages_path = os.path.join(work, "stage-times.json")
     state = tempfile.mkdtemp(prefix="planner-state-")
-    server, url = start_server(binary, args.threads, ["--database", os.path.join(state, "jobs.sqlite"), "--lora-deadline", "0"], logs)
+    server, url = start_server(binary, args.threads, ["--database", os.path.join(state, "jobs.sqlite"), "--lora-deadline", "0"] + extra, logs)
     try:
         subprocess.run([sys.executable, os.path.join(HERE, "stage_times.py"), "--url", url, "--lora", args.lora,
                         "--controlnet", args.controlnet, "--steps", str(args.steps), "--size", str(args.size),
@@ -130,19 +154,51 @@ def main():
     speed = args.utilization * args.replicas * span / offered
     print(f"trace: {len(records)} requests over {span:.0f} s; offered compute {offered:.1f} s; speed {speed:.2f}x")
 
-    # 2. The measured run: replicas on one PostgreSQL queue.
-    schema = "planner_" + str(int(time.time()))
+    # 2. The measured run per claim rule: replicas on one PostgreSQL queue, a fresh schema each.
+    # The simulator counts LoRAs at their file size (float16 here); the server's LoRA cache counts them parsed to
+    # float32, twice that: its budget in the simulator's units is half.
+    cache_bytes = stages["base_model_bytes"] + 4 * stages["controlnet_bytes"] + (
+        (args.lora_cache_mb << 20) // 2 if args.lora_cache_mb is not None else 1 << 34)
+    outcome = {}
+    for policy in policies:
+        outcome[policy] = measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_path, cache_bytes)
+    if len(outcome) == 2:
+        a, f = outcome["affinity"], outcome["fifo"]
+        print(f"measured affinity vs fifo: adapter loads {a['loads']} vs {f['loads']} "
+              f"({100 * (a['loads'] / max(f['loads'], 1) - 1):+.1f} %), p95 {a['p95']:.3f} vs {f['p95']:.3f} s "
+              f"({a['p95'] / f['p95']:.2f}x)")
+    print(f"files: {work}")
+    ratio = outcome[policies[0]]["ratio"]
+    sys.exit(0 if abs(ratio - 1) <= args.tolerance else 1)
+
+
+def scrape_misses(url):
+    """Adapter loads so far: the replica's LoRA and ControlNet cache misses."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("swiftdiffusion_adapter_cache_total{") and 'result="miss"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_path, cache_bytes):
+    schema = f"planner_{policy}_{int(time.time())}"
     store = args.store + ("&" if "?" in args.store else "?") + "schema=" + schema
     replicas = []
+    loads = 0
     try:
         for _ in range(args.replicas):
-            replicas.append(start_server(binary, args.threads, ["--store", store, "--queue-capacity", "1024", "--lora-deadline", "0"], logs))
-        trace_out = os.path.join(work, "trace-measured.jsonl")
+            replicas.append(start_server(binary, args.threads, ["--store", store, "--queue-capacity", "1024", "--lora-deadline", "0",
+                                                                "--placement", policy] + extra, logs))
+        trace_out = os.path.join(work, f"trace-measured-{policy}.jsonl")
         started = time.time()
         subprocess.run([binary, "trace", "replay", "--url", replicas[0][1], "--trace", trace_in, "--speed", f"{speed:.6f}",
                         "--width", str(args.size), "--height", str(args.size), "--steps", str(args.steps),
                         "--max-in-flight", "1024", "--out", trace_out], check=True, stdout=subprocess.DEVNULL)
-        print(f"replayed in {time.time() - started:.0f} s")
+        print(f"{policy}: replayed in {time.time() - started:.0f} s")
+        loads = sum(scrape_misses(url) for _, url in replicas)
     finally:
         for process, _ in replicas:
             stop(process)
@@ -153,27 +209,27 @@ def main():
     latencies = [r["queue_s"] + r["total_s"] for r in done]
 
     # 3. The simulation of that run.
-    simulated_in = os.path.join(work, "trace-simulated.jsonl")
+    simulated_in = os.path.join(work, f"trace-simulated-{policy}.jsonl")
     with open(simulated_in, "w") as handle:
         for r in done:
             handle.write(json.dumps(dict(r, base_model="default", instance="replica")) + "\n")
+    simulated_policy = "affinity" if policy == "affinity" else "least-loaded"
     output = subprocess.run([binary, "trace", "simulate", "--trace", simulated_in, "--replicas", str(args.replicas),
-                             "--cache-bytes", str(1 << 34), "--placement", "affinity", "--stage-times", stages_path],
+                             "--cache-bytes", str(cache_bytes), "--placement", simulated_policy, "--stage-times", stages_path],
                             check=True, capture_output=True, text=True).stdout
     print(output.rstrip())
-    row = next(line for line in output.splitlines() if line.startswith("affinity "))
+    row = next(line for line in output.splitlines() if line.startswith(simulated_policy + " "))
     fields = re.split(r"\s+", row.strip())
-    sim_p50, sim_p95 = float(fields[2]), float(fields[3])
+    sim_p50, sim_p95, sim_loads = float(fields[2]), float(fields[3]), int(fields[5])
 
     # 4. The comparison.
     p50, p95 = quantile(latencies, 0.5), quantile(latencies, 0.95)
     ratio = sim_p50 / p50
-    print(f"measured ({len(done)} jobs, {args.replicas} replicas x {args.threads} thread(s)): p50 {p50:.3f} s, p95 {p95:.3f} s, "
-          f"mean {statistics.mean(latencies):.3f} s")
-    print(f"simulated: p50 {sim_p50:.3f} s, p95 {sim_p95:.3f} s")
-    print(f"simulated / measured: p50 {ratio:.2f}x, p95 {sim_p95 / p95:.2f}x (tolerance {args.tolerance:.0%} on p50)")
-    print(f"files: {work}")
-    sys.exit(0 if abs(ratio - 1) <= args.tolerance else 1)
+    print(f"{policy} measured ({len(done)} jobs, {args.replicas} replicas x {args.threads} thread(s)): p50 {p50:.3f} s, "
+          f"p95 {p95:.3f} s, mean {statistics.mean(latencies):.3f} s, adapter loads {loads}")
+    print(f"{policy} simulated ({simulated_policy}): p50 {sim_p50:.3f} s, p95 {sim_p95:.3f} s, adapter loads {sim_loads}")
+    print(f"{policy} simulated / measured: p50 {ratio:.2f}x, p95 {sim_p95 / p95:.2f}x (tolerance {args.tolerance:.0%} on p50)")
+    return {"p50": p50, "p95": p95, "loads": loads, "ratio": ratio}
 
 
 if __name__ == "__main__":
