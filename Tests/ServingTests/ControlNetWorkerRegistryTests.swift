@@ -34,7 +34,7 @@ final class ControlNetWorkerRegistryTests: XCTestCase {
         var options = RemoteControlNetExecutor.Options()
         options.checkInterval = .milliseconds(200)
         options.checkTimeout = .seconds(1)
-        options.staleAfter = .milliseconds(1500)
+        options.staleAfter = .seconds(3)
         options.retryAfter = .milliseconds(500)
         options.timeout = .seconds(20)
         return options
@@ -188,7 +188,7 @@ final class ControlNetWorkerRegistryTests: XCTestCase {
         XCTAssertTrue(
             logs[1].warnings.contains { $0.contains("finishes with local ControlNets") }, "the fallback is logged: \(logs[1].warnings)")
 
-        // Both replicas drop it: its checks fail at once, its heartbeat goes stale after 1.5 s.
+        // Both replicas drop it: its checks fail at once, its heartbeat goes stale after 3 s.
         for (index, executor) in executors.enumerated() {
             try await waitUntil("replica \(index) drops the dead worker") { executor.workerAddresses.known.isEmpty }
             XCTAssertTrue(
