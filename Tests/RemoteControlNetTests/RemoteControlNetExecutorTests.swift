@@ -50,11 +50,11 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         let port: Int
         var address: String { "127.0.0.1:\(port)" }
 
-        init(options: ControlNetWorkerService.Options = .init(), onCall: (@Sendable (Int) async -> Void)? = nil) async throws {
+        init(options: ControlNetWorkerService.Options = .init(), listenPort: Int = 0, onCall: (@Sendable (Int) async -> Void)? = nil) async throws {
             service = ControlNetWorkerService(
                 options: options, logger: Logger(label: "test-worker"), available: { RemoteControlNetExecutorTests.controlnetIDs },
                 load: { try RemoteControlNetExecutorTests.loadControlNet($0) }, onCall: onCall)
-            let server = ControlNetWorkerServer(host: "127.0.0.1", port: 0, service: service)
+            let server = ControlNetWorkerServer(host: "127.0.0.1", port: listenPort, service: service)
             self.server = server
             task = Task { try await server.run() }
             port = try await server.port()
@@ -281,6 +281,45 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         XCTAssertLessThan(latents.maxAbsDifference(reference), Self.tolerance)
         XCTAssertEqual(recorder.lines.warnings.count, 1)
         worker.server.stop()
+    }
+
+    /// Health checks (issue 14 item 3): a worker that stops answering the `Models` call is left out of new calls
+    /// (one warning) while it stays in the set; back on the same address, it is used again (one info line).
+    func testAWorkerFailingItsHealthCheckIsLeftOutUntilItPassesAgain() async throws {
+        let worker = try await RunningWorker()
+        let address = worker.address, port = worker.port
+        let recorder = LogRecorder()
+        var options = RemoteControlNetExecutor.Options()
+        options.checkInterval = .milliseconds(100)
+        options.checkTimeout = .milliseconds(500)
+        let executor = try RemoteControlNetExecutor(workers: [address], options: options, logger: recorder.logger)
+        defer { executor.close() }
+        func wait(_ what: String, _ condition: () -> Bool) async throws {
+            let deadline = Date().addingTimeInterval(20)
+            while !condition() {
+                guard Date() < deadline else { return XCTFail("not within 20 s: \(what)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        XCTAssertEqual(executor.workerAddresses.healthy, [address])
+        await worker.stop()
+        try await wait("the stopped worker fails its check") { executor.workerAddresses.healthy.isEmpty }
+        XCTAssertEqual(executor.workerAddresses.known, [address], "a static worker stays known")
+        XCTAssertEqual(recorder.lines.warnings.filter { $0.contains("failed its health check") }.count, 1, "\(recorder.lines.warnings)")
+        // Nothing is sent to it meanwhile: a request runs locally, without a fallback.
+        let job = Job(try sd1Pipeline(), try request(controls: 1))
+        let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+        let local = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(local.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(executor.fallbackCount, 0)
+        // Back on the same port: used again.
+        let revived = try await RunningWorker(listenPort: port)
+        try await wait("the worker passes its check again") { executor.workerAddresses.healthy == [address] }
+        let remote = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(remote.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(revived.service.callCount, 4, "the request ran on the worker again")
+        XCTAssertEqual(executor.fallbackCount, 0)
+        await revived.stop()
     }
 
     // MARK: - Bad messages
