@@ -62,6 +62,12 @@ final class WorkerRegistrationCommandTests: XCTestCase {
             environment: environment)
         XCTAssertEqual(anyAddress.status, 2)
         XCTAssertTrue(anyAddress.stderr.contains("give --advertise HOST:PORT"), anyAddress.stderr)
+        let slowHeartbeat = try CommandLineTests.execute(
+            executable,
+            ["worker", "--role", "controlnet", "--listen", "127.0.0.1:0", "--store", "postgres://u@127.0.0.1:1/db", "--heartbeat-seconds", "20"],
+            environment: environment)
+        XCTAssertEqual(slowHeartbeat.status, 2)
+        XCTAssertTrue(slowHeartbeat.stderr.contains("--heartbeat-seconds must be 0.1 to 5"), slowHeartbeat.stderr)
 
         guard let base = TestPostgres.baseURL else {
             if TestPostgres.required { XCTFail(TestPostgres.missingMessage) } else { throw XCTSkip(TestPostgres.missingMessage) }

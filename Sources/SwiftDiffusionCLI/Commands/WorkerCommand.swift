@@ -54,7 +54,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "With --store: HOST:PORT replicas dial (default: the --listen address; required when listening on 0.0.0.0 or ::).")
     var advertise: String?
 
-    @Option(name: .customLong("heartbeat-seconds"), help: "With --store: seconds between heartbeats (default 5; replicas drop a worker silent for 15 s).")
+    @Option(name: .customLong("heartbeat-seconds"), help: "With --store: seconds between heartbeats, 0.1 to 5 (default 5; replicas drop a worker silent for 15 s).")
     var heartbeatSeconds: Double = 5
 
     func run() async throws {
@@ -84,7 +84,10 @@ struct WorkerCommand: AsyncParsableCommand {
         } else if storeURL != nil, ["0.0.0.0", "::", "0:0:0:0:0:0:0:0"].contains(host) {
             throw CLIError("--listen \(listen) is not an address replicas can dial: give --advertise HOST:PORT", exitCode: 2)
         }
-        guard heartbeatSeconds >= 0.1, heartbeatSeconds <= 3600 else { throw CLIError("--heartbeat-seconds must be 0.1 to 3600", exitCode: 2) }
+        // Replicas drop a worker whose heartbeat is 15 s old: at most 5 s leaves two heartbeats of slack.
+        guard heartbeatSeconds >= 0.1, heartbeatSeconds <= 5 else {
+            throw CLIError("--heartbeat-seconds must be 0.1 to 5 (replicas drop a worker silent for 15 s)", exitCode: 2)
+        }
         let registry: PostgresJobStore?
         if let storeURL {
             registry = try await SharedStoreOption.open(url: storeURL, leaseSeconds: 15, logger: logger)
