@@ -12,7 +12,8 @@ import Serving
 /// (`swiftdiffusion worker --role controlnet`, `serve --controlnet-worker HOST:PORT`) while this process runs the
 /// UNet's down and mid blocks; the residuals join before the up blocks, summed in request order.
 ///
-/// - ControlNet `i` of a request goes to healthy worker `i mod n`, so several workers share a step's ControlNets and
+/// - ControlNet `i` of a request goes to healthy worker `i mod n` of those that serve it (what a worker serves is
+///   known from its registration and its health checks; before that, any), so several workers share a step's ControlNets and
 ///   each control image crosses the wire once per request and worker (the worker caches it under the request id).
 /// - A worker that fails or times out: the call runs here instead, the request finishes with local ControlNets
 ///   (one logged warning), and the worker is left out of new calls for `retryAfter`. No request fails for it.
@@ -56,11 +57,14 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         private var downUntil: ContinuousClock.Instant?
         /// The last health check passed (static workers start trusted, registered ones after their first check).
         private var passing: Bool
+        /// The ControlNet ids it serves, from its registration and its last health check (nil: not known yet, any).
+        private var models: Set<String>?
 
-        init(address: String, registrationID: String? = nil) throws {
+        init(address: String, registrationID: String? = nil, models: [String]? = nil) throws {
             self.address = address
             self.registrationID = registrationID
             passing = registrationID == nil
+            self.models = models.map(Set.init)
             let (host, port) = try parseHostPort(address)
             client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
             let client = self.client
@@ -80,13 +84,26 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
             return downUntil.map { now < $0 } ?? false
         }
 
-        /// Records a health check; returns whether it passed before.
-        func recordCheck(_ passed: Bool) -> Bool {
+        /// Records a health check (with the ControlNets a passing one listed); returns whether it passed before.
+        func recordCheck(_ passed: Bool, models: [String]?) -> Bool {
             lock.lock()
             defer { lock.unlock() }
             let before = passing
             passing = passed
+            if let models { self.models = Set(models) }
             return before
+        }
+
+        var servedModels: [String]? {
+            lock.lock()
+            defer { lock.unlock() }
+            return models?.sorted()
+        }
+
+        func serves(_ modelID: String) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return models?.contains(modelID) ?? true
         }
 
         func markDown(until instant: ContinuousClock.Instant) {
@@ -166,6 +183,11 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         return (workers.map(\.address), workers.filter { $0.isHealthy(at: now) }.map(\.address))
     }
 
+    /// What each worker serves, where known (HOST:PORT to ControlNet ids).
+    var servedModels: [String: [String]] {
+        Dictionary(workers.compactMap { worker in worker.servedModels.map { (worker.address, $0) } }, uniquingKeysWith: { first, _ in first })
+    }
+
     // MARK: - Discovery and health
 
     /// One pass: reads the registered workers (dropping stale ones, adding new ones), health-checks every worker and
@@ -188,7 +210,7 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
                 workers.removeAll { $0.registrationID != nil && !fresh.contains($0.address) }
                 for entry in registered where !workers.contains(where: { $0.address == entry.address }) {
                     do {
-                        workers.append(try Worker(address: entry.address, registrationID: entry.id))
+                        workers.append(try Worker(address: entry.address, registrationID: entry.id, models: entry.models))
                     } catch {
                         logger.warning(
                             "a registered ControlNet worker has an unusable address", metadata: ["id": "\(entry.id)", "error": "\(error)"])
@@ -199,14 +221,15 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
             }
         }
         let options = self.options
-        let results = await withTaskGroup(of: (Int, Bool).self) { group in
+        let results = await withTaskGroup(of: (Int, [String]?).self) { group in
             for (index, worker) in workers.enumerated() { group.addTask { (index, await Self.check(worker, options: options)) } }
-            var results = [Bool](repeating: false, count: workers.count)
-            for await (index, passed) in group { results[index] = passed }
+            var results = [[String]?](repeating: nil, count: workers.count)
+            for await (index, models) in group { results[index] = models }
             return results
         }
-        for (worker, passed) in zip(workers, results) {
-            let before = worker.recordCheck(passed)
+        for (worker, models) in zip(workers, results) {
+            let passed = models != nil
+            let before = worker.recordCheck(passed, models: models)
             if before && !passed {
                 // A worker whose failed call was just reported (the fallback warning) is not reported twice.
                 logger.log(
@@ -234,17 +257,12 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         return interval
     }
 
-    /// The health check: the `Models` RPC answers within `checkTimeout`.
-    private static func check(_ worker: Worker, options: Options) async -> Bool {
+    /// The health check: the `Models` RPC answers within `checkTimeout`; its ControlNet ids, or nil when it failed.
+    private static func check(_ worker: Worker, options: Options) async -> [String]? {
         var callOptions = CallOptions.defaults
         callOptions.timeout = options.checkTimeout
         callOptions.waitForReady = false
-        do {
-            _ = try await WorkerService.Client(wrapping: worker.client).models(ModelsRequest(), options: callOptions)
-            return true
-        } catch {
-            return false
-        }
+        return try? await WorkerService.Client(wrapping: worker.client).models(ModelsRequest(), options: callOptions).controlnets
     }
 
     /// Calls that fell back to local ControlNets so far.
@@ -270,8 +288,10 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         let now = ContinuousClock.now
         let healthy = workers.filter { $0.isHealthy(at: now) }
         let tickets: [(ControlResidualsTicket, Worker)?] = calls.map { call in
-            guard call.modelID != nil, !healthy.isEmpty, !isLocal(call.generationID) else { return nil }
-            let worker = healthy[call.controlIndex % healthy.count]
+            guard let modelID = call.modelID, !isLocal(call.generationID) else { return nil }
+            let serving = healthy.filter { $0.serves(modelID) }
+            guard !serving.isEmpty else { return nil }
+            let worker = serving[call.controlIndex % serving.count]
             let ticket = ControlResidualsTicket()
             let options = self.options
             Task.detached {

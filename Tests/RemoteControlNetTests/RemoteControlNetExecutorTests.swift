@@ -50,9 +50,12 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         let port: Int
         var address: String { "127.0.0.1:\(port)" }
 
-        init(options: ControlNetWorkerService.Options = .init(), listenPort: Int = 0, onCall: (@Sendable (Int) async -> Void)? = nil) async throws {
+        init(
+            options: ControlNetWorkerService.Options = .init(), listenPort: Int = 0, serving: [String] = RemoteControlNetExecutorTests.controlnetIDs,
+            onCall: (@Sendable (Int) async -> Void)? = nil
+        ) async throws {
             service = ControlNetWorkerService(
-                options: options, logger: Logger(label: "test-worker"), available: { RemoteControlNetExecutorTests.controlnetIDs },
+                options: options, logger: Logger(label: "test-worker"), available: { serving },
                 load: { try RemoteControlNetExecutorTests.loadControlNet($0) }, onCall: onCall)
             let server = ControlNetWorkerServer(host: "127.0.0.1", port: listenPort, service: service)
             self.server = server
@@ -320,6 +323,31 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         XCTAssertEqual(revived.service.callCount, 4, "the request ran on the worker again")
         XCTAssertEqual(executor.fallbackCount, 0)
         await revived.stop()
+    }
+
+    /// Calls go to a worker that serves their ControlNet (learned from its health check): with workers listed
+    /// [serves only B, serves only A], `i mod n` alone would send each ControlNet to the wrong one (NOT_FOUND, a
+    /// fallback); every call crosses the wire to the right worker instead.
+    func testCallsGoToAWorkerThatServesTheirControlNet() async throws {
+        let onlyA = try await RunningWorker(serving: ["sd1-controlnet"])
+        let onlyB = try await RunningWorker(serving: ["sd1-controlnet-b"])
+        var options = RemoteControlNetExecutor.Options()
+        options.checkInterval = .milliseconds(100)
+        let recorder = LogRecorder()
+        let executor = try RemoteControlNetExecutor(workers: [onlyB.address, onlyA.address], options: options, logger: recorder.logger)
+        defer { executor.close() }
+        let deadline = Date().addingTimeInterval(20)
+        while executor.servedModels.count < 2, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertEqual(executor.servedModels, [onlyA.address: ["sd1-controlnet"], onlyB.address: ["sd1-controlnet-b"]])
+        let job = Job(try sd1Pipeline(), try request(controls: 2))
+        let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+        let latents = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(latents.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(executor.fallbackCount, 0, "\(recorder.lines.warnings)")
+        XCTAssertEqual(onlyA.service.callCount, 4)
+        XCTAssertEqual(onlyB.service.callCount, 2)
+        await onlyA.stop()
+        await onlyB.stop()
     }
 
     // MARK: - Bad messages
