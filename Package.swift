@@ -98,6 +98,7 @@ let package = Package(
             dependencies: [
                 "Compute", "Models", "Pipelines", "Serving",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -148,7 +149,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "ParityTesting"]),
         .testTarget(
             name: "ServingTests",
-            dependencies: ["Serving", "ParityTesting", .product(name: "PostgresNIO", package: "postgres-nio")]
+            // RemoteControlNet: replicas on the shared store with registered ControlNet workers (ControlNetWorkerRegistryTests).
+            dependencies: ["Serving", "RemoteControlNet", "ParityTesting", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(
             name: "ServerTests",

@@ -29,5 +29,15 @@ api = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["
 container = api["spec"]["template"]["spec"]["containers"][0]
 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 assert "--lease-seconds" in container["args"]
+assert not any(a.startswith("--controlnet-worker") for a in container["args"]), "API replicas find workers in the store"
+worker = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "swiftdiffusion-controlnet-worker")
+worker_container = worker["spec"]["template"]["spec"]["containers"][0]
+args = worker_container["args"]
+assert args[:3] == ["worker", "--role", "controlnet"], "a ControlNet worker"
+assert args[args.index("--advertise") + 1] == "$(POD_IP):50051" and args[args.index("--listen") + 1] == "0.0.0.0:50051"
+env = {e["name"]: e for e in worker_container["env"]}
+assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+api_env = {e["name"]: e for e in container["env"]}
+assert env["SWIFTDIFFUSION_STORE"]["valueFrom"] == api_env["SWIFTDIFFUSION_STORE"]["valueFrom"], "the workers register in the replicas' store"
 print(f"deploy/: {len(documents)} Kubernetes objects valid; Prometheus and adapter configurations checked")
 PY

@@ -3,18 +3,27 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import Metrics
 import Models
 import Pipelines
+import Serving
 
 /// The `remote` ControlNet executor: a step's ControlNets run on ControlNet workers in other processes or hosts
 /// (`swiftdiffusion worker --role controlnet`, `serve --controlnet-worker HOST:PORT`) while this process runs the
 /// UNet's down and mid blocks; the residuals join before the up blocks, summed in request order.
 ///
-/// - ControlNet `i` of a request goes to healthy worker `i mod n`, so several workers share a step's ControlNets and
+/// - ControlNet `i` of a request goes to healthy worker `i mod n` of those that serve it (what a worker serves is
+///   known from its registration and its health checks; before that, any), so several workers share a step's ControlNets and
 ///   each control image crosses the wire once per request and worker (the worker caches it under the request id).
 /// - A worker that fails or times out: the call runs here instead, the request finishes with local ControlNets
 ///   (one logged warning), and the worker is left out of new calls for `retryAfter`. No request fails for it.
 /// - Every message is bounded (`maximumMessageBytes`, both ways); a call whose inputs exceed it runs here.
+/// - Workers are the static addresses (`--controlnet-worker`) plus, with a `WorkerRegistry` (`serve --store
+///   postgres://...`), the workers registered in the shared store (`worker --store`, issue 14 item 3), re-read every
+///   `checkInterval`; a registered worker whose heartbeat is older than `staleAfter` (or whose row is gone) is dropped.
+///   Every worker is health-checked every `checkInterval` (the cheap `Models` RPC, within `checkTimeout`): one that
+///   fails is left out of new calls until a check passes again. Changes are logged, and `/metrics` has
+///   `swiftdiffusion_controlnet_workers{state="known"|"healthy"}` and `swiftdiffusion_controlnet_worker_fallbacks_total`.
 public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Sendable {
     public struct Options: Sendable {
         /// The longest a call may take (the RPC deadline; the request then finishes here).
@@ -25,6 +34,13 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         public var maximumMessageBytes = 256 << 20
         /// How long a failed worker is left out of new calls.
         public var retryAfter: Duration = .seconds(30)
+        /// Time between health checks of every worker and reads of the registered ones.
+        public var checkInterval: Duration = .seconds(5)
+        /// The longest a health check may take.
+        public var checkTimeout: Duration = .seconds(2)
+        /// A registered worker whose last heartbeat is older than this is dropped (three of `worker`'s default 5 s
+        /// heartbeats).
+        public var staleAfter: Duration = .seconds(15)
 
         public init() {}
     }
@@ -32,14 +48,23 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
     /// One worker: a gRPC client with its connections running, and the control images it was sent.
     final class Worker: @unchecked Sendable {
         let address: String
+        /// The id it registered under (nil: a static `--controlnet-worker`).
+        let registrationID: String?
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         private let lock = NSLock()
         private var sentImages: [String] = []
         private var sentImageSet: Set<String> = []
         private var downUntil: ContinuousClock.Instant?
+        /// The last health check passed (static workers start trusted, registered ones after their first check).
+        private var passing: Bool
+        /// The ControlNet ids it serves, from its registration and its last health check (nil: not known yet, any).
+        private var models: Set<String>?
 
-        init(address: String) throws {
+        init(address: String, registrationID: String? = nil, models: [String]? = nil) throws {
             self.address = address
+            self.registrationID = registrationID
+            passing = registrationID == nil
+            self.models = models.map(Set.init)
             let (host, port) = try parseHostPort(address)
             client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
             let client = self.client
@@ -49,7 +74,36 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         func isHealthy(at now: ContinuousClock.Instant) -> Bool {
             lock.lock()
             defer { lock.unlock() }
-            return downUntil.map { now >= $0 } ?? true
+            return passing && (downUntil.map { now >= $0 } ?? true)
+        }
+
+        /// Left out after a failed call (for `retryAfter`).
+        func isMarkedDown(at now: ContinuousClock.Instant) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return downUntil.map { now < $0 } ?? false
+        }
+
+        /// Records a health check (with the ControlNets a passing one listed); returns whether it passed before.
+        func recordCheck(_ passed: Bool, models: [String]?) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            let before = passing
+            passing = passed
+            if let models { self.models = Set(models) }
+            return before
+        }
+
+        var servedModels: [String]? {
+            lock.lock()
+            defer { lock.unlock() }
+            return models?.sorted()
+        }
+
+        func serves(_ modelID: String) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return models?.contains(modelID) ?? true
         }
 
         func markDown(until instant: ContinuousClock.Instant) {
@@ -74,29 +128,142 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
     }
 
     public let options: Options
-    let workers: [Worker]
+    private let registry: (any WorkerRegistry)?
     private let logger: Logger
     private let lock = NSLock()
+    /// The static workers in the order given, then the registered ones by address.
+    private var pool: [Worker]
+    private var monitor: Task<Void, Never>?
+    private var closed = false
     /// Generations that run their ControlNets here for the rest of the request (bounded, oldest out first).
     private var localGenerations: [UUID] = []
     private var fallbacks = 0
 
-    /// An executor over workers at `addresses` (HOST:PORT each). Connections open lazily and reconnect.
-    public init(workers addresses: [String], options: Options = Options(), logger: Logger) throws {
-        guard !addresses.isEmpty else { throw RemoteControlNetError("at least one ControlNet worker is needed") }
+    /// An executor over workers at `addresses` (HOST:PORT each) and, with a `registry`, the ControlNet workers
+    /// registered there. Connections open lazily and reconnect.
+    public init(workers addresses: [String], registry: (any WorkerRegistry)? = nil, options: Options = Options(), logger: Logger) throws {
+        guard !addresses.isEmpty || registry != nil else { throw RemoteControlNetError("at least one ControlNet worker is needed") }
+        guard options.checkInterval > .zero, options.checkTimeout > .zero, options.staleAfter > .zero else {
+            throw RemoteControlNetError("the health-check interval, its timeout and the staleness window must be longer than 0")
+        }
         self.options = options
+        self.registry = registry
         self.logger = logger
-        workers = try addresses.map { try Worker(address: $0) }
+        pool = try addresses.map { try Worker(address: $0) }
+        let monitor = Task.detached { [weak self] in
+            while !Task.isCancelled {
+                guard let interval = await self?.refresh() else { return }
+                try? await Task.sleep(for: interval)
+            }
+        }
+        lock.withLock { self.monitor = monitor }
     }
 
     deinit { close() }
 
-    /// Closes the connections (calls in flight finish first).
+    /// Stops the health checks and closes the connections (calls in flight finish first).
     public func close() {
+        let (workers, monitor) = lock.withLock {
+            closed = true
+            return (pool, self.monitor)
+        }
+        monitor?.cancel()
         for worker in workers { worker.client.beginGracefulShutdown() }
     }
 
+    private var workers: [Worker] { lock.withLock { pool } }
+
     public var name: String { "remote x\(workers.count)" }
+
+    /// The workers in the set (static and registered) and those new calls go to now (their checks pass, no recent
+    /// failure), as HOST:PORT.
+    public var workerAddresses: (known: [String], healthy: [String]) {
+        let workers = self.workers
+        let now = ContinuousClock.now
+        return (workers.map(\.address), workers.filter { $0.isHealthy(at: now) }.map(\.address))
+    }
+
+    /// What each worker serves, where known (HOST:PORT to ControlNet ids).
+    var servedModels: [String: [String]] {
+        Dictionary(workers.compactMap { worker in worker.servedModels.map { (worker.address, $0) } }, uniquingKeysWith: { first, _ in first })
+    }
+
+    // MARK: - Discovery and health
+
+    /// One pass: reads the registered workers (dropping stale ones, adding new ones), health-checks every worker and
+    /// publishes the gauges. Returns the time until the next pass.
+    private func refresh() async -> Duration {
+        let interval = options.checkInterval
+        var workers = self.workers
+        if let registry {
+            let stale = options.staleAfter.components
+            let window = Double(stale.seconds) + Double(stale.attoseconds) / 1e18
+            do {
+                let registered = try await registry.workers(role: "controlnet", within: window)
+                let fresh = Set(registered.map(\.address))
+                for worker in workers where worker.registrationID != nil && !fresh.contains(worker.address) {
+                    logger.warning(
+                        "ControlNet worker dropped: its registration is stale or gone",
+                        metadata: ["worker": "\(worker.address)", "id": "\(worker.registrationID ?? "")"])
+                    worker.client.beginGracefulShutdown()
+                }
+                workers.removeAll { $0.registrationID != nil && !fresh.contains($0.address) }
+                for entry in registered where !workers.contains(where: { $0.address == entry.address }) {
+                    do {
+                        workers.append(try Worker(address: entry.address, registrationID: entry.id, models: entry.models))
+                    } catch {
+                        logger.warning(
+                            "a registered ControlNet worker has an unusable address", metadata: ["id": "\(entry.id)", "error": "\(error)"])
+                    }
+                }
+            } catch {
+                logger.warning("cannot read the registered ControlNet workers; keeping the known ones", metadata: ["error": "\(error)"])
+            }
+        }
+        let options = self.options
+        let results = await withTaskGroup(of: (Int, [String]?).self) { group in
+            for (index, worker) in workers.enumerated() { group.addTask { (index, await Self.check(worker, options: options)) } }
+            var results = [[String]?](repeating: nil, count: workers.count)
+            for await (index, models) in group { results[index] = models }
+            return results
+        }
+        for (worker, models) in zip(workers, results) {
+            let passed = models != nil
+            let before = worker.recordCheck(passed, models: models)
+            if before && !passed {
+                // A worker whose failed call was just reported (the fallback warning) is not reported twice.
+                logger.log(
+                    level: worker.isMarkedDown(at: .now) ? .info : .warning, "ControlNet worker failed its health check; left out until it passes",
+                    metadata: ["worker": "\(worker.address)"])
+            } else if !before && passed {
+                logger.info("ControlNet worker healthy; in use", metadata: ["worker": "\(worker.address)", "id": "\(worker.registrationID ?? "static")"])
+            }
+        }
+        let statics = workers.filter { $0.registrationID == nil }
+        let registered = workers.filter { $0.registrationID != nil }.sorted { $0.address < $1.address }
+        let cancelled = lock.withLock {
+            // A close() meanwhile: no new set (its clients would stay open).
+            if closed { return true }
+            pool = statics + registered
+            return false
+        }
+        if cancelled {
+            for worker in registered { worker.client.beginGracefulShutdown() }
+            return interval
+        }
+        let addresses = workerAddresses
+        Gauge(label: "swiftdiffusion_controlnet_workers", dimensions: [("state", "known")]).record(addresses.known.count)
+        Gauge(label: "swiftdiffusion_controlnet_workers", dimensions: [("state", "healthy")]).record(addresses.healthy.count)
+        return interval
+    }
+
+    /// The health check: the `Models` RPC answers within `checkTimeout`; its ControlNet ids, or nil when it failed.
+    private static func check(_ worker: Worker, options: Options) async -> [String]? {
+        var callOptions = CallOptions.defaults
+        callOptions.timeout = options.checkTimeout
+        callOptions.waitForReady = false
+        return try? await WorkerService.Client(wrapping: worker.client).models(ModelsRequest(), options: callOptions).controlnets
+    }
 
     /// Calls that fell back to local ControlNets so far.
     public var fallbackCount: Int {
@@ -121,8 +288,10 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         let now = ContinuousClock.now
         let healthy = workers.filter { $0.isHealthy(at: now) }
         let tickets: [(ControlResidualsTicket, Worker)?] = calls.map { call in
-            guard call.modelID != nil, !healthy.isEmpty, !isLocal(call.generationID) else { return nil }
-            let worker = healthy[call.controlIndex % healthy.count]
+            guard let modelID = call.modelID, !isLocal(call.generationID) else { return nil }
+            let serving = healthy.filter { $0.serves(modelID) }
+            guard !serving.isEmpty else { return nil }
+            let worker = serving[call.controlIndex % serving.count]
             let ticket = ControlResidualsTicket()
             let options = self.options
             Task.detached {
@@ -163,6 +332,7 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
 
     /// The rest of this generation runs its ControlNets here; the worker is left out for `retryAfter`.
     private func fallBack(_ call: ControlNetCall, worker: Worker, error: any Error) {
+        Counter(label: "swiftdiffusion_controlnet_worker_fallbacks_total").increment()
         lock.lock()
         fallbacks += 1
         let first = !localGenerations.contains(call.generationID)

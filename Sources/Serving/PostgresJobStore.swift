@@ -14,9 +14,9 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
     public let leaseSeconds: Double
     /// The `NOTIFY` channel (one per schema, so stores in different schemas do not hear each other).
     let channel: String
-    private let client: PostgresClient
+    let client: PostgresClient
     private let runTask: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
 
     private static var encoder: JSONEncoder { JobStoreCoding.encoder }
     private static var decoder: JSONDecoder { JobStoreCoding.decoder }
@@ -166,6 +166,24 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                     loads bigint NOT NULL DEFAULT 0
                 )
                 """
+            ]
+        ),
+        (
+            3,
+            [
+                // ControlNet workers on other hosts (issue 14 item 3): each registers itself and heartbeats; replicas
+                // use the fresh ones (PostgresJobStore+Workers.swift).
+                """
+                CREATE TABLE worker (
+                    id text PRIMARY KEY,
+                    address text NOT NULL,
+                    role text NOT NULL,
+                    models text[] NOT NULL DEFAULT '{}',
+                    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp()
+                )
+                """,
+                "CREATE INDEX worker_role_heartbeat ON worker (role, heartbeat_at)",
             ]
         ),
     ]

@@ -50,16 +50,15 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         let port: Int
         var address: String { "127.0.0.1:\(port)" }
 
-        /// Serves the SD 1.x fixture ControlNets unless `available` and `load` name others.
+        /// Serves the SD 1.x fixture ControlNets unless `serving` and `load` name others.
         init(
-            options: ControlNetWorkerService.Options = .init(),
-            available: @escaping @Sendable () -> [String] = { RemoteControlNetExecutorTests.controlnetIDs },
+            options: ControlNetWorkerService.Options = .init(), listenPort: Int = 0, serving: [String] = RemoteControlNetExecutorTests.controlnetIDs,
             load: @escaping @Sendable (String) throws -> (ControlNetModel, bytes: Int) = { try RemoteControlNetExecutorTests.loadControlNet($0) },
             onCall: (@Sendable (Int) async -> Void)? = nil
         ) async throws {
             service = ControlNetWorkerService(
-                options: options, logger: Logger(label: "test-worker"), available: available, load: load, onCall: onCall)
-            let server = ControlNetWorkerServer(host: "127.0.0.1", port: 0, service: service)
+                options: options, logger: Logger(label: "test-worker"), available: { serving }, load: load, onCall: onCall)
+            let server = ControlNetWorkerServer(host: "127.0.0.1", port: listenPort, service: service)
             self.server = server
             task = Task { try await server.run() }
             port = try await server.port()
@@ -179,8 +178,8 @@ final class RemoteControlNetExecutorTests: XCTestCase {
             guard let index = ids.firstIndex(of: id) else { throw CocoaError(.fileNoSuchFile) }
             return (try ControlNetModel(configData: config, weights: RandomWeights(seed: 11 + UInt64(index))), 1 << 20)
         }
-        let first = try await RunningWorker(available: { ids }, load: load)
-        let second = try await RunningWorker(available: { ids }, load: load)
+        let first = try await RunningWorker(serving: ids, load: load)
+        let second = try await RunningWorker(serving: ids, load: load)
         let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sdxl")))
         var request = GenerationRequest(
             prompt: "a blue square", negativePrompt: "red", width: 32, height: 32, steps: 4, sampler: .euler, seed: 3, decode: false)
@@ -334,6 +333,70 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         XCTAssertLessThan(latents.maxAbsDifference(reference), Self.tolerance)
         XCTAssertEqual(recorder.lines.warnings.count, 1)
         worker.server.stop()
+    }
+
+    /// Health checks (issue 14 item 3): a worker that stops answering the `Models` call is left out of new calls
+    /// (one warning) while it stays in the set; back on the same address, it is used again (one info line).
+    func testAWorkerFailingItsHealthCheckIsLeftOutUntilItPassesAgain() async throws {
+        let worker = try await RunningWorker()
+        let address = worker.address, port = worker.port
+        let recorder = LogRecorder()
+        var options = RemoteControlNetExecutor.Options()
+        options.checkInterval = .milliseconds(100)
+        options.checkTimeout = .milliseconds(500)
+        let executor = try RemoteControlNetExecutor(workers: [address], options: options, logger: recorder.logger)
+        defer { executor.close() }
+        func wait(_ what: String, _ condition: () -> Bool) async throws {
+            let deadline = Date().addingTimeInterval(20)
+            while !condition() {
+                guard Date() < deadline else { return XCTFail("not within 20 s: \(what)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        XCTAssertEqual(executor.workerAddresses.healthy, [address])
+        await worker.stop()
+        try await wait("the stopped worker fails its check") { executor.workerAddresses.healthy.isEmpty }
+        XCTAssertEqual(executor.workerAddresses.known, [address], "a static worker stays known")
+        XCTAssertEqual(recorder.lines.warnings.filter { $0.contains("failed its health check") }.count, 1, "\(recorder.lines.warnings)")
+        // Nothing is sent to it meanwhile: a request runs locally, without a fallback.
+        let job = Job(try sd1Pipeline(), try request(controls: 1))
+        let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+        let local = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(local.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(executor.fallbackCount, 0)
+        // Back on the same port: used again.
+        let revived = try await RunningWorker(listenPort: port)
+        try await wait("the worker passes its check again") { executor.workerAddresses.healthy == [address] }
+        let remote = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(remote.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(revived.service.callCount, 4, "the request ran on the worker again")
+        XCTAssertEqual(executor.fallbackCount, 0)
+        await revived.stop()
+    }
+
+    /// Calls go to a worker that serves their ControlNet (learned from its health check): with workers listed
+    /// [serves only B, serves only A], `i mod n` alone would send each ControlNet to the wrong one (NOT_FOUND, a
+    /// fallback); every call crosses the wire to the right worker instead.
+    func testCallsGoToAWorkerThatServesTheirControlNet() async throws {
+        let onlyA = try await RunningWorker(serving: ["sd1-controlnet"])
+        let onlyB = try await RunningWorker(serving: ["sd1-controlnet-b"])
+        var options = RemoteControlNetExecutor.Options()
+        options.checkInterval = .milliseconds(100)
+        let recorder = LogRecorder()
+        let executor = try RemoteControlNetExecutor(workers: [onlyB.address, onlyA.address], options: options, logger: recorder.logger)
+        defer { executor.close() }
+        let deadline = Date().addingTimeInterval(20)
+        while executor.servedModels.count < 2, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertEqual(executor.servedModels, [onlyA.address: ["sd1-controlnet"], onlyB.address: ["sd1-controlnet-b"]])
+        let job = Job(try sd1Pipeline(), try request(controls: 2))
+        let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+        let latents = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(latents.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertEqual(executor.fallbackCount, 0, "\(recorder.lines.warnings)")
+        XCTAssertEqual(onlyA.service.callCount, 4)
+        XCTAssertEqual(onlyB.service.callCount, 2)
+        await onlyA.stop()
+        await onlyB.stop()
     }
 
     // MARK: - Bad messages

@@ -18,9 +18,10 @@ Standard library only; needs a PostgreSQL the replicas can share.
    simulated / measured p50; exits 1 when it is off by more than --tolerance (default 20 %).
 With --loras N the replicas serve N LoRA files (copies of the embedded model's two, under names of their own) and keep
 at most --lora-cache-mb of them each, so placement decides how often LoRAs load; with --placement affinity,fifo the
-measured run is repeated per claim rule (`serve --placement`), each against the same trace, and the adapter loads
-(the replicas' `swiftdiffusion_adapter_cache_total{result="miss"}`) and p95 are compared; the simulation of fifo is
-`least-loaded` (one shared queue, the oldest job to the first free replica).
+measured run is repeated per claim rule, each against the same trace, and the adapter loads (the replicas'
+`swiftdiffusion_adapter_cache_total{result="miss"}`) and p95 are compared. fifo is the same claim with `serve
+--max-wait 0`: every queued job is due at once, so a free replica takes the oldest (no affinity); the simulation of
+each uses the same maximum wait.
 """
 import argparse
 import json
@@ -101,7 +102,8 @@ def main():
     parser.add_argument("--out-dir", help="keep the traces, stage times and logs here (default: a temporary folder)")
     parser.add_argument("--loras", type=int, default=0, help="LoRA files the replicas serve (0: the embedded model's two)")
     parser.add_argument("--lora-cache-mb", type=int, help="each replica's LoRA cache (serve --lora-cache-mb)")
-    parser.add_argument("--placement", default="affinity", help="claim rules to measure, comma-separated: affinity, fifo")
+    parser.add_argument("--placement", default="affinity",
+                        help="claim rules to measure, comma-separated: affinity (serve's default), fifo (serve --max-wait 0)")
     args = parser.parse_args()
     if not 1 <= args.replicas <= 8:
         raise SystemExit("--replicas must be between 1 and 8")
@@ -184,6 +186,8 @@ def scrape_misses(url):
 
 
 def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_path, cache_bytes):
+    # fifo: a maximum wait of 0 makes every queued job due, so the claim takes the oldest (the same rule, no affinity).
+    max_wait = 30 if policy == "affinity" else 0
     schema = f"planner_{policy}_{int(time.time())}"
     store = args.store + ("&" if "?" in args.store else "?") + "schema=" + schema
     replicas = []
@@ -191,7 +195,7 @@ def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_pat
     try:
         for _ in range(args.replicas):
             replicas.append(start_server(binary, args.threads, ["--store", store, "--queue-capacity", "1024", "--lora-deadline", "0",
-                                                                "--placement", policy] + extra, logs))
+                                                                "--max-wait", str(max_wait)] + extra, logs))
         trace_out = os.path.join(work, f"trace-measured-{policy}.jsonl")
         started = time.time()
         subprocess.run([binary, "trace", "replay", "--url", replicas[0][1], "--trace", trace_in, "--speed", f"{speed:.6f}",
@@ -213,9 +217,10 @@ def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_pat
     with open(simulated_in, "w") as handle:
         for r in done:
             handle.write(json.dumps(dict(r, base_model="default", instance="replica")) + "\n")
-    simulated_policy = "affinity" if policy == "affinity" else "least-loaded"
+    simulated_policy = "affinity"
     output = subprocess.run([binary, "trace", "simulate", "--trace", simulated_in, "--replicas", str(args.replicas),
-                             "--cache-bytes", str(cache_bytes), "--placement", simulated_policy, "--stage-times", stages_path],
+                             "--cache-bytes", str(cache_bytes), "--placement", "affinity", "--max-wait", str(max_wait),
+                             "--stage-times", stages_path],
                             check=True, capture_output=True, text=True).stdout
     print(output.rstrip())
     row = next(line for line in output.splitlines() if line.startswith(simulated_policy + " "))

@@ -161,8 +161,8 @@ struct ServeCommand: AsyncParsableCommand {
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
 
         let repository = try ModelLocation.repository(folders: settings.string(forKey: "models", default: "").split(separator: ",").map(String.init))
-        engineConfiguration.controlNetExecutor = try RemoteWorkers.executor(settings: settings, logger: logger)
-        if engineConfiguration.controlNetExecutor != nil && engineConfiguration.controlNetWorkerThreads > 0 {
+        let hasStaticWorkers = !settings.string(forKey: "controlnet.workers", default: "").isEmpty
+        if hasStaticWorkers && engineConfiguration.controlNetWorkerThreads > 0 {
             throw CLIError("invalid settings: --controlnet-worker and --controlnet-threads exclude each other")
         }
         guard !repository.list(.checkpoint).isEmpty else { throw CLIError("no model found (embedded model missing and --models has none)") }
@@ -175,8 +175,16 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let store: any JobStore
         if let url = settings.string(forKey: "store") {
-            store = try await SharedStoreOption.open(url: url, leaseSeconds: settings.double(forKey: "store.lease_seconds", default: 15), logger: logger)
+            let shared = try await SharedStoreOption.open(url: url, leaseSeconds: settings.double(forKey: "store.lease_seconds", default: 15), logger: logger)
+            store = shared
+            // ControlNet workers registered in the shared store (issue 14 item 3), unless ControlNets run in process.
+            if engineConfiguration.controlNetWorkerThreads > 0 {
+                logger.info("ControlNets run in process (--controlnet-threads); ControlNet workers registered in the store are not used")
+            } else {
+                engineConfiguration.controlNetExecutor = try RemoteWorkers.executor(settings: settings, registry: shared, logger: logger)
+            }
         } else {
+            engineConfiguration.controlNetExecutor = try RemoteWorkers.executor(settings: settings, logger: logger)
             do {
                 store = databasePath == "memory" ? InMemoryJobStore() : try SQLiteJobStore(path: (databasePath as NSString).expandingTildeInPath)
             } catch {
