@@ -374,16 +374,16 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
     /// Queued jobs examined per claim by the placement rule (the oldest ones).
     static let placementWindow = 256
 
-    /// The queued job this replica should take by `Placement` among the oldest `placementWindow`, locked (`FOR UPDATE
-    /// SKIP LOCKED`; a job another replica is claiming is passed over for the next best); nil when none is eligible.
     /// A job a claim found and locked, with what this replica holds of it.
     private typealias Claimable = (
         id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int
     )
 
-    private func placedCandidate(holdings: ReplicaHoldings, live: [String], _ connection: PostgresConnection) async throws
-        -> Claimable?
-    {
+    /// The queued job this replica should take by `Placement` among the oldest `placementWindow`, locked (`FOR UPDATE
+    /// SKIP LOCKED`; a job another replica is claiming is passed over for the next best); nil when none is eligible.
+    private func placedCandidate(
+        holdings: ReplicaHoldings, live: [String], _ connection: PostgresConnection
+    ) async throws -> Claimable? {
         let rows = try await connection.query(
             """
             SELECT id, model, adapters FROM job WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT \(Self.placementWindow)

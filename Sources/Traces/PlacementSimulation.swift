@@ -87,8 +87,9 @@ public struct StageTimes: Codable, Sendable, Equatable {
 /// Where jobs run when several replicas serve one trace.
 public enum PlacementPolicy: String, CaseIterable, Sendable {
     /// One shared queue and the PostgreSQL store's claim rule (`Serving.Placement`): a free replica takes a queued job
-    /// whose base model it holds or is the rendezvous home of (its model held first, then most adapters held, then the
-    /// oldest) unless the oldest job has waited `maximumWait`: then that one, on the free replica it fits best.
+    /// it is eligible for (it holds the job's base model, holds none, or is the model's rendezvous home; its model held
+    /// first, then most adapters held, then the oldest) unless the oldest job has waited `maximumWait`: then that one,
+    /// on the free replica it fits best.
     case affinity
     /// Each job goes to a replica chosen uniformly at random and waits in its queue.
     case random
