@@ -105,8 +105,8 @@ extension GenerationEngine {
         return interval
     }
 
-    /// Claims the next job (placement by holdings, no job waiting past `maximumGroupingWait`) and runs it, or waits
-    /// for a `queued` event or the next poll.
+    /// Claims the next job (`Placement` by holdings and rendezvous homes, no job waiting past `maximumGroupingWait`)
+    /// and runs it, or waits for a `queued` event or the next poll.
     func claimAndRun() async {
         guard let state = replica else { return }
         let result: ClaimResult

@@ -328,27 +328,33 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
     }
 
     public func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult {
-        try await client.withTransaction(logger: logger) { connection -> ClaimResult in
+        // The live replicas, for the rendezvous homes of `Placement` (this one counts before its first advertisement).
+        var live = try await replicas(within: 3 * leaseSeconds).map(\.id)
+        if !live.contains(replicaID) { live.append(replicaID) }
+        return try await client.withTransaction(logger: logger) { connection -> ClaimResult in
             var result = ClaimResult()
             // Each pass either claims a job or fails one poison job; a few passes bound the transaction.
             for _ in 0..<8 {
+                // A job whose replica died (lease expired), then the oldest job that waited the maximum wait: any
+                // replica takes those first.
                 let rows = try await connection.query(
                     """
                     SELECT j.id, j.record, j.status, j.attempts, s.model_held, s.adapters_held, cardinality(j.adapters)
                     FROM job j CROSS JOIN LATERAL (
                         SELECT (j.model = ANY(\(holdings.models)::text[]))::int AS model_held,
-                            cardinality(ARRAY(SELECT unnest(j.adapters) INTERSECT SELECT unnest(\(holdings.adapters)::text[]))) AS adapters_held,
-                            j.enqueued_at < clock_timestamp() - make_interval(secs => \(maximumWait)) AS starving
+                            cardinality(ARRAY(SELECT unnest(j.adapters) INTERSECT SELECT unnest(\(holdings.adapters)::text[]))) AS adapters_held
                     ) s
-                    WHERE j.status = 'queued' OR (j.status = 'running' AND j.lease_expires_at < clock_timestamp())
-                    ORDER BY j.status = 'running' DESC, s.starving DESC,
-                        CASE WHEN s.starving THEN 0 ELSE s.model_held + s.adapters_held END DESC, j.enqueued_at, j.id
+                    WHERE (j.status = 'queued' AND j.enqueued_at < clock_timestamp() - make_interval(secs => \(maximumWait)))
+                        OR (j.status = 'running' AND j.lease_expires_at < clock_timestamp())
+                    ORDER BY j.status = 'running' DESC, j.enqueued_at, j.id
                     LIMIT 1
                     FOR UPDATE OF j SKIP LOCKED
                     """, logger: logger)
-                var found:
-                    (id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int)?
+                var found: Claimable?
                 for try await row in rows.decode((String, Data, String, Int, Int, Int, Int).self) { found = row }
+                if found == nil {
+                    found = try await self.placedCandidate(holdings: holdings, live: live, connection)
+                }
                 guard let found else { return result }
                 var job = try self.decode(found.record)
                 if found.status == "running" && found.attempts >= maximumAttempts {
@@ -381,6 +387,59 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             }
             return result
         }
+    }
+
+    /// Queued jobs examined per claim by the placement rule (the oldest ones).
+    static let placementWindow = 256
+
+    /// A job a claim found and locked, with what this replica holds of it.
+    private typealias Claimable = (
+        id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int
+    )
+
+    /// The queued job this replica should take by `Placement` among the oldest `placementWindow`, locked (`FOR UPDATE
+    /// SKIP LOCKED`; a job another replica is claiming is passed over for the next best); nil when none is eligible.
+    private func placedCandidate(
+        holdings: ReplicaHoldings, live: [String], _ connection: PostgresConnection
+    ) async throws -> Claimable? {
+        let rows = try await connection.query(
+            """
+            SELECT id, model, adapters FROM job WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT \(Self.placementWindow)
+            """, logger: logger)
+        let models = Set(holdings.models), adapters = Set(holdings.adapters)
+        let me = live.firstIndex(of: replicaID) ?? 0
+        var homeRanks: [String: Int] = [:]
+        struct Candidate {
+            var id: String
+            var score: Placement.Score
+            var age: Int
+            var adapters: Int
+        }
+        var scored: [Candidate] = []
+        for try await (id, model, jobAdapters) in rows.decode((String, String, [String]).self) {
+            let rank = homeRanks[model] ?? Placement.ranks(of: model, replicas: live)[me]
+            homeRanks[model] = rank
+            let fit = Placement.Fit(
+                hasModel: !model.isEmpty, modelHeld: models.contains(model), holdsAModel: !models.isEmpty,
+                adaptersHeld: jobAdapters.filter { adapters.contains($0) }.count, homeRank: rank)
+            // Starving jobs were offered first (`claim`): these have not waited the maximum wait.
+            guard let score = Placement.score(fit, starving: false) else { continue }
+            scored.append(Candidate(id: id, score: score, age: scored.count, adapters: jobAdapters.count))
+        }
+        // Best score first, the oldest among equals.
+        scored.sort { (a: Candidate, b: Candidate) -> Bool in a.score != b.score ? b.score < a.score : a.age < b.age }
+        for candidate in scored {
+            let rows = try await connection.query(
+                "SELECT record, attempts FROM job WHERE id = \(candidate.id) AND status = 'queued' FOR UPDATE SKIP LOCKED",
+                logger: logger)
+            for try await (record, attempts) in rows.decode((Data, Int).self) {
+                return (
+                    candidate.id, record, "queued", attempts, candidate.score.modelHeld ? 1 : 0, candidate.score.adaptersHeld,
+                    candidate.adapters
+                )
+            }
+        }
+        return nil
     }
 
     public func renewLeases(_ ids: [String]) async throws -> [String: Bool] {

@@ -15,7 +15,8 @@ public protocol SharedJobStore: JobStore {
     /// queued before the insert, or nil when the queue is full (nothing inserted).
     func insertIfRoom(_ job: JobRecord, capacity: Int) async throws -> Int?
     /// Takes the next job: one whose lease expired (its replica died) first, then one queued longer than
-    /// `maximumWait`, then the queued job with most of its model and adapters in `holdings`, oldest first. The
+    /// `maximumWait`, then the queued job `Placement` picks for this replica from `holdings` and the live replicas
+    /// (its base model held or this replica its rendezvous home; model, then adapters held; oldest first). The
     /// returned record is `running`, its attempts counted, leased to this replica. A job whose lease expired after
     /// `maximumAttempts` starts is failed as a poison job instead (reported in `poisoned`).
     func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult

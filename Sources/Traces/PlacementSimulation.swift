@@ -1,5 +1,6 @@
 import Dependence
 import Foundation
+import Serving
 
 /// Measured seconds of each stage of a job on this engine, the planner's input (`trace simulate --stage-times FILE`,
 /// JSON with the snake_case keys below). `StageTimes.measuredDefault` documents where its numbers come from.
@@ -85,9 +86,10 @@ public struct StageTimes: Codable, Sendable, Equatable {
 
 /// Where jobs run when several replicas serve one trace.
 public enum PlacementPolicy: String, CaseIterable, Sendable {
-    /// One shared queue; a free replica takes the queued job with most of its base model and adapters in its cache
-    /// (oldest first among equals) unless the oldest job has waited `maximumWait`: then that one (the PostgreSQL
-    /// store's claim rule). An arriving job goes to the idle replica that holds most of it.
+    /// One shared queue and the PostgreSQL store's claim rule (`Serving.Placement`): a free replica takes a queued job
+    /// it is eligible for (it holds the job's base model, holds none, or is the model's rendezvous home; its model held
+    /// first, then most adapters held, then the oldest) unless the oldest job has waited `maximumWait`: then that one,
+    /// on the free replica it fits best.
     case affinity
     /// Each job goes to a replica chosen uniformly at random and waits in its queue.
     case random
@@ -161,6 +163,8 @@ public struct PlacementSimulation: Sendable {
         public var hitRate: Double { cacheAccesses == 0 ? 0 : Double(cacheHits) / Double(cacheAccesses) }
         /// Latency of each job, in trace order.
         public var latencies: [Double]
+        /// The replica (0-based) each job ran on, in trace order.
+        public var placements: [Int] = []
     }
 
     public let stages: StageTimes
@@ -232,20 +236,35 @@ public struct PlacementSimulation: Sendable {
         ["model:" + job.model] + job.loras.map { "lora:" + $0 } + job.controlnets.map { "controlnet:" + $0 }
     }
 
-    /// Components of `job` the replica's cache holds.
-    private static func score(_ job: Job, _ replica: Replica) -> Int {
-        keys(job).reduce(0) { $0 + (replica.cache.holds($1) ? 1 : 0) }
-    }
-
     public func run(_ jobs: [Job], options: Options) -> Result {
         precondition(options.replicas >= 1)
         let jobs = jobs.sorted { $0.arrival < $1.arrival }
         var replicas = Array(repeating: Replica(cache: Cache(capacity: options.cacheBytes)), count: options.replicas)
         var shared: [Int] = []
         var finish = [Double](repeating: 0, count: jobs.count)
+        var placements = [Int](repeating: 0, count: jobs.count)
         var adapterLoads = 0, baseLoads = 0, hits = 0, accesses = 0
         var random = Xoshiro256StarStar(seed: options.seed)
         let window = 256
+        // Affinity: the placement rule of the PostgreSQL store (`Placement`), replicas named replica-0, replica-1, ...
+        let names = (0..<options.replicas).map { "replica-\($0)" }
+        var ranksOfModel: [String: [Int]] = [:]
+        let homeRanks = jobs.map { job in
+            let ranks = ranksOfModel[job.model] ?? Placement.ranks(of: job.model, replicas: names)
+            ranksOfModel[job.model] = ranks
+            return ranks
+        }
+        let components = jobs.map(Self.keys)
+        var wake: Double?
+        func placementScore(_ index: Int, on r: Int, holdsAModel: Bool, starving: Bool) -> Placement.Score? {
+            let keys = components[index]
+            var fit = Placement.Fit(
+                hasModel: !jobs[index].model.isEmpty, modelHeld: replicas[r].cache.holds(keys[0]), holdsAModel: holdsAModel,
+                adaptersHeld: 0, homeRank: homeRanks[index][r])
+            guard starving || fit.eligible else { return nil }
+            fit.adaptersHeld = keys.dropFirst().reduce(0) { $0 + (replicas[r].cache.holds($1) ? 1 : 0) }
+            return Placement.score(fit, starving: starving)
+        }
 
         func start(_ index: Int, on r: Int, at now: Double) {
             let job = jobs[index]
@@ -280,34 +299,37 @@ public struct PlacementSimulation: Sendable {
             if !loras.isEmpty && loras != replicas[r].lastLoRAs { seconds += stages.loraPatchS * Double(loras.count) }
             replicas[r].lastLoRAs = loras
             replicas[r].running = index
+            placements[index] = r
             replicas[r].busyUntil = now + seconds
             finish[index] = now + seconds
         }
 
         /// Starts queued work on idle replicas at `now`.
         func dispatch(at now: Double) {
+            wake = nil
             switch options.policy {
             case .affinity:
                 while !shared.isEmpty {
                     let idle = replicas.indices.filter { replicas[$0].running == nil }
                     guard !idle.isEmpty else { return }
                     let oldest = shared[0]
-                    var chosen: (job: Int, position: Int, replica: Int)
-                    if now - jobs[oldest].arrival >= options.maximumWait {
-                        let best = idle.max { Self.score(jobs[oldest], replicas[$0]) < Self.score(jobs[oldest], replicas[$1]) }!
-                        chosen = (oldest, 0, best)
-                    } else {
-                        chosen = (oldest, 0, idle[0])
-                        var bestScore = -1
-                        for r in idle {
-                            for (position, index) in shared.prefix(window).enumerated() {
-                                let score = Self.score(jobs[index], replicas[r])
-                                if score > bestScore {
-                                    bestScore = score
-                                    chosen = (index, position, r)
-                                }
-                            }
+                    // (The same sum as the wake-up time below, so a wake-up always finds the job starving.)
+                    let starving = now >= jobs[oldest].arrival + options.maximumWait
+                    // The oldest job once it waited the maximum wait, else the best eligible (replica, job) pair.
+                    let candidates = starving ? [oldest] : Array(shared.prefix(window))
+                    var chosen: (job: Int, position: Int, replica: Int, score: Placement.Score)?
+                    for r in idle {
+                        let holdsAModel = replicas[r].cache.items.contains { $0.key.hasPrefix("model:") }
+                        for (position, index) in candidates.enumerated() {
+                            guard let score = placementScore(index, on: r, holdsAModel: holdsAModel, starving: starving)
+                            else { continue }
+                            if chosen == nil || chosen!.score < score { chosen = (index, position, r, score) }
                         }
+                    }
+                    guard let chosen else {
+                        // Nothing eligible on the idle replicas: look again when the oldest job starves.
+                        wake = jobs[oldest].arrival + options.maximumWait
+                        return
                     }
                     shared.remove(at: chosen.position)
                     start(chosen.job, on: chosen.replica, at: now)
@@ -327,6 +349,11 @@ public struct PlacementSimulation: Sendable {
             var completion: (time: Double, replica: Int)?
             for r in replicas.indices where replicas[r].running != nil {
                 if completion == nil || replicas[r].busyUntil < completion!.time { completion = (replicas[r].busyUntil, r) }
+            }
+            // Affinity: a queued job starves (and may run anywhere) between events.
+            if let time = wake, completion.map({ time < $0.time }) ?? true, next >= jobs.count || time < jobs[next].arrival {
+                dispatch(at: time)
+                continue
             }
             if let completion, next >= jobs.count || completion.time <= jobs[next].arrival {
                 replicas[completion.replica].running = nil
@@ -364,6 +391,6 @@ public struct PlacementSimulation: Sendable {
         return Result(
             policy: options.policy, jobs: jobs.count, throughput: span > 0 ? Double(jobs.count) / span : 0, p50: quantile(0.5),
             p95: quantile(0.95), p99: quantile(0.99), adapterLoads: adapterLoads, baseModelLoads: baseLoads, cacheHits: hits,
-            cacheAccesses: accesses, latencies: latencies)
+            cacheAccesses: accesses, latencies: latencies, placements: placements)
     }
 }

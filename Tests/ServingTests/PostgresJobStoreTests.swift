@@ -19,9 +19,9 @@ final class PostgresJobStoreTests: XCTestCase {
         return url
     }
 
-    private func job(_ prompt: String, loras: [String] = [], created: Date = Date()) -> JobRecord {
+    private func job(_ prompt: String, loras: [String] = [], model: String = "sd1", created: Date = Date()) -> JobRecord {
         var spec = ServingFixtures.spec(prompt, loras: loras.map { LoRASpec(name: $0) })
-        spec.model = "sd1"
+        spec.model = model
         return JobRecord(id: UUID().uuidString.lowercased(), spec: spec, createdAt: created)
     }
 
@@ -217,6 +217,54 @@ final class PostgresJobStoreTests: XCTestCase {
         XCTAssertEqual(fair.job?.id, oldest.id, "no job starves past the maximum wait")
         XCTAssertEqual(fair.held, 1)
         XCTAssertEqual(fair.missing, 1)
+    }
+
+    func testTwoReplicasSplitJobsByTheirModelsHome() async throws {
+        let url = try await freshURL()
+        let a = try await PostgresTestDatabase.store(url, replica: "a")
+        let b = try await PostgresTestDatabase.store(url, replica: "b")
+        // Models whose rendezvous home among the live replicas a and b is a, resp. b.
+        func model(homedOn replica: Int) -> String {
+            var index = 0
+            while Placement.ranks(of: "model-\(index)", replicas: ["a", "b"])[replica] != 0 { index += 1 }
+            return "model-\(index)"
+        }
+        let onA = model(homedOn: 0), onB = model(homedOn: 1)
+        // Both replicas are live and hold some other model (an empty replica would take anything).
+        let warm = ReplicaHoldings(models: ["warm"])
+        _ = try await a.advertise(warm, stats: ReplicaStats())
+        let live = try await b.advertise(warm, stats: ReplicaStats())
+        XCTAssertEqual(live, 2)
+        let forB = job("b's", model: onB, created: Date(timeIntervalSince1970: 1_000))
+        let forA = job("a's", model: onA, created: Date(timeIntervalSince1970: 2_000))
+        let forBAgain = job("b's again", model: onB, created: Date(timeIntervalSince1970: 3_000))
+        for record in [forB, forA, forBAgain] {
+            try await a.insert(record)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // a passes over the older b-jobs for the job of its home model; then nothing is left for it.
+        let first = try await a.claim(holdings: warm, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(first.job?.id, forA.id)
+        XCTAssertEqual(first.held, 0)
+        XCTAssertEqual(first.missing, 1)
+        let none = try await a.claim(holdings: warm, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertNil(none.job, "b's jobs wait for b (or a holder of b's model) until the maximum wait")
+        let second = try await b.claim(holdings: warm, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(second.job?.id, forB.id)
+        // A replica that holds the model takes its jobs too, home or not.
+        let holder = try await a.claim(holdings: ReplicaHoldings(models: [onB]), maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(holder.job?.id, forBAgain.id)
+        XCTAssertEqual(holder.held, 1)
+        XCTAssertEqual(holder.missing, 0)
+        // The starvation bound: once a job has waited the maximum wait, a replica that is neither home nor holder
+        // takes it.
+        let late = job("b's late", model: onB)
+        try await b.insert(late)
+        let passed = try await a.claim(holdings: warm, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertNil(passed.job)
+        try await Task.sleep(for: .milliseconds(50))
+        let starved = try await a.claim(holdings: warm, maximumWait: 0.02, maximumAttempts: 3)
+        XCTAssertEqual(starved.job?.id, late.id)
     }
 
     func testReplicasAdvertiseTheirHoldingsAndCounters() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Serving
 import XCTest
 
 @testable import Traces
@@ -10,9 +11,18 @@ final class PlacementSimulationTests: XCTestCase {
         baseModelLoadS: 10, loraLoadS: 1, loraPatchS: 0, controlnetLoadS: 2, denoiseStepS: 1, referencePixels: 1,
         controlnetStepFraction: 0, fixedS: 0, baseModelBytes: 1, loraBytes: 1, controlnetBytes: 1, source: "test")
 
-    private func job(_ arrival: Double, _ lora: String?, steps: Int = 1, controlnets: [String] = []) -> PlacementSimulation.Job {
+    private func job(
+        _ arrival: Double, _ lora: String?, steps: Int = 1, controlnets: [String] = [], model: String = "m"
+    ) -> PlacementSimulation.Job {
         PlacementSimulation.Job(
-            arrival: arrival, model: "m", loras: lora.map { [$0] } ?? [], controlnets: controlnets, steps: steps, pixels: 1)
+            arrival: arrival, model: model, loras: lora.map { [$0] } ?? [], controlnets: controlnets, steps: steps, pixels: 1)
+    }
+
+    /// The first of model-0, model-1, ... whose rendezvous home among the simulation's two replicas is `replica`.
+    private func model(homedOn replica: Int) -> String {
+        var index = 0
+        while Placement.ranks(of: "model-\(index)", replicas: ["replica-0", "replica-1"])[replica] != 0 { index += 1 }
+        return "model-\(index)"
     }
 
     func testOneReplicaByHand() {
@@ -56,13 +66,60 @@ final class PlacementSimulationTests: XCTestCase {
     }
 
     func testAffinitySendsAJobToTheReplicaHoldingItsLoRA() {
-        // Two replicas warmed with a and b; then a b-job and an a-job arrive while both are idle.
+        // Two empty replicas warmed with a (on m's home, the better rank) and b (on the other, empty one); then a
+        // b-job and an a-job arrive while both are idle and both hold m.
         let jobs = [job(0, "a"), job(0, "b"), job(100, "b"), job(100, "a")]
         let affinity = PlacementSimulation(stages: stages).run(
             jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
         XCTAssertEqual(affinity.adapterLoads, 2)
         XCTAssertEqual(affinity.baseModelLoads, 2)
-        XCTAssertEqual(Array(affinity.latencies.suffix(2)), [1, 1], "both ran where their LoRA was held")
+        XCTAssertEqual(affinity.latencies, [12, 12, 1, 1], "both ran where their LoRA was held")
+        let home = Placement.ranks(of: "m", replicas: ["replica-0", "replica-1"]).firstIndex(of: 0)!
+        XCTAssertEqual(affinity.placements, [home, 1 - home, 1 - home, home])
+    }
+
+    func testRendezvousHomesPartitionBaseModelsAcrossReplicas() {
+        let a = model(homedOn: 0), b = model(homedOn: 1)
+        XCTAssertEqual(Placement.ranks(of: a, replicas: ["replica-0", "replica-1"]), [0, 1])
+        XCTAssertEqual(Placement.ranks(of: b, replicas: ["replica-0", "replica-1"]), [1, 0])
+        // Empty replicas take anything, the job's home first: b to replica-1, a to replica-0. Then each takes the jobs
+        // of the model it holds; at 300 two a-jobs arrive at once and the second waits for replica-0 rather than
+        // evict b on replica-1 (neither a's home nor holding a).
+        let jobs = [
+            job(0, "x", model: b), job(0, "y", model: a), job(100, "y", model: a), job(100, "x", model: b),
+            job(200, "x", model: b), job(200, "y", model: a), job(300, "y", model: a), job(300, "z", model: a),
+        ]
+        let simulation = PlacementSimulation(stages: stages)
+        let result = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity, maximumWait: 1000))
+        XCTAssertEqual(result.placements, [1, 0, 0, 1, 1, 0, 0, 0])
+        XCTAssertEqual(result.baseModelLoads, 2)
+        XCTAssertEqual(result.adapterLoads, 3)
+        // 10 (model) + 1 (LoRA) + 1 step; then 1 step each; the last waits 1 s, loads z and runs 1 step.
+        XCTAssertEqual(result.latencies, [12, 12, 1, 1, 1, 1, 1, 3])
+        // The starvation bound: with a maximum wait of 0.5 s the last job runs on replica-1 at 300.5 instead
+        // (loading a and z: 0.5 + 10 + 1 + 1).
+        let bounded = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity, maximumWait: 0.5))
+        XCTAssertEqual(bounded.placements, [1, 0, 0, 1, 1, 0, 0, 1])
+        XCTAssertEqual(bounded.latencies.last, 12.5)
+        XCTAssertEqual(bounded.baseModelLoads, 3)
+    }
+
+    func testWhileTheHomeIsBusyAHolderOfTheModelTakesTheJob() {
+        let a = model(homedOn: 0), b = model(homedOn: 1)
+        // Room for one model. replica-1 takes the b-job (its home), replica-0 a long a-job (its home), 0..110. An
+        // a-job at 20 finds replica-1 idle but holding b: it waits for its maximum wait (5 s), then runs there (10 +
+        // 1), and from then on replica-1 holds a, so the a-job at 40 runs there at once.
+        let jobs = [job(0, nil, model: b), job(0, nil, steps: 100, model: a), job(20, nil, model: a), job(40, nil, model: a)]
+        let simulation = PlacementSimulation(stages: stages)
+        let bounded = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 1, policy: .affinity, maximumWait: 5))
+        XCTAssertEqual(bounded.placements, [1, 0, 1, 1])
+        XCTAssertEqual(bounded.latencies, [11, 110, 16, 1])
+        XCTAssertEqual(bounded.baseModelLoads, 3)
+        // With a long maximum wait both a-jobs wait for a's home: 110..111 and 111..112.
+        let patient = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 1, policy: .affinity, maximumWait: 1000))
+        XCTAssertEqual(patient.placements, [1, 0, 0, 0])
+        XCTAssertEqual(patient.latencies, [11, 110, 91, 72])
+        XCTAssertEqual(patient.baseModelLoads, 2)
     }
 
     func testLeastLoadedBalancesWork() {
