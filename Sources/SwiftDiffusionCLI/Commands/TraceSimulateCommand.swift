@@ -62,7 +62,7 @@ struct TraceSimulateCommand: ParsableCommand {
                 print(
                     policy.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
                         + String(
-                            format: " %13.4f %8.1f %8.1f %8.1f %14d %11d %9.3f", result.throughput, result.p50, result.p95,
+                            format: " %13.4f %8.3f %8.3f %8.3f %14d %11d %9.3f", result.throughput, result.p50, result.p95,
                             result.p99,
                             result.adapterLoads, result.baseModelLoads, result.hitRate))
             }
