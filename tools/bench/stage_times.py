@@ -7,7 +7,8 @@
 
 Jobs, one at a time, in this order (each number is the median over --repetitions where a job can repeat):
   1. a plain job on a cold server: base-model load = (total - generate) of it minus that of a warm plain job;
-  2. warm plain jobs: denoise seconds per step, fixed seconds (encode_prompt + decode);
+  2. warm plain jobs: denoise seconds per step, fixed seconds (total - denoise: text encoding, decoding, PNG encoding
+     and storing; before 2026-12-02 this was encode_prompt + decode only, as in the committed default);
   3. the LoRA, first use (loaded and merged) and again (merged only; LoRA sets alternate with a plain job, so every
      LoRA job patches): lora_load_s = first - again, lora_patch_s = again - plain;
   4. the ControlNet, first use and again: controlnet_load_s = first - again (setup outside `generate`), and
@@ -67,8 +68,9 @@ def main():
     plain = [run(base, spec) for _ in range(args.repetitions)]
     setup_plain = statistics.median(setup(t) for t in plain)
     denoise = statistics.median(t["denoise"] for t in plain)
-    fixed = statistics.median(t.get("encode_prompt", 0) + t.get("decode", 0) for t in plain)
     total_plain = statistics.median(t["total"] for t in plain)
+    # Everything a warm plain job spends outside denoising: text encoding, decoding, PNG encoding, storing the result.
+    fixed = statistics.median(t["total"] - t["denoise"] for t in plain)
 
     with_lora = dict(spec, loras=[{"name": args.lora, "weight": 0.8}])
     lora_first = run(base, with_lora)["total"]
