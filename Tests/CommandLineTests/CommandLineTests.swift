@@ -4,6 +4,10 @@ import ParityTesting
 import Weights
 import XCTest
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// The `swiftdiffusion` executable as users run it: a subprocess with arguments, stdout, stderr and an exit code.
 /// Runs on the tiny SD 1.x fixture model, so each generation takes a fraction of a second.
 final class CommandLineTests: XCTestCase {
@@ -36,6 +40,29 @@ final class CommandLineTests: XCTestCase {
         environment["SWIFTDIFFUSION_THREADS"] = "2"
         environment.merge(extra) { $1 }
         return try Self.execute(executable, arguments, environment: environment, in: directory)
+    }
+
+    /// A failed helper step of a command-line test (a psql call, a server that did not come up), with its output.
+    struct HelperError: Error, CustomStringConvertible { let description: String }
+
+    /// Runs one SQL statement with `psql` against `base` (a PostgreSQL URL) and returns its unaligned output.
+    static func psql(_ base: String, _ sql: String) throws -> String {
+        let result = try execute(
+            URL(fileURLWithPath: "/usr/bin/psql"), [base, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            environment: ProcessInfo.processInfo.environment)
+        guard result.status == 0 else { throw HelperError(description: "psql failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Submits a native job (`POST /v1/images/jobs`) to the server at `base`, asserts the 202 and returns the job's id.
+    static func submitJob(_ base: String, _ body: [String: Any], file: StaticString = #filePath, line: UInt = #line) async throws -> String {
+        var request = URLRequest(url: URL(string: base + "/v1/images/jobs")!)
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 202, String(decoding: data, as: UTF8.self), file: file, line: line)
+        return try XCTUnwrap((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["id"] as? String, file: file, line: line)
     }
 
     /// Runs a program to completion with its output captured.

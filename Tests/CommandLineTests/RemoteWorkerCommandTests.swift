@@ -73,13 +73,7 @@ final class RemoteWorkerCommandTests: XCTestCase {
                 "prompt": "a red circle", "width": 64, "height": 64, "steps": 2, "seed": seed,
                 "controls": [["model": "shapes-sd-controlnet-canny", "image": control, "preprocessor": "none"]],
             ]
-            var request = URLRequest(url: URL(string: base + "/v1/images/jobs")!)
-            request.httpMethod = "POST"
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONSerialization.data(withJSONObject: body)
-            let (data, response) = try await URLSession.shared.data(for: request)
-            XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 202, String(decoding: data, as: UTF8.self))
-            guard let id = (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["id"] as? String else { return nil }
+            let id = try await CommandLineTests.submitJob(base, body)
             let end = Date().addingTimeInterval(120)
             while Date() < end {
                 let (status, _) = try await URLSession.shared.data(from: URL(string: base + "/v1/images/jobs/\(id)")!)

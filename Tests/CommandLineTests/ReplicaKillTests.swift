@@ -16,18 +16,8 @@ final class ReplicaKillTests: XCTestCase {
     override func tearDown() async throws {
         for server in servers { CommandLineTests.stop(server) }
         servers = []
-        if let schema, let base = TestPostgres.baseURL { _ = try? psql(base, "DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        if let schema, let base = TestPostgres.baseURL { _ = try? CommandLineTests.psql(base, "DROP SCHEMA IF EXISTS \(schema) CASCADE") }
     }
-
-    private func psql(_ base: String, _ sql: String) throws -> String {
-        let result = try CommandLineTests.execute(
-            URL(fileURLWithPath: "/usr/bin/psql"), [base, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            environment: ProcessInfo.processInfo.environment)
-        guard result.status == 0 else { throw CLITestError(description: "psql failed: \(result.stderr)") }
-        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    struct CLITestError: Error, CustomStringConvertible { let description: String }
 
     private func startReplica(_ store: String, port: Int) throws -> CommandLineTests.Background {
         let executable = try XCTUnwrap(CommandLineTests.executable, "swiftdiffusion is not built next to the tests")
@@ -53,7 +43,7 @@ final class ReplicaKillTests: XCTestCase {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw CLITestError(description: "replica at \(base) not ready: \(server.stderrText())")
+        throw CommandLineTests.HelperError(description: "replica at \(base) not ready: \(server.stderrText())")
     }
 
     private func submit(_ base: String, _ body: [String: Any]) async throws -> String {
@@ -91,7 +81,7 @@ final class ReplicaKillTests: XCTestCase {
             a, ["prompt": "long", "model": "sd1", "width": 64, "height": 64, "steps": 150, "n": 2, "seed": 7])
         let deadline = Date().addingTimeInterval(60)
         while try await status(a, long) != "running", Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        let owner = try psql(base, "SELECT lease_owner FROM \(schema).job WHERE id = '\(long)'")
+        let owner = try CommandLineTests.psql(base, "SELECT lease_owner FROM \(schema).job WHERE id = '\(long)'")
         XCTAssertTrue(owner.contains("-\(victim.process.processIdentifier)-"), "replica A holds the lease: \(owner)")
 
         // B joins; short jobs through B; then A dies mid-job.
@@ -124,12 +114,12 @@ final class ReplicaKillTests: XCTestCase {
         XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 200)
         XCTAssertEqual(Array(image.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
         // Run twice (A's try, then B's), completed once with its two images; every job exactly one row, all succeeded.
-        let attempts = try psql(
+        let attempts = try CommandLineTests.psql(
             base, "SELECT convert_from(record, 'UTF8')::json->>'attempts' FROM \(schema).job WHERE id = '\(long)'")
         XCTAssertEqual(attempts, "2")
-        let finishedBy = try psql(base, "SELECT count(*) FROM \(schema).job_output WHERE job_id = '\(long)'")
+        let finishedBy = try CommandLineTests.psql(base, "SELECT count(*) FROM \(schema).job_output WHERE job_id = '\(long)'")
         XCTAssertEqual(finishedBy, "2")
-        let statuses = try psql(base, "SELECT status || ':' || count(*) FROM \(schema).job GROUP BY status")
+        let statuses = try CommandLineTests.psql(base, "SELECT status || ':' || count(*) FROM \(schema).job GROUP BY status")
         XCTAssertEqual(statuses, "succeeded:4")
     }
 }

@@ -17,18 +17,8 @@ final class WorkerRegistrationCommandTests: XCTestCase {
     override func tearDown() async throws {
         for process in processes { CommandLineTests.stop(process) }
         processes = []
-        if let schema, let base = TestPostgres.baseURL { _ = try? psql(base, "DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        if let schema, let base = TestPostgres.baseURL { _ = try? CommandLineTests.psql(base, "DROP SCHEMA IF EXISTS \(schema) CASCADE") }
     }
-
-    private func psql(_ base: String, _ sql: String) throws -> String {
-        let result = try CommandLineTests.execute(
-            URL(fileURLWithPath: "/usr/bin/psql"), [base, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            environment: ProcessInfo.processInfo.environment)
-        guard result.status == 0 else { throw TimeoutError(description: "psql failed: \(result.stderr)") }
-        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    struct TimeoutError: Error, CustomStringConvertible { let description: String }
 
     private func metric(_ base: String, _ series: String) async throws -> Double? {
         let (data, _) = try await URLSession.shared.data(from: URL(string: base + "/metrics")!)
@@ -43,7 +33,7 @@ final class WorkerRegistrationCommandTests: XCTestCase {
             if (try? await condition()) == true { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw TimeoutError(description: "not within \(seconds) s: \(what)")
+        throw CommandLineTests.HelperError(description: "not within \(seconds) s: \(what)")
     }
 
     func testARegisteredWorkerIsFoundUsedAndDeregistersOnSIGTERM() async throws {
@@ -90,7 +80,7 @@ final class WorkerRegistrationCommandTests: XCTestCase {
             return address != nil || !worker.process.isRunning
         }
         let listening = try XCTUnwrap(address, worker.stderrText())
-        let registered = try psql(base, "SELECT address || ' ' || role FROM \(schema).worker")
+        let registered = try CommandLineTests.psql(base, "SELECT address || ' ' || role FROM \(schema).worker")
         XCTAssertEqual(registered, "\(listening) controlnet", worker.stderrText())
 
         let port = try READMECommandTests.freeLoopbackPort()
@@ -110,13 +100,7 @@ final class WorkerRegistrationCommandTests: XCTestCase {
                 "prompt": "a red circle", "width": 64, "height": 64, "steps": 2, "seed": seed,
                 "controls": [["model": "shapes-sd-controlnet-canny", "image": control, "preprocessor": "none"]],
             ]
-            var request = URLRequest(url: URL(string: replica + "/v1/images/jobs")!)
-            request.httpMethod = "POST"
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONSerialization.data(withJSONObject: body)
-            let (data, response) = try await URLSession.shared.data(for: request)
-            XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 202, String(decoding: data, as: UTF8.self))
-            let id = try XCTUnwrap((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["id"] as? String)
+            let id = try await CommandLineTests.submitJob(replica, body)
             var state = "?"
             try await until("job \(id) finishes", seconds: 120) {
                 let (status, _) = try await URLSession.shared.data(from: URL(string: replica + "/v1/images/jobs/\(id)")!)
@@ -135,13 +119,13 @@ final class WorkerRegistrationCommandTests: XCTestCase {
         let exited = await CommandLineTests.waitForExit(worker.process, seconds: 30)
         XCTAssertTrue(exited, "the worker ends on SIGTERM")
         XCTAssertEqual(worker.process.terminationStatus, 0, worker.stderrText())
-        XCTAssertEqual(try psql(base, "SELECT count(*) FROM \(schema).worker"), "0", "the row is deleted")
+        XCTAssertEqual(try CommandLineTests.psql(base, "SELECT count(*) FROM \(schema).worker"), "0", "the row is deleted")
         try await until("the replica drops the worker") {
             try await self.metric(replica, #"swiftdiffusion_controlnet_workers{state="known"}"#) == 0
         }
         XCTAssertTrue(server.stderrText().contains("ControlNet worker dropped"), server.stderrText())
         let second = try await runJob(seed: 2)
         XCTAssertEqual(second, "succeeded", server.stderrText())
-        XCTAssertEqual(try psql(base, "SELECT status || ':' || count(*) FROM \(schema).job GROUP BY status"), "succeeded:2")
+        XCTAssertEqual(try CommandLineTests.psql(base, "SELECT status || ':' || count(*) FROM \(schema).job GROUP BY status"), "succeeded:2")
     }
 }
