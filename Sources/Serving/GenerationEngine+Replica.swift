@@ -133,6 +133,9 @@ extension GenerationEngine {
         replica?.stats.loads += result.missing
         if result.missing == 0 { replica?.stats.affinityHits += 1 }
         replica?.holdings.use(job.spec)
+        // Advertise the new holdings now rather than at the next heartbeat: idle replicas leave young jobs to the one
+        // that fits them best (`PostgresJobStore.localityWait`), by these advertisements.
+        if let state = replica { _ = try? await state.store.advertise(state.holdings, stats: state.stats) }
         Counter(label: "swiftdiffusion_placement_claims_total").increment()
         Counter(label: "swiftdiffusion_placement_loads_avoided_total").increment(by: Int64(result.held))
         Counter(label: "swiftdiffusion_placement_loads_total").increment(by: Int64(result.missing))

@@ -40,6 +40,12 @@ public enum Placement {
         public var adaptersHeld: Int
         public var homeRank: Int
 
+        public init(modelHeld: Bool, adaptersHeld: Int, homeRank: Int) {
+            self.modelHeld = modelHeld
+            self.adaptersHeld = adaptersHeld
+            self.homeRank = homeRank
+        }
+
         public static func < (a: Score, b: Score) -> Bool {
             (a.modelHeld ? 1 : 0, a.adaptersHeld, -a.homeRank) < (b.modelHeld ? 1 : 0, b.adaptersHeld, -b.homeRank)
         }
@@ -50,6 +56,13 @@ public enum Placement {
     public static func score(_ fit: Fit, starving: Bool) -> Score? {
         guard starving || fit.eligible else { return nil }
         return Score(modelHeld: fit.modelHeld, adaptersHeld: fit.adaptersHeld, homeRank: fit.homeRank)
+    }
+
+    /// Delay scheduling: whether a replica whose score for a job is `mine` leaves the job, for a short while, to one of
+    /// the idle replicas whose scores are `others` because one of them fits it better. The simulation's arriving job
+    /// goes to the best idle replica the same way.
+    public static func leaves(_ mine: Score, toIdle others: [Score]) -> Bool {
+        others.contains { mine < $0 }
     }
 
     /// Rendezvous ranks of `key` over `replicas` (identifiers): for each replica, how many of the others weigh more

@@ -329,7 +329,8 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
 
     public func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult {
         // The live replicas, for the rendezvous homes of `Placement` (this one counts before its first advertisement).
-        var live = try await replicas(within: 3 * leaseSeconds).map(\.id)
+        let advertised = try await replicas(within: 3 * leaseSeconds)
+        var live = advertised.map(\.id)
         if !live.contains(replicaID) { live.append(replicaID) }
         return try await client.withTransaction(logger: logger) { connection -> ClaimResult in
             var result = ClaimResult()
@@ -353,7 +354,7 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                 var found: Claimable?
                 for try await row in rows.decode((String, Data, String, Int, Int, Int, Int).self) { found = row }
                 if found == nil {
-                    found = try await self.placedCandidate(holdings: holdings, live: live, connection)
+                    found = try await self.placedCandidate(holdings: holdings, live: live, advertised: advertised, connection)
                 }
                 guard let found else { return result }
                 var job = try self.decode(found.record)
@@ -397,33 +398,56 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int
     )
 
+    /// Seconds a young job is left to an idle replica that fits it better (delay scheduling): that replica hears of the
+    /// job at once (NOTIFY) and claims it; if it does not, anyone takes the job after this.
+    static let localityWait = 1.0
+
     /// The queued job this replica should take by `Placement` among the oldest `placementWindow`, locked (`FOR UPDATE
     /// SKIP LOCKED`; a job another replica is claiming is passed over for the next best); nil when none is eligible.
+    /// A job younger than `localityWait` is left alone when another live replica that runs nothing now
+    /// (`advertised`, minus the lease owners of running jobs) fits it better (`Placement.leaves`).
     private func placedCandidate(
-        holdings: ReplicaHoldings, live: [String], _ connection: PostgresConnection
+        holdings: ReplicaHoldings, live: [String], advertised: [ReplicaAdvertisement], _ connection: PostgresConnection
     ) async throws -> Claimable? {
+        var busy: Set<String> = []
+        for try await owner in try await connection.query(
+            "SELECT DISTINCT lease_owner FROM job WHERE status = 'running' AND lease_owner IS NOT NULL", logger: logger
+        ).decode(String.self) {
+            busy.insert(owner)
+        }
+        let idleOthers = advertised.filter { $0.id != replicaID && !busy.contains($0.id) }
         let rows = try await connection.query(
             """
-            SELECT id, model, adapters FROM job WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT \(Self.placementWindow)
+            SELECT id, model, adapters, extract(epoch FROM clock_timestamp() - enqueued_at)::float8 FROM job
+            WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT \(Self.placementWindow)
             """, logger: logger)
-        let models = Set(holdings.models), adapters = Set(holdings.adapters)
         let me = live.firstIndex(of: replicaID) ?? 0
-        var homeRanks: [String: Int] = [:]
+        var homeRanks: [String: [Int]] = [:]
         struct Candidate {
             var id: String
             var score: Placement.Score
             var age: Int
             var adapters: Int
         }
+        func fit(_ held: ReplicaHoldings, index: Int, model: String, adapters jobAdapters: [String], ranks: [Int]) -> Placement.Fit {
+            Placement.Fit(
+                hasModel: !model.isEmpty, modelHeld: held.models.contains(model), holdsAModel: !held.models.isEmpty,
+                adaptersHeld: jobAdapters.filter { held.adapters.contains($0) }.count, homeRank: ranks[index])
+        }
         var scored: [Candidate] = []
-        for try await (id, model, jobAdapters) in rows.decode((String, String, [String]).self) {
-            let rank = homeRanks[model] ?? Placement.ranks(of: model, replicas: live)[me]
-            homeRanks[model] = rank
-            let fit = Placement.Fit(
-                hasModel: !model.isEmpty, modelHeld: models.contains(model), holdsAModel: !models.isEmpty,
-                adaptersHeld: jobAdapters.filter { adapters.contains($0) }.count, homeRank: rank)
+        for try await (id, model, jobAdapters, age) in rows.decode((String, String, [String], Double).self) {
+            let ranks = homeRanks[model] ?? Placement.ranks(of: model, replicas: live)
+            homeRanks[model] = ranks
             // Starving jobs were offered first (`claim`): these have not waited the maximum wait.
-            guard let score = Placement.score(fit, starving: false) else { continue }
+            guard let score = Placement.score(fit(holdings, index: me, model: model, adapters: jobAdapters, ranks: ranks), starving: false)
+            else { continue }
+            if age < Self.localityWait {
+                let others = idleOthers.compactMap { other -> Placement.Score? in
+                    guard let index = live.firstIndex(of: other.id) else { return nil }
+                    return Placement.score(fit(other.holdings, index: index, model: model, adapters: jobAdapters, ranks: ranks), starving: false)
+                }
+                if Placement.leaves(score, toIdle: others) { continue }
+            }
             scored.append(Candidate(id: id, score: score, age: scored.count, adapters: jobAdapters.count))
         }
         // Best score first, the oldest among equals.

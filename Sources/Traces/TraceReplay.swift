@@ -41,6 +41,9 @@ public struct TraceReplay: Sendable {
         guard options.speed > 0, options.speed.isFinite else { throw .invalid("--speed must be positive, got \(options.speed)") }
         guard (1...1024).contains(options.maxInFlight) else { throw .invalid("--max-in-flight must be between 1 and 1024") }
         guard options.timeoutSeconds > 0 else { throw .invalid("--timeout must be positive") }
+        guard options.pollSeconds.isFinite, (0.01...60).contains(options.pollSeconds) else {
+            throw .invalid("--poll-seconds must be between 0.01 and 60")
+        }
         if let limit = options.limit, limit < 0 { throw .invalid("--limit must not be negative") }
         self.base = parsed
         self.options = options

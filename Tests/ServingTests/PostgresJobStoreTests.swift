@@ -267,6 +267,42 @@ final class PostgresJobStoreTests: XCTestCase {
         XCTAssertEqual(starved.job?.id, late.id)
     }
 
+    /// Delay scheduling: a young job whose LoRA an idle replica holds is left to that replica; once the holder is busy
+    /// (it owns a running job), or the job is older than the locality wait, another replica takes it.
+    func testAYoungJobIsLeftToTheIdleReplicaHoldingItsAdapters() async throws {
+        let url = try await freshURL()
+        let a = try await PostgresTestDatabase.store(url, replica: "a")
+        let b = try await PostgresTestDatabase.store(url, replica: "b")
+        let holdsX = ReplicaHoldings(models: ["sd1"], adapters: ["lora:x"]), plain = ReplicaHoldings(models: ["sd1"])
+        _ = try await a.advertise(holdsX, stats: ReplicaStats())
+        _ = try await b.advertise(plain, stats: ReplicaStats())
+        let withX = job("x", loras: ["x"])
+        try await b.insert(withX)
+        let passed = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertNil(passed.job, "b leaves the job to idle a, which holds its LoRA")
+        let taken = try await a.claim(holdings: holdsX, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(taken.job?.id, withX.id)
+        XCTAssertEqual(taken.missing, 0)
+        // a is busy now: b takes the next job with x at once.
+        let again = job("x again", loras: ["x"])
+        try await b.insert(again)
+        let busyHolder = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(busyHolder.job?.id, again.id)
+        // With the holder idle again (its job finished) but the job older than the locality wait, b takes it too.
+        var finished = try XCTUnwrap(taken.job)
+        finished.status = .succeeded
+        finished.finishedAt = Date()
+        let written = try await a.finish(finished, images: [])
+        XCTAssertTrue(written)
+        let late = job("x late", loras: ["x"])
+        try await b.insert(late)
+        let young = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertNil(young.job, "a is idle again and holds x")
+        try await Task.sleep(for: .seconds(PostgresJobStore.localityWait + 0.1))
+        let old = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(old.job?.id, late.id, "past the locality wait anyone takes it")
+    }
+
     func testReplicasAdvertiseTheirHoldingsAndCounters() async throws {
         let url = try await freshURL()
         let a = try await PostgresTestDatabase.store(url, replica: "a")

@@ -25,6 +25,18 @@ final class PlacementSimulationTests: XCTestCase {
         return "model-\(index)"
     }
 
+    /// Delay scheduling (`Placement.leaves`, the store's claims): a replica leaves a job to an idle replica that fits it
+    /// strictly better (more of its adapters held, or its model held), never to an equal or worse one.
+    func testAReplicaLeavesAJobOnlyToABetterIdleReplica() {
+        let mine = Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 0)
+        XCTAssertTrue(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: true, adaptersHeld: 1, homeRank: 1)]))
+        XCTAssertFalse(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 0)]))
+        XCTAssertFalse(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: false, adaptersHeld: 3, homeRank: 0)]))
+        XCTAssertFalse(Placement.leaves(mine, toIdle: []))
+        let holdsLess = Placement.Score(modelHeld: false, adaptersHeld: 0, homeRank: 0)
+        XCTAssertTrue(Placement.leaves(holdsLess, toIdle: [mine]))
+    }
+
     func testOneReplicaByHand() {
         let jobs = [job(0, "a", steps: 2), job(1, "a", steps: 2), job(20, "b", controlnets: ["c"])]
         let result = PlacementSimulation(stages: stages).run(

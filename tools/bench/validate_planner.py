@@ -5,8 +5,9 @@ Standard library only; needs a PostgreSQL the replicas can share.
     python3 tools/bench/validate_planner.py --store postgres://USER:PASSWORD@127.0.0.1:5432/DB --replicas 2
     python3 tools/bench/validate_planner.py --store ... --replicas 3 --loras 24 --lora-cache-mb 4 --placement affinity,fifo
 
-1. Stage times: a fresh single `serve` (SQLite in a temporary folder, SWIFTDIFFUSION_THREADS = --threads) measured by
-   tools/bench/stage_times.py at the run's size and steps.
+1. Stage times: a fresh `serve` (SQLite in a temporary folder, SWIFTDIFFUSION_THREADS = --threads) measured by
+   tools/bench/stage_times.py at the run's size and steps, while --replicas - 1 other such servers run plain jobs back
+   to back (the replicas share the machine; a replica's jobs are slower then than alone).
 2. Measured run: --replicas `serve --store URL?schema=<fresh>` processes (each with --threads threads) on one shared
    queue; a generated long-tailed trace (`trace generate`, --requests) is replayed open-loop against the first replica
    (`trace replay`; the others take work from the shared queue), its arrivals compressed so the offered compute is
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -80,6 +82,23 @@ def stop(process):
             process.kill()
 
 
+def background_load(url, spec, stop_event):
+    """Plain jobs back to back on `url` until `stop_event` is set (one outstanding at a time)."""
+    while not stop_event.is_set():
+        try:
+            request = urllib.request.Request(url + "/v1/images/jobs", data=json.dumps(spec).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                job = json.loads(response.read())
+            while not stop_event.is_set():
+                with urllib.request.urlopen(url + "/v1/images/jobs/" + job["id"], timeout=60) as response:
+                    if json.loads(response.read())["status"] in ("succeeded", "failed", "cancelled"):
+                        break
+                time.sleep(0.05)
+        except Exception:
+            time.sleep(0.1)
+
+
 def quantile(values, q):
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
@@ -92,7 +111,7 @@ def main():
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per replica")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--utilization", type=float, default=0.6)
+    parser.add_argument("--utilization", type=float, default=0.5)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--lora", default="outline")
@@ -127,16 +146,28 @@ def main():
     if args.lora_cache_mb is not None:
         extra += ["--lora-cache-mb", str(args.lora_cache_mb)]
 
-    # 1. Stage times on one fresh server, alone on the machine.
+    # 1. Stage times on one fresh server, while --replicas - 1 other servers run plain jobs back to back: a replica's
+    #    service times as they are when the replicas share the machine (alone, jobs run about a quarter faster here).
     stages_path = os.path.join(work, "stage-times.json")
     state = tempfile.mkdtemp(prefix="planner-state-")
-    server, url = start_server(binary, args.threads, ["--database", os.path.join(state, "jobs.sqlite"), "--lora-deadline", "0"] + extra, logs)
+    servers = []
+    stop_background = threading.Event()
     try:
-        subprocess.run([sys.executable, os.path.join(HERE, "stage_times.py"), "--url", url, "--lora", args.lora,
+        for i in range(args.replicas):
+            servers.append(start_server(binary, args.threads, ["--database", os.path.join(state, f"jobs-{i}.sqlite"),
+                                                               "--lora-deadline", "0"] + extra, logs))
+        plain = {"prompt": "background", "steps": args.steps, "width": args.size, "height": args.size}
+        workers = [threading.Thread(target=background_load, args=(url, plain, stop_background), daemon=True)
+                   for _, url in servers[1:]]
+        for worker in workers:
+            worker.start()
+        subprocess.run([sys.executable, os.path.join(HERE, "stage_times.py"), "--url", servers[0][1], "--lora", args.lora,
                         "--controlnet", args.controlnet, "--steps", str(args.steps), "--size", str(args.size),
-                        "--repetitions", "3", "--out", stages_path], check=True, stdout=subprocess.DEVNULL)
+                        "--repetitions", "5", "--out", stages_path], check=True, stdout=subprocess.DEVNULL)
     finally:
-        stop(server)
+        stop_background.set()
+        for process, _ in servers:
+            stop(process)
         shutil.rmtree(state, ignore_errors=True)
     with open(stages_path) as handle:
         stages = json.load(handle)
@@ -200,7 +231,7 @@ def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_pat
         started = time.time()
         subprocess.run([binary, "trace", "replay", "--url", replicas[0][1], "--trace", trace_in, "--speed", f"{speed:.6f}",
                         "--width", str(args.size), "--height", str(args.size), "--steps", str(args.steps),
-                        "--max-in-flight", "1024", "--out", trace_out], check=True, stdout=subprocess.DEVNULL)
+                        "--max-in-flight", "1024", "--poll-seconds", "0.5", "--out", trace_out], check=True, stdout=subprocess.DEVNULL)
         print(f"{policy}: replayed in {time.time() - started:.0f} s")
         loads = sum(scrape_misses(url) for _, url in replicas)
     finally:

@@ -173,9 +173,12 @@ struct TraceReplayCommand: AsyncParsableCommand {
     @Option(help: "Override every request's width.") var width: Int?
     @Option(help: "Override every request's height.") var height: Int?
     @Option(help: "Override every request's steps.") var steps: Int?
+    @Option(help: "Seconds between polls of an outstanding job (the latency recorded is the server's queue + total).")
+    var pollSeconds = 0.1
 
     func run() async throws {
         var options = TraceReplay.Options()
+        options.pollSeconds = pollSeconds
         options.speed = speed
         options.limit = limit
         options.maxInFlight = maxInFlight
