@@ -24,8 +24,8 @@ struct ReplicaState {
 }
 
 extension EngineConfiguration {
-    /// Adapters (LoRAs, ControlNets) a replica advertises as held: the most recently used ones, about what its caches
-    /// keep.
+    /// Adapters (LoRAs, ControlNets) a replica advertises as held at least: the most recently used ones, about what its
+    /// caches keep of 144 MiB LoRAs; more when its caches hold more (`ImageEngine.cachedAdapterCount`).
     public var placementAdapterLimit: Int { max(1, loraCacheBytes / (144 << 20)) }
 }
 
@@ -132,6 +132,9 @@ extension GenerationEngine {
         replica?.stats.loadsAvoided += result.held
         replica?.stats.loads += result.missing
         if result.missing == 0 { replica?.stats.affinityHits += 1 }
+        // Advertise as many recently used adapters as the caches hold (the configured budget's estimate at least).
+        replica?.holdings.adapterLimit = max(
+            configuration.placementAdapterLimit, imageEngine.cachedAdapterCount + ReplicaHoldings.adapters(of: job.spec).count)
         replica?.holdings.use(job.spec)
         // Advertise the new holdings now rather than at the next heartbeat: idle replicas leave young jobs to the one
         // that fits them best (`PostgresJobStore.localityWait`), by these advertisements.

@@ -63,6 +63,9 @@ public final class ImageEngine: @unchecked Sendable {
                 pinCores: configuration.pinCores) : nil
     }
 
+    /// LoRA files and ControlNets in memory now: how many adapters a replica advertises as held (placement).
+    public var cachedAdapterCount: Int { loras.statistics.entries + controlnets.statistics.entries }
+
     // MARK: - Validation
 
     /// Checks a request against the limits and the models and turns it into typed values. Throws
