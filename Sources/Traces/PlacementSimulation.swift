@@ -270,30 +270,23 @@ public struct PlacementSimulation: Sendable {
             let job = jobs[index]
             var seconds = computeSeconds(job)
             let pinned = Set(Self.keys(job))
-            accesses += 1
-            if replicas[r].cache.access("model:" + job.model, bytes: stages.baseModelBytes, pinned: pinned) {
-                hits += 1
-            } else {
-                baseLoads += 1
-                seconds += stages.baseModelLoadS
-            }
-            for lora in job.loras {
+            /// One cache access: a hit, or a miss that costs `loadSeconds`; true on a miss.
+            func load(_ key: String, bytes: Int, loadSeconds: Double) -> Bool {
                 accesses += 1
-                if replicas[r].cache.access("lora:" + lora, bytes: stages.loraBytes, pinned: pinned) {
+                if replicas[r].cache.access(key, bytes: bytes, pinned: pinned) {
                     hits += 1
-                } else {
-                    adapterLoads += 1
-                    seconds += stages.loraLoadS
+                    return false
                 }
+                seconds += loadSeconds
+                return true
             }
-            for controlnet in job.controlnets {
-                accesses += 1
-                if replicas[r].cache.access("controlnet:" + controlnet, bytes: stages.controlnetBytes, pinned: pinned) {
-                    hits += 1
-                } else {
-                    adapterLoads += 1
-                    seconds += stages.controlnetLoadS
-                }
+            if load("model:" + job.model, bytes: stages.baseModelBytes, loadSeconds: stages.baseModelLoadS) { baseLoads += 1 }
+            for lora in job.loras where load("lora:" + lora, bytes: stages.loraBytes, loadSeconds: stages.loraLoadS) {
+                adapterLoads += 1
+            }
+            for controlnet in job.controlnets
+            where load("controlnet:" + controlnet, bytes: stages.controlnetBytes, loadSeconds: stages.controlnetLoadS) {
+                adapterLoads += 1
             }
             let loras = job.loras.sorted()
             if !loras.isEmpty && loras != replicas[r].lastLoRAs { seconds += stages.loraPatchS * Double(loras.count) }
