@@ -41,6 +41,8 @@ public struct EngineConfiguration: Sendable {
     public var queueCapacity = 32
     /// A queued job that has waited this long runs next, whatever the grouping by adapters prefers.
     public var maximumGroupingWait: TimeInterval = 30
+    /// With a shared store: how replicas pick jobs (`serve --placement`, `--locality-wait`).
+    public var placement = PlacementSettings()
     /// Bounded asynchronous LoRA loading: LoRAs must be patched in by this fraction of the steps (step
     /// floor(fraction x steps)). 0 turns it off (LoRAs load before denoising starts). The default, 0.05, is the largest
     /// deadline at which the BAL quality study's worst case (the LoRA landing exactly at the deadline) keeps mean SSIM

@@ -113,7 +113,7 @@ extension GenerationEngine {
         do {
             result = try await state.store.claim(
                 holdings: state.holdings, maximumWait: configuration.maximumGroupingWait,
-                maximumAttempts: configuration.maximumJobAttempts)
+                maximumAttempts: configuration.maximumJobAttempts, placement: configuration.placement)
         } catch {
             logger.warning("claiming a job failed", metadata: ["error": "\(error)"])
             await idle(state.heartbeatInterval)
@@ -125,7 +125,8 @@ extension GenerationEngine {
             await events.publish(JobEvent(type: "failed", job: job, error: job.error))
         }
         guard let job = result.job else {
-            await idle(state.heartbeatInterval)
+            // A job left for a better-fitting replica becomes ours when its locality wait ends, if nobody took it.
+            await idle(min(state.heartbeatInterval, result.retryAfter.map { $0 + 0.01 } ?? .infinity))
             return
         }
         replica?.stats.claims += 1
@@ -136,8 +137,8 @@ extension GenerationEngine {
         replica?.holdings.adapterLimit = max(
             configuration.placementAdapterLimit, imageEngine.cachedAdapterCount + ReplicaHoldings.adapters(of: job.spec).count)
         replica?.holdings.use(job.spec)
-        // Advertise the new holdings now rather than at the next heartbeat: idle replicas leave young jobs to the one
-        // that fits them best (`PostgresJobStore.localityWait`), by these advertisements.
+        // Advertise the new holdings now rather than at the next heartbeat: replicas leave young jobs to the one that
+        // fits them best (delay scheduling, `PlacementSettings.localityWait`), by these advertisements.
         if let state = replica { _ = try? await state.store.advertise(state.holdings, stats: state.stats) }
         Counter(label: "swiftdiffusion_placement_claims_total").increment()
         Counter(label: "swiftdiffusion_placement_loads_avoided_total").increment(by: Int64(result.held))

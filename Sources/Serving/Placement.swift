@@ -1,3 +1,5 @@
+import Foundation
+
 /// Adapter-affinity placement: which queued job a free replica takes. One rule, used by the PostgreSQL store's claim
 /// (`PostgresJobStore.claim`) and by the capacity planner's simulation (`trace simulate --placement affinity`), so the
 /// planner measures what the replicas do (docs/scale-out.md, "Placement").
@@ -8,7 +10,12 @@
 /// model, a model switch evicts the adapters with it) and a model nobody holds has one replica that takes it at once;
 /// a job that waited the maximum wait goes to whichever replica is free (the starvation bound). Among eligible jobs a
 /// replica prefers the one whose model it holds, then the one with most of its adapters held, then the model's better
-/// rendezvous rank, then the oldest.
+/// rendezvous rank, then the oldest. A job younger than the locality wait is left to another replica that fits it
+/// better (`leaves`).
+///
+/// `PlacementSettings.Policy.random` is the baseline the rule is measured against: each job belongs to one replica drawn by its
+/// identifier's rendezvous hash (a load balancer spreading requests at random over replicas with queues of their own),
+/// and only the starvation bound lets another replica take it.
 public enum Placement {
     /// What one replica holds of one queued job, and where the job's model has its home.
     public struct Fit: Sendable, Equatable {
@@ -46,6 +53,11 @@ public enum Placement {
             self.homeRank = homeRank
         }
 
+        /// Whether `other` holds more of the job: its model where this does not, or as much model and more adapters.
+        public func holdsLess(than other: Score) -> Bool {
+            (modelHeld ? 1 : 0, adaptersHeld) < (other.modelHeld ? 1 : 0, other.adaptersHeld)
+        }
+
         public static func < (a: Score, b: Score) -> Bool {
             (a.modelHeld ? 1 : 0, a.adaptersHeld, -a.homeRank) < (b.modelHeld ? 1 : 0, b.adaptersHeld, -b.homeRank)
         }
@@ -58,12 +70,18 @@ public enum Placement {
         return Score(modelHeld: fit.modelHeld, adaptersHeld: fit.adaptersHeld, homeRank: fit.homeRank)
     }
 
-    /// Delay scheduling: whether a replica whose score for a job is `mine` leaves the job, for a short while, to one of
-    /// the idle replicas whose scores are `others` because one of them fits it better. The simulation's arriving job
-    /// goes to the best idle replica the same way.
-    public static func leaves(_ mine: Score, toIdle others: [Score]) -> Bool {
-        others.contains { mine < $0 }
+    /// Delay scheduling (Zaharia et al., EuroSys 2010): whether a replica whose score for a young job is `mine` leaves
+    /// it, for at most the locality wait, to another live replica: an idle one that fits it strictly better (it takes
+    /// the job at once), or a busy one that holds strictly more of it (its model, then more of its adapters), which
+    /// takes the job when its own ends — for short jobs sooner than loading the adapters here. A busy replica that
+    /// is only the model's better rendezvous rank is not waited for: it would have to load the same things. The
+    /// simulation applies the same rule.
+    public static func leaves(_ mine: Score, toIdle idle: [Score], busy: [Score] = []) -> Bool {
+        idle.contains { mine < $0 } || busy.contains { mine.holdsLess(than: $0) }
     }
+
+    /// Seconds a young job may be left to a replica that fits it better (`leaves`), by default.
+    public static let defaultLocalityWait = 1.0
 
     /// Rendezvous ranks of `key` over `replicas` (identifiers): for each replica, how many of the others weigh more
     /// (0: the key's home). Every replica computes the same ranks from the same list of live replicas.
@@ -92,5 +110,25 @@ public enum Placement {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// A replica's placement settings for its claims on a shared store.
+public struct PlacementSettings: Sendable, Equatable {
+    /// How replicas pick their jobs (`serve --placement`).
+    public enum Policy: String, Sendable, CaseIterable {
+        /// `Placement`'s rule: what each replica holds, rendezvous homes of base models, delay scheduling.
+        case affinity
+        /// Each job to the replica its identifier hashes to (rendezvous), whatever it holds: the baseline.
+        case random
+    }
+
+    public var policy: Policy
+    /// Seconds a young job may be left to a replica that fits it better (0: never).
+    public var localityWait: TimeInterval
+
+    public init(policy: Policy = .affinity, localityWait: TimeInterval = Placement.defaultLocalityWait) {
+        self.policy = policy
+        self.localityWait = localityWait
     }
 }

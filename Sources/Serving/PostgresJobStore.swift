@@ -327,7 +327,9 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         }
     }
 
-    public func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult {
+    public func claim(
+        holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int, placement: PlacementSettings
+    ) async throws -> ClaimResult {
         // The live replicas, for the rendezvous homes of `Placement` (this one counts before its first advertisement).
         let advertised = try await replicas(within: 3 * leaseSeconds)
         var live = advertised.map(\.id)
@@ -354,7 +356,15 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                 var found: Claimable?
                 for try await row in rows.decode((String, Data, String, Int, Int, Int, Int).self) { found = row }
                 if found == nil {
-                    found = try await self.placedCandidate(holdings: holdings, live: live, advertised: advertised, connection)
+                    switch placement.policy {
+                    case .affinity:
+                        let placed = try await self.placedCandidate(
+                            holdings: holdings, live: live, advertised: advertised, localityWait: placement.localityWait, connection)
+                        found = placed.job
+                        result.retryAfter = placed.retryAfter
+                    case .random:
+                        found = try await self.randomlyPlacedCandidate(holdings: holdings, live: live, connection)
+                    }
                 }
                 guard let found else { return result }
                 var job = try self.decode(found.record)
@@ -398,24 +408,22 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         id: String, record: Data, status: String, attempts: Int, modelHeld: Int, adaptersHeld: Int, adapters: Int
     )
 
-    /// Seconds a young job is left to an idle replica that fits it better (delay scheduling): that replica hears of the
-    /// job at once (NOTIFY) and claims it; if it does not, anyone takes the job after this.
-    static let localityWait = 1.0
-
     /// The queued job this replica should take by `Placement` among the oldest `placementWindow`, locked (`FOR UPDATE
     /// SKIP LOCKED`; a job another replica is claiming is passed over for the next best); nil when none is eligible.
-    /// A job younger than `localityWait` is left alone when another live replica that runs nothing now
-    /// (`advertised`, minus the lease owners of running jobs) fits it better (`Placement.leaves`).
+    /// A job younger than `localityWait` is left alone when another live replica (`advertised`; busy when it owns a
+    /// running job) fits it better (`Placement.leaves`); `retryAfter` is when the first such job may be taken here.
     private func placedCandidate(
-        holdings: ReplicaHoldings, live: [String], advertised: [ReplicaAdvertisement], _ connection: PostgresConnection
-    ) async throws -> Claimable? {
+        holdings: ReplicaHoldings, live: [String], advertised: [ReplicaAdvertisement], localityWait: TimeInterval,
+        _ connection: PostgresConnection
+    ) async throws -> (job: Claimable?, retryAfter: TimeInterval?) {
         var busy: Set<String> = []
         for try await owner in try await connection.query(
             "SELECT DISTINCT lease_owner FROM job WHERE status = 'running' AND lease_owner IS NOT NULL", logger: logger
         ).decode(String.self) {
             busy.insert(owner)
         }
-        let idleOthers = advertised.filter { $0.id != replicaID && !busy.contains($0.id) }
+        let others = advertised.filter { $0.id != replicaID }
+        var retryAfter: TimeInterval?
         let rows = try await connection.query(
             """
             SELECT id, model, adapters, extract(epoch FROM clock_timestamp() - enqueued_at)::float8 FROM job
@@ -441,12 +449,19 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             // Starving jobs were offered first (`claim`): these have not waited the maximum wait.
             guard let score = Placement.score(fit(holdings, index: me, model: model, adapters: jobAdapters, ranks: ranks), starving: false)
             else { continue }
-            if age < Self.localityWait {
-                let others = idleOthers.compactMap { other -> Placement.Score? in
-                    guard let index = live.firstIndex(of: other.id) else { return nil }
-                    return Placement.score(fit(other.holdings, index: index, model: model, adapters: jobAdapters, ranks: ranks), starving: false)
+            if age < localityWait {
+                var idleScores: [Placement.Score] = [], busyScores: [Placement.Score] = []
+                for other in others {
+                    guard let index = live.firstIndex(of: other.id),
+                        let otherScore = Placement.score(
+                            fit(other.holdings, index: index, model: model, adapters: jobAdapters, ranks: ranks), starving: false)
+                    else { continue }
+                    if busy.contains(other.id) { busyScores.append(otherScore) } else { idleScores.append(otherScore) }
                 }
-                if Placement.leaves(score, toIdle: others) { continue }
+                if Placement.leaves(score, toIdle: idleScores, busy: busyScores) {
+                    retryAfter = min(retryAfter ?? .infinity, localityWait - age)
+                    continue
+                }
             }
             scored.append(Candidate(id: id, score: score, age: scored.count, adapters: jobAdapters.count))
         }
@@ -457,10 +472,36 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
                 "SELECT record, attempts FROM job WHERE id = \(candidate.id) AND status = 'queued' FOR UPDATE SKIP LOCKED",
                 logger: logger)
             for try await (record, attempts) in rows.decode((Data, Int).self) {
-                return (
+                let job: Claimable = (
                     candidate.id, record, "queued", attempts, candidate.score.modelHeld ? 1 : 0, candidate.score.adaptersHeld,
                     candidate.adapters
                 )
+                return (job, retryAfter)
+            }
+        }
+        return (nil, retryAfter)
+    }
+
+    /// `PlacementSettings.Policy.random`: the oldest queued job whose identifier's rendezvous home among the live replicas is
+    /// this one, locked; what the replica holds of it is counted as for the placement rule.
+    private func randomlyPlacedCandidate(
+        holdings: ReplicaHoldings, live: [String], _ connection: PostgresConnection
+    ) async throws -> Claimable? {
+        let me = live.firstIndex(of: replicaID) ?? 0
+        let rows = try await connection.query(
+            "SELECT id, model, adapters FROM job WHERE status = 'queued' ORDER BY enqueued_at, id LIMIT \(Self.placementWindow)",
+            logger: logger)
+        var mine: [(id: String, modelHeld: Int, adaptersHeld: Int, adapters: Int)] = []
+        for try await (id, model, adapters) in rows.decode((String, String, [String]).self)
+        where Placement.ranks(of: id, replicas: live)[me] == 0 {
+            mine.append((id, holdings.models.contains(model) ? 1 : 0, adapters.filter { holdings.adapters.contains($0) }.count, adapters.count))
+        }
+        for candidate in mine {
+            let rows = try await connection.query(
+                "SELECT record, attempts FROM job WHERE id = \(candidate.id) AND status = 'queued' FOR UPDATE SKIP LOCKED",
+                logger: logger)
+            for try await (record, attempts) in rows.decode((Data, Int).self) {
+                return (candidate.id, record, "queued", attempts, candidate.modelHeld, candidate.adaptersHeld, candidate.adapters)
             }
         }
         return nil

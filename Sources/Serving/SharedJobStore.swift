@@ -18,8 +18,12 @@ public protocol SharedJobStore: JobStore {
     /// `maximumWait`, then the queued job `Placement` picks for this replica from `holdings` and the live replicas
     /// (its base model held or this replica its rendezvous home; model, then adapters held; oldest first). The
     /// returned record is `running`, its attempts counted, leased to this replica. A job whose lease expired after
-    /// `maximumAttempts` starts is failed as a poison job instead (reported in `poisoned`).
-    func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult
+    /// `maximumAttempts` starts is failed as a poison job instead (reported in `poisoned`). `placement` chooses the
+    /// rule (`PlacementSettings.Policy`) and the locality wait of delay scheduling; a job left for another replica that way
+    /// sets the result's `retryAfter`.
+    func claim(
+        holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int, placement: PlacementSettings
+    ) async throws -> ClaimResult
     /// Extends the leases of this replica's running jobs; returns the ones still held, with whether a client asked
     /// (on any replica) to cancel them. A job missing from the answer was taken over: stop it, report nothing.
     func renewLeases(_ ids: [String]) async throws -> [String: Bool]
@@ -42,6 +46,13 @@ public protocol SharedJobStore: JobStore {
     func advertise(_ holdings: ReplicaHoldings, stats: ReplicaStats) async throws -> Int
     /// Every replica that advertised within `within` seconds.
     func replicas(within: TimeInterval) async throws -> [ReplicaAdvertisement]
+}
+
+extension SharedJobStore {
+    /// `claim` with the default placement (affinity, the default locality wait).
+    public func claim(holdings: ReplicaHoldings, maximumWait: TimeInterval, maximumAttempts: Int) async throws -> ClaimResult {
+        try await claim(holdings: holdings, maximumWait: maximumWait, maximumAttempts: maximumAttempts, placement: PlacementSettings())
+    }
 }
 
 public enum JobStoreError: Error, CustomStringConvertible, Equatable {
@@ -68,6 +79,9 @@ public struct ClaimResult: Sendable {
     public var missing = 0
     /// Jobs failed as poison jobs while looking (their lease expired after the last allowed attempt).
     public var poisoned: [JobRecord] = []
+    /// Seconds until a job this claim left for a better-fitting replica (delay scheduling) may be taken here; nil when
+    /// none was left.
+    public var retryAfter: TimeInterval?
 
     public init(job: JobRecord? = nil, held: Int = 0, missing: Int = 0, poisoned: [JobRecord] = []) {
         self.job = job

@@ -135,13 +135,19 @@ public struct PlacementSimulation: Sendable {
         public var maximumWait: Double
         /// Random placement's seed.
         public var seed: UInt64
+        /// Affinity: seconds a young job is left to a replica that fits it better, busy or idle (delay scheduling).
+        public var localityWait: Double
 
-        public init(replicas: Int, cacheBytes: Int, policy: PlacementPolicy, maximumWait: Double = 30, seed: UInt64 = 1) {
+        public init(
+            replicas: Int, cacheBytes: Int, policy: PlacementPolicy, maximumWait: Double = 30, seed: UInt64 = 1,
+            localityWait: Double = Placement.defaultLocalityWait
+        ) {
             self.replicas = replicas
             self.cacheBytes = cacheBytes
             self.policy = policy
             self.maximumWait = maximumWait
             self.seed = seed
+            self.localityWait = localityWait
         }
     }
 
@@ -311,17 +317,40 @@ public struct PlacementSimulation: Sendable {
                     // The oldest job once it waited the maximum wait, else the best eligible (replica, job) pair.
                     let candidates = starving ? [oldest] : Array(shared.prefix(window))
                     var chosen: (job: Int, position: Int, replica: Int, score: Placement.Score)?
+                    // Delay scheduling: a young job is not taken by a replica when another one fits it better
+                    // (`Placement.leaves`); look again when the first such job's locality wait ends.
+                    var deferredUntil = Double.infinity
+                    var holdsAModel: [Int: Bool] = [:]
+                    func holdsModel(_ r: Int) -> Bool {
+                        if let known = holdsAModel[r] { return known }
+                        let holds = replicas[r].cache.items.contains { $0.key.hasPrefix("model:") }
+                        holdsAModel[r] = holds
+                        return holds
+                    }
                     for r in idle {
-                        let holdsAModel = replicas[r].cache.items.contains { $0.key.hasPrefix("model:") }
                         for (position, index) in candidates.enumerated() {
-                            guard let score = placementScore(index, on: r, holdsAModel: holdsAModel, starving: starving)
+                            guard let score = placementScore(index, on: r, holdsAModel: holdsModel(r), starving: starving)
                             else { continue }
+                            let until = jobs[index].arrival + options.localityWait
+                            if !starving && now < until {
+                                var idleScores: [Placement.Score] = [], busyScores: [Placement.Score] = []
+                                for other in replicas.indices where other != r {
+                                    guard let otherScore = placementScore(index, on: other, holdsAModel: holdsModel(other), starving: false)
+                                    else { continue }
+                                    if replicas[other].running == nil { idleScores.append(otherScore) } else { busyScores.append(otherScore) }
+                                }
+                                if Placement.leaves(score, toIdle: idleScores, busy: busyScores) {
+                                    deferredUntil = min(deferredUntil, until)
+                                    continue
+                                }
+                            }
                             if chosen == nil || chosen!.score < score { chosen = (index, position, r, score) }
                         }
                     }
                     guard let chosen else {
-                        // Nothing eligible on the idle replicas: look again when the oldest job starves.
-                        wake = jobs[oldest].arrival + options.maximumWait
+                        // Nothing eligible on the idle replicas: look again when the oldest job starves or a job left
+                        // for another replica may run here.
+                        wake = min(jobs[oldest].arrival + options.maximumWait, deferredUntil)
                         return
                     }
                     shared.remove(at: chosen.position)

@@ -277,6 +277,20 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("not a folder: \(manifest.path)"), result.stderr)
     }
 
+    /// Placement settings that cannot work are refused before the server starts: an unknown `--placement` (exit 2,
+    /// ArgumentParser's usage error, 64) and a negative or infinite `--locality-wait` (exit 1, the settings check).
+    func testServeRefusesBadPlacementSettings() throws {
+        let state = directory.appendingPathComponent("state").path
+        let unknown = try run(["serve", "--database", "memory", "--placement", "nearest"], environment: ["XDG_STATE_HOME": state])
+        XCTAssertEqual(unknown.status, 64, unknown.stderr)
+        XCTAssertTrue(unknown.stderr.contains("'nearest' is invalid for '--placement"), unknown.stderr)
+        for wait in ["-1", "inf"] {
+            let bad = try run(["serve", "--database", "memory", "--locality-wait=\(wait)"], environment: ["XDG_STATE_HOME": state])
+            XCTAssertEqual(bad.status, 1, bad.stderr)
+            XCTAssertTrue(bad.stderr.contains("queue.locality_wait must be >= 0"), bad.stderr)
+        }
+    }
+
     /// `serve` keeps its job database in the XDG state folder: `$XDG_STATE_HOME/swiftdiffusion/jobs.sqlite`,
     /// else (no or a relative XDG_STATE_HOME) `$HOME/.local/state/swiftdiffusion/jobs.sqlite`; never the
     /// working directory. The folders are created as needed.

@@ -267,9 +267,9 @@ final class PostgresJobStoreTests: XCTestCase {
         XCTAssertEqual(starved.job?.id, late.id)
     }
 
-    /// Delay scheduling: a young job whose LoRA an idle replica holds is left to that replica; once the holder is busy
-    /// (it owns a running job), or the job is older than the locality wait, another replica takes it.
-    func testAYoungJobIsLeftToTheIdleReplicaHoldingItsAdapters() async throws {
+    /// Delay scheduling: a young job whose LoRA another replica holds is left to that replica, idle or busy, for the
+    /// locality wait (the claim says when to look again); past it, or with a locality wait of 0, anyone takes it.
+    func testAYoungJobIsLeftToTheReplicaHoldingItsAdapters() async throws {
         let url = try await freshURL()
         let a = try await PostgresTestDatabase.store(url, replica: "a")
         let b = try await PostgresTestDatabase.store(url, replica: "b")
@@ -280,27 +280,68 @@ final class PostgresJobStoreTests: XCTestCase {
         try await b.insert(withX)
         let passed = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
         XCTAssertNil(passed.job, "b leaves the job to idle a, which holds its LoRA")
+        let retry = try XCTUnwrap(passed.retryAfter)
+        XCTAssertGreaterThan(retry, 0)
+        XCTAssertLessThanOrEqual(retry, Placement.defaultLocalityWait)
         let taken = try await a.claim(holdings: holdsX, maximumWait: 30, maximumAttempts: 3)
         XCTAssertEqual(taken.job?.id, withX.id)
         XCTAssertEqual(taken.missing, 0)
-        // a is busy now: b takes the next job with x at once.
+        XCTAssertNil(taken.retryAfter)
+        // a is busy now: b still leaves the next job with x to it, unless delay scheduling is off.
         let again = job("x again", loras: ["x"])
         try await b.insert(again)
         let busyHolder = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
-        XCTAssertEqual(busyHolder.job?.id, again.id)
-        // With the holder idle again (its job finished) but the job older than the locality wait, b takes it too.
-        var finished = try XCTUnwrap(taken.job)
-        finished.status = .succeeded
-        finished.finishedAt = Date()
-        let written = try await a.finish(finished, images: [])
-        XCTAssertTrue(written)
+        XCTAssertNil(busyHolder.job, "a busy holder is waited for too")
+        XCTAssertNotNil(busyHolder.retryAfter)
+        let noDelay = try await b.claim(
+            holdings: plain, maximumWait: 30, maximumAttempts: 3, placement: PlacementSettings(localityWait: 0))
+        XCTAssertEqual(noDelay.job?.id, again.id)
+        // A job nobody holds better is taken at once.
+        let plainJob = job("no lora")
+        try await b.insert(plainJob)
+        let unheld = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
+        XCTAssertEqual(unheld.job?.id, plainJob.id)
+        // Past the locality wait anyone takes a job its holder would fit better.
         let late = job("x late", loras: ["x"])
         try await b.insert(late)
         let young = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
-        XCTAssertNil(young.job, "a is idle again and holds x")
-        try await Task.sleep(for: .seconds(PostgresJobStore.localityWait + 0.1))
+        XCTAssertNil(young.job, "a holds x")
+        try await Task.sleep(for: .seconds(try XCTUnwrap(young.retryAfter) + 0.05))
         let old = try await b.claim(holdings: plain, maximumWait: 30, maximumAttempts: 3)
         XCTAssertEqual(old.job?.id, late.id, "past the locality wait anyone takes it")
+    }
+
+    /// The random baseline: each queued job belongs to the replica its identifier hashes to, whatever the replicas
+    /// hold; the other replica takes it only once it waited the maximum wait.
+    func testRandomPlacementGivesEachJobToItsHashedReplica() async throws {
+        let url = try await freshURL()
+        let a = try await PostgresTestDatabase.store(url, replica: "a")
+        let b = try await PostgresTestDatabase.store(url, replica: "b")
+        let random = PlacementSettings(policy: .random)
+        let holdsX = ReplicaHoldings(models: ["sd1"], adapters: ["lora:x"])
+        _ = try await a.advertise(holdsX, stats: ReplicaStats())
+        _ = try await b.advertise(ReplicaHoldings(), stats: ReplicaStats())
+        let jobs = (0..<8).map { job("random \($0)", loras: ["x"]) }
+        for record in jobs { try await a.insert(record) }
+        let homes = jobs.map { Placement.ranks(of: $0.id, replicas: ["a", "b"])[0] == 0 ? "a" : "b" }
+        XCTAssertTrue(homes.contains("a") && homes.contains("b"), "eight jobs hash to both replicas (\(homes))")
+        var taken: [String: [String]] = [:]
+        for (name, store, holdings) in [("a", a, holdsX), ("b", b, ReplicaHoldings())] {
+            while let claimed = try await store.claim(holdings: holdings, maximumWait: 30, maximumAttempts: 3, placement: random).job {
+                taken[name, default: []].append(claimed.id)
+            }
+        }
+        XCTAssertEqual(Set(taken["a"] ?? []), Set(zip(jobs, homes).filter { $0.1 == "a" }.map(\.0.id)))
+        XCTAssertEqual(Set(taken["b"] ?? []), Set(zip(jobs, homes).filter { $0.1 == "b" }.map(\.0.id)))
+        // A job of b's that waited the maximum wait goes to a.
+        var late = job("b's late")
+        while Placement.ranks(of: late.id, replicas: ["a", "b"])[1] != 0 { late = job("b's late") }
+        try await a.insert(late)
+        let notMine = try await a.claim(holdings: holdsX, maximumWait: 30, maximumAttempts: 3, placement: random)
+        XCTAssertNil(notMine.job)
+        try await Task.sleep(for: .milliseconds(50))
+        let starved = try await a.claim(holdings: holdsX, maximumWait: 0.02, maximumAttempts: 3, placement: random)
+        XCTAssertEqual(starved.job?.id, late.id)
     }
 
     func testReplicasAdvertiseTheirHoldingsAndCounters() async throws {

@@ -26,15 +26,21 @@ final class PlacementSimulationTests: XCTestCase {
     }
 
     /// Delay scheduling (`Placement.leaves`, the store's claims): a replica leaves a job to an idle replica that fits it
-    /// strictly better (more of its adapters held, or its model held), never to an equal or worse one.
-    func testAReplicaLeavesAJobOnlyToABetterIdleReplica() {
-        let mine = Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 0)
-        XCTAssertTrue(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: true, adaptersHeld: 1, homeRank: 1)]))
-        XCTAssertFalse(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 0)]))
+    /// strictly better (more of its adapters held, its model held, or the model's better home), never to an equal or
+    /// worse one; to a busy one only when it holds strictly more of the job (not for a better home alone).
+    func testAReplicaLeavesAJobOnlyToABetterReplica() {
+        let mine = Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 1)
+        let moreAdapters = Placement.Score(modelHeld: true, adaptersHeld: 1, homeRank: 1)
+        let betterHome = Placement.Score(modelHeld: true, adaptersHeld: 0, homeRank: 0)
+        XCTAssertTrue(Placement.leaves(mine, toIdle: [moreAdapters]))
+        XCTAssertTrue(Placement.leaves(mine, toIdle: [], busy: [moreAdapters]))
+        XCTAssertTrue(Placement.leaves(mine, toIdle: [betterHome]))
+        XCTAssertFalse(Placement.leaves(mine, toIdle: [], busy: [betterHome]), "a busy home that holds no more is not waited for")
+        XCTAssertFalse(Placement.leaves(mine, toIdle: [mine], busy: [mine]))
         XCTAssertFalse(Placement.leaves(mine, toIdle: [Placement.Score(modelHeld: false, adaptersHeld: 3, homeRank: 0)]))
         XCTAssertFalse(Placement.leaves(mine, toIdle: []))
         let holdsLess = Placement.Score(modelHeld: false, adaptersHeld: 0, homeRank: 0)
-        XCTAssertTrue(Placement.leaves(holdsLess, toIdle: [mine]))
+        XCTAssertTrue(Placement.leaves(holdsLess, toIdle: [], busy: [mine]))
     }
 
     func testOneReplicaByHand() {
@@ -85,9 +91,35 @@ final class PlacementSimulationTests: XCTestCase {
             jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
         XCTAssertEqual(affinity.adapterLoads, 2)
         XCTAssertEqual(affinity.baseModelLoads, 2)
-        XCTAssertEqual(affinity.latencies, [12, 12, 1, 1], "both ran where their LoRA was held")
+        // The b-job at 0 waits the locality wait (1 s) for the busy home, which holds m from its start, then runs on
+        // the empty replica.
+        XCTAssertEqual(affinity.latencies, [12, 13, 1, 1], "both later jobs ran where their LoRA was held")
         let home = Placement.ranks(of: "m", replicas: ["replica-0", "replica-1"]).firstIndex(of: 0)!
         XCTAssertEqual(affinity.placements, [home, 1 - home, 1 - home, home])
+    }
+
+    /// Delay scheduling waits for a busy replica that holds a young job's model and LoRA, for at most the locality
+    /// wait; with a locality wait of 0 the idle replica takes the job and loads both.
+    func testAYoungJobWaitsForTheBusyReplicaHoldingItsLoRA() {
+        let home = Placement.ranks(of: "m", replicas: ["replica-0", "replica-1"]).firstIndex(of: 0)!
+        // j0 warms m's home with m and a (10 + 1 + 1 s); j1 runs there 30..31; j2 arrives at 30.5 while the home is
+        // busy: the empty replica leaves it until 31.5, the home frees at 31 and runs it 31..32.
+        let jobs = [job(0, "a"), job(30, "a"), job(30.5, "a")]
+        let simulation = PlacementSimulation(stages: stages)
+        let delayed = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity))
+        XCTAssertEqual(delayed.placements, [home, home, home])
+        XCTAssertEqual(delayed.latencies, [12, 1, 1.5])
+        XCTAssertEqual(delayed.adapterLoads, 1)
+        XCTAssertEqual(delayed.baseModelLoads, 1)
+        let eager = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity, localityWait: 0))
+        XCTAssertEqual(eager.placements, [home, home, 1 - home])
+        XCTAssertEqual(eager.latencies, [12, 1, 12])
+        XCTAssertEqual(eager.adapterLoads, 2)
+        XCTAssertEqual(eager.baseModelLoads, 2)
+        // A locality wait shorter than the busy job's remainder: the job waits 0.25 s, then the empty replica takes it.
+        let short = simulation.run(jobs, options: .init(replicas: 2, cacheBytes: 2, policy: .affinity, localityWait: 0.25))
+        XCTAssertEqual(short.placements, [home, home, 1 - home])
+        XCTAssertEqual(short.latencies, [12, 1, 12.25])
     }
 
     func testRendezvousHomesPartitionBaseModelsAcrossReplicas() {

@@ -3,7 +3,7 @@
 Standard library only; needs a PostgreSQL the replicas can share.
 
     python3 tools/bench/validate_planner.py --store postgres://USER:PASSWORD@127.0.0.1:5432/DB --replicas 2
-    python3 tools/bench/validate_planner.py --store ... --replicas 3 --loras 24 --lora-cache-mb 4 --placement affinity,fifo
+    python3 tools/bench/validate_planner.py --store ... --replicas 3 --loras 12 --lora-cache-mb 4 --placement affinity,random,fifo
 
 1. Stage times: a fresh `serve` (SQLite in a temporary folder, SWIFTDIFFUSION_THREADS = --threads) measured by
    tools/bench/stage_times.py at the run's size and steps, while --replicas - 1 other such servers run plain jobs back
@@ -18,11 +18,12 @@ Standard library only; needs a PostgreSQL the replicas can share.
 4. Prints measured and simulated p50/p95 (submission to completion: the server's queue + total seconds) and the ratio
    simulated / measured p50; exits 1 when it is off by more than --tolerance (default 20 %).
 With --loras N the replicas serve N LoRA files (copies of the embedded model's two, under names of their own) and keep
-at most --lora-cache-mb of them each, so placement decides how often LoRAs load; with --placement affinity,fifo the
-measured run is repeated per claim rule, each against the same trace, and the adapter loads (the replicas'
-`swiftdiffusion_adapter_cache_total{result="miss"}`) and p95 are compared. fifo is the same claim with `serve
---max-wait 0`: every queued job is due at once, so a free replica takes the oldest (no affinity); the simulation of
-each uses the same maximum wait.
+at most --lora-cache-mb of them each, so placement decides how often LoRAs load; with --placement affinity,random,fifo
+the measured run is repeated per claim rule, each against the same trace, and the adapter loads (the replicas'
+`swiftdiffusion_adapter_cache_total{result="miss"}`) and p95 of each are compared with affinity's. random is `serve
+--placement random` (each job to the replica its id hashes to: a load balancer spreading requests at random); fifo is
+the affinity claim with `serve --max-wait 0`: every queued job is due at once, so a free replica takes the oldest (no
+affinity). Each is simulated with the simulator's policy of the same name (fifo: affinity with a maximum wait of 0).
 """
 import argparse
 import json
@@ -122,7 +123,8 @@ def main():
     parser.add_argument("--loras", type=int, default=0, help="LoRA files the replicas serve (0: the embedded model's two)")
     parser.add_argument("--lora-cache-mb", type=int, help="each replica's LoRA cache (serve --lora-cache-mb)")
     parser.add_argument("--placement", default="affinity",
-                        help="claim rules to measure, comma-separated: affinity (serve's default), fifo (serve --max-wait 0)")
+                        help="claim rules to measure, comma-separated: affinity (serve's default), random (serve --placement "
+                             "random), fifo (serve --max-wait 0)")
     args = parser.parse_args()
     if not 1 <= args.replicas <= 8:
         raise SystemExit("--replicas must be between 1 and 8")
@@ -131,8 +133,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     logs = open(os.path.join(work, "servers.log"), "w")
     policies = [p.strip() for p in args.placement.split(",") if p.strip()]
-    if not policies or any(p not in ("affinity", "fifo") for p in policies):
-        raise SystemExit("--placement takes affinity and/or fifo")
+    if not policies or any(p not in ("affinity", "random", "fifo") for p in policies):
+        raise SystemExit("--placement takes affinity, random and/or fifo")
     extra = []
     if args.loras > 0:
         models = os.path.join(work, "models")
@@ -195,11 +197,13 @@ def main():
     outcome = {}
     for policy in policies:
         outcome[policy] = measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_path, cache_bytes)
-    if len(outcome) == 2:
-        a, f = outcome["affinity"], outcome["fifo"]
-        print(f"measured affinity vs fifo: adapter loads {a['loads']} vs {f['loads']} "
-              f"({100 * (a['loads'] / max(f['loads'], 1) - 1):+.1f} %), p95 {a['p95']:.3f} vs {f['p95']:.3f} s "
-              f"({a['p95'] / f['p95']:.2f}x)")
+    if "affinity" in outcome:
+        a = outcome["affinity"]
+        for other in (p for p in policies if p != "affinity"):
+            f = outcome[other]
+            print(f"measured affinity vs {other}: adapter loads {a['loads']} vs {f['loads']} "
+                  f"({100 * (a['loads'] / max(f['loads'], 1) - 1):+.1f} %), p95 {a['p95']:.3f} vs {f['p95']:.3f} s "
+                  f"({a['p95'] / f['p95']:.2f}x)")
     print(f"files: {work}")
     ratio = outcome[policies[0]]["ratio"]
     sys.exit(0 if abs(ratio - 1) <= args.tolerance else 1)
@@ -218,7 +222,8 @@ def scrape_misses(url):
 
 def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_path, cache_bytes):
     # fifo: a maximum wait of 0 makes every queued job due, so the claim takes the oldest (the same rule, no affinity).
-    max_wait = 30 if policy == "affinity" else 0
+    max_wait = 0 if policy == "fifo" else 30
+    claim = ["--placement", "random"] if policy == "random" else []
     schema = f"planner_{policy}_{int(time.time())}"
     store = args.store + ("&" if "?" in args.store else "?") + "schema=" + schema
     replicas = []
@@ -226,7 +231,7 @@ def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_pat
     try:
         for _ in range(args.replicas):
             replicas.append(start_server(binary, args.threads, ["--store", store, "--queue-capacity", "1024", "--lora-deadline", "0",
-                                                                "--max-wait", str(max_wait)] + extra, logs))
+                                                                "--max-wait", str(max_wait)] + claim + extra, logs))
         trace_out = os.path.join(work, f"trace-measured-{policy}.jsonl")
         started = time.time()
         subprocess.run([binary, "trace", "replay", "--url", replicas[0][1], "--trace", trace_in, "--speed", f"{speed:.6f}",
@@ -248,9 +253,9 @@ def measure(args, binary, work, logs, extra, policy, trace_in, speed, stages_pat
     with open(simulated_in, "w") as handle:
         for r in done:
             handle.write(json.dumps(dict(r, base_model="default", instance="replica")) + "\n")
-    simulated_policy = "affinity"
+    simulated_policy = "random" if policy == "random" else "affinity"
     output = subprocess.run([binary, "trace", "simulate", "--trace", simulated_in, "--replicas", str(args.replicas),
-                             "--cache-bytes", str(cache_bytes), "--placement", "affinity", "--max-wait", str(max_wait),
+                             "--cache-bytes", str(cache_bytes), "--placement", simulated_policy, "--max-wait", str(max_wait),
                              "--stage-times", stages_path],
                             check=True, capture_output=True, text=True).stdout
     print(output.rstrip())

@@ -51,6 +51,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-wait"), help: "Seconds a queued job may be passed over for jobs of the adapters in memory (config key: queue.max_wait; default 30).")
     var maxWait: Double?
 
+    @Option(
+        help: """
+            With --store postgres://: how replicas pick queued jobs: affinity (what each replica holds; docs/scale-out.md) \
+            or random (each job to the replica its id hashes to: the baseline) (config key: queue.placement; default affinity).
+            """)
+    var placement: PlacementSettings.Policy?
+
+    @Option(name: .customLong("locality-wait"), help: "With --store postgres:// and affinity placement: seconds a young job is left to a replica that holds more of it, busy or idle (config key: queue.locality_wait; default 1; 0: never).")
+    var localityWait: Double?
+
     @Option(name: .customLong("token"), help: "A bearer token clients must send (repeatable; config key: tokens, comma-separated).")
     var tokens: [String] = []
 
@@ -156,6 +166,16 @@ struct ServeCommand: AsyncParsableCommand {
         if let taesd = settings.string(forKey: "taesd") { engineConfiguration.taesdFolder = try InputPath.existing(taesd).path }
         engineConfiguration.maximumGroupingWait = settings.double(forKey: "queue.max_wait", default: engineConfiguration.maximumGroupingWait)
         guard engineConfiguration.maximumGroupingWait >= 0 else { throw CLIError("invalid settings: queue.max_wait must be >= 0") }
+        let placementName = settings.string(forKey: "queue.placement", default: engineConfiguration.placement.policy.rawValue)
+        guard let placementPolicy = PlacementSettings.Policy(rawValue: placementName) else {
+            throw CLIError("invalid settings: queue.placement must be affinity or random, not '\(placementName)'")
+        }
+        engineConfiguration.placement.policy = placementPolicy
+        engineConfiguration.placement.localityWait = settings.double(
+            forKey: "queue.locality_wait", default: engineConfiguration.placement.localityWait)
+        guard engineConfiguration.placement.localityWait >= 0, engineConfiguration.placement.localityWait.isFinite else {
+            throw CLIError("invalid settings: queue.locality_wait must be >= 0")
+        }
         guard engineConfiguration.queueCapacity >= 1, (0...1).contains(engineConfiguration.loraDeadlineFraction),
             ["merged", "runtime"].contains(engineConfiguration.loraMode)
         else { throw CLIError("invalid settings: queue.capacity >= 1, lora.deadline in [0, 1], lora.mode merged|runtime") }
@@ -228,6 +248,8 @@ struct ServeCommand: AsyncParsableCommand {
         set("store", store.map { .string($0) })
         set("store.lease_seconds", leaseSeconds.map { .double($0) })
         set("queue.max_wait", maxWait.map { .double($0) })
+        set("queue.placement", placement.map { .string($0.rawValue) })
+        set("queue.locality_wait", localityWait.map { .double($0) })
         set("tokens", tokens.isEmpty ? nil : .string(tokens.joined(separator: ",")))
         set("queue.capacity", queueCapacity.map { .int($0) })
         set("lora.deadline", loraDeadline.map { .double($0) })
@@ -266,3 +288,5 @@ struct ServeCommand: AsyncParsableCommand {
         return ConfigReader(providers: providers)
     }
 }
+
+extension PlacementSettings.Policy: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Serving
 import Traces
 
 /// `swiftdiffusion trace simulate`: the capacity planner (docs/scale-out.md).
@@ -24,12 +25,15 @@ struct TraceSimulateCommand: ParsableCommand {
     )
     var utilization: Double?
     @Option(help: "Affinity: seconds a job may be passed over before it runs next.") var maxWait = 30.0
+    @Option(help: "Affinity: seconds a young job is left to a replica that holds more of it, busy or idle (serve --locality-wait).")
+    var localityWait = Placement.defaultLocalityWait
     @Option(help: "Seed of random placement.") var seed: UInt64 = 1
 
     func run() throws {
         guard (1...100_000).contains(replicas) else { throw CLIError("--replicas must be between 1 and 100000") }
         guard cacheBytes >= 0 else { throw CLIError("--cache-bytes must be >= 0") }
         guard maxWait >= 0, maxWait.isFinite else { throw CLIError("--max-wait must be >= 0") }
+        guard localityWait >= 0, localityWait.isFinite else { throw CLIError("--locality-wait must be >= 0") }
         if let utilization {
             guard utilization > 0, utilization <= 10 else { throw CLIError("--utilization must be in (0, 10]") }
         }
@@ -49,7 +53,7 @@ struct TraceSimulateCommand: ParsableCommand {
             var jobs = records.map { PlacementSimulation.Job($0, referencePixels: stages.referencePixels) }
             if let utilization { jobs = simulation.scaled(jobs, utilization: utilization, replicas: replicas) }
             print(
-                "trace \(trace): \(jobs.count) jobs; \(replicas) replicas; cache \(cacheBytes) bytes each; max wait \(maxWait) s")
+                "trace \(trace): \(jobs.count) jobs; \(replicas) replicas; cache \(cacheBytes) bytes each; max wait \(maxWait) s; locality wait \(localityWait) s")
             print("stage times: \(stageTimes ?? "measured default (docs/scale-out/stage-times-embedded.json)")")
             print("policy        throughput/s    p50 s    p95 s    p99 s  adapter_loads  base_loads  hit_rate")
             var results: [PlacementSimulation.Result] = []
@@ -57,7 +61,8 @@ struct TraceSimulateCommand: ParsableCommand {
                 let result = simulation.run(
                     jobs,
                     options: PlacementSimulation.Options(
-                        replicas: replicas, cacheBytes: cacheBytes, policy: policy, maximumWait: maxWait, seed: seed))
+                        replicas: replicas, cacheBytes: cacheBytes, policy: policy, maximumWait: maxWait, seed: seed,
+                        localityWait: localityWait))
                 results.append(result)
                 print(
                     policy.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)
