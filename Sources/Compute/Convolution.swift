@@ -28,16 +28,25 @@ public func pytorchKernel(_ kernel: Tensor) -> Tensor {
 
 /// Convolution of `x` `[N, H, W, Cin]` with `weight` `[Cout, KH, KW, Cin]` (see `channelsLastKernel`)
 /// plus an optional bias `[Cout]`. Returns `[N, OH, OW, Cout]`.
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none) -> Tensor {
-    conv2d(x, weight: .fp32(weight), bias: bias, stride: stride, padding: padding)
+public func conv2d(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none, upsample: Int = 1
+) -> Tensor {
+    conv2d(x, weight: .fp32(weight), bias: bias, stride: stride, padding: padding, upsample: upsample)
 }
 
 /// `conv2d` with an fp32 or bf16 kernel (`LayerWeight`): the bf16 kernel multiplies bf16-rounded im2col panels
 /// with fp32 accumulation.
-public func conv2d(_ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none) -> Tensor {
+///
+/// `upsample` > 1 convolves the nearest-neighbour upsampling of `x` by that factor (`upsampleNearest`) without
+/// making it: the im2col panels read each upsampled pixel from its source pixel. The result is the same; the
+/// upsampled tensor (4x the input for a factor of 2, the largest activation of a VAE decoder) is never allocated.
+public func conv2d(
+    _ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none, upsample: Int = 1
+) -> Tensor {
     let kernelShape = layerWeight.shape
     precondition(x.rank == 4 && kernelShape.count == 4, "conv2d needs NHWC input and [O, KH, KW, I] kernel, got \(x.shape), \(kernelShape)")
-    let (batch, height, width, inChannels) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    precondition(upsample >= 1, "upsample factor must be positive")
+    let (batch, height, width, inChannels) = (x.shape[0], x.shape[1] * upsample, x.shape[2] * upsample, x.shape[3])
     let (outChannels, kernelHeight, kernelWidth) = (kernelShape[0], kernelShape[1], kernelShape[2])
     precondition(kernelShape[3] == inChannels, "conv2d kernel expects \(kernelShape[3]) input channels, input has \(inChannels)")
     precondition(stride >= 1, "stride must be positive")
@@ -55,7 +64,7 @@ public func conv2d(_ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, 
         beta = 1
     }
 
-    if kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == .none {
+    if kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == .none && upsample == 1 {
         layerWeight.multiply(m: rows, a: src, lda: inChannels, beta: beta, c: dst, ldc: outChannels)
         return out
     }
@@ -70,7 +79,7 @@ public func conv2d(_ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, 
     let panels = (rows + panelRows - 1) / panelRows
     let geometry = ConvGeometry(
         height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
-        kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding)
+        kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding, upsample: upsample)
     pool.parallelFor(panels) { panel in
         let first = panel * panelRows
         let count = min(panelRows, rows - first)
@@ -82,19 +91,23 @@ public func conv2d(_ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, 
 }
 
 struct ConvGeometry {
+    /// The input's size as the convolution sees it (after the virtual upsampling).
     let height: Int, width: Int, inChannels: Int, outHeight: Int, outWidth: Int
     let kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Padding2D
+    /// Nearest-neighbour upsampling factor of the source (1: none): input pixel (y, x) is source pixel (y / f, x / f).
+    var upsample = 1
 
     /// Writes the receptive fields of output positions `rows` (flattened n, oy, ox) as rows of `columns`.
     @inline(__always)
     func im2col(_ source: UnsafePointer<Float>, rows: Range<Int>, into columns: UnsafeMutablePointer<Float>) {
         let depth = kernelHeight * kernelWidth * inChannels
         let perImage = outHeight * outWidth
+        let sourceWidth = width / upsample
         for row in rows {
             let (n, position) = row.quotientAndRemainder(dividingBy: perImage)
             let (oy, ox) = position.quotientAndRemainder(dividingBy: outWidth)
             var target = columns + (row - rows.lowerBound) * depth
-            let image = source + n * height * width * inChannels
+            let image = source + n * (height / upsample) * sourceWidth * inChannels
             for kh in 0..<kernelHeight {
                 let iy = oy * stride + kh - padding.top
                 if iy < 0 || iy >= height {
@@ -103,18 +116,19 @@ struct ConvGeometry {
                     continue
                 }
                 let x0 = ox * stride - padding.left
-                if x0 >= 0 && x0 + kernelWidth <= width {
+                if upsample == 1 && x0 >= 0 && x0 + kernelWidth <= width {
                     // The whole kernel row is inside the image: one contiguous copy.
                     target.update(from: image + (iy * width + x0) * inChannels, count: kernelWidth * inChannels)
                     target += kernelWidth * inChannels
                     continue
                 }
+                let sourceRow = image + (iy / upsample) * sourceWidth * inChannels
                 for kw in 0..<kernelWidth {
                     let ix = x0 + kw
                     if ix < 0 || ix >= width {
                         target.update(repeating: 0, count: inChannels)
                     } else {
-                        target.update(from: image + (iy * width + ix) * inChannels, count: inChannels)
+                        target.update(from: sourceRow + (ix / upsample) * inChannels, count: inChannels)
                     }
                     target += inChannels
                 }

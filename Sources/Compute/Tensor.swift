@@ -39,17 +39,40 @@ public final class TensorStorage: @unchecked Sendable {
 /// A denoising step allocates and frees the same activation sizes thousands of times; fresh multi-MiB
 /// allocations come from `mmap` and pay a page fault per 4 KiB on first touch, which made large GEMMs
 /// run at half speed. Buffers of 64 KiB and more are rounded up to a size class (at most 25% slack) and
-/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 2048) in total.
+/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 512) in total.
+///
+/// Parked buffers count in the resident set. Two rules keep them from raising the peak where they are not reused:
+/// - a miss of `evictingMissBytes` or more (the VAE decoder's full-resolution activations, not a UNet step's at
+///   512x512) first gives back parked buffers, oldest first, of at least its own size: large sizes come from
+///   one-pass stages, whose parked sizes do not come back, and each such allocation would otherwise add its whole
+///   size to the peak;
+/// - `TensorBufferCache.trim()` before a VAE decode gives back what the denoising steps parked.
+/// The limit trades speed for memory. An SD 1.5 image at 512x512 in bf16 (two guidance branches side by side) took
+/// about as long with 512 MiB as with 1024 (128.8 s against 127.5 s) and the former 2048, and peaked 400 MiB lower
+/// than with 1024 (docs/benchmarks.md).
 enum BufferCache {
     private struct State {
         var free: [Int: [UInt]] = [:]  // size class -> addresses
+        var parked: [(size: Int, address: UInt)] = []  // oldest first
         var cachedBytes = 0
+
+        mutating func unpark(size: Int, address: UInt) {
+            if var list = free[size], let index = list.lastIndex(of: address) {
+                list.remove(at: index)
+                free[size] = list.isEmpty ? nil : list
+            }
+            if let index = parked.lastIndex(where: { $0.address == address }) { parked.remove(at: index) }
+            cachedBytes -= size
+        }
     }
+    /// A miss of at least this size first gives back parked buffers, oldest first, of as many bytes (see the type's
+    /// comment).
+    static let evictingMissBytes = 96 << 20
 
     private static let state = Mutex(State())
     private static let minimumCachedBytes = 64 << 10
     private static let limitBytes: Int = {
-        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 2048
+        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 512
         return max(0, megabytes) << 20
     }()
 
@@ -61,22 +84,73 @@ enum BufferCache {
         return ((bytes + quarter - 1) / quarter) * quarter
     }
 
+    static var parkedBytes: Int { state.withLock { $0.cachedBytes } }
+
     static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         let size = sizeClass(bytes)
         if size >= minimumCachedBytes {
-            let reused = state.withLock { state -> UInt? in
-                guard var list = state.free[size], let address = list.popLast() else { return nil }
-                state.free[size] = list
-                state.cachedBytes -= size
-                return address
+            let (reused, released) = state.withLock { state -> (UInt?, [(size: Int, address: UInt)]) in
+                if let address = state.free[size]?.last {
+                    state.unpark(size: size, address: address)
+                    return (address, [])
+                }
+                guard size >= evictingMissBytes else { return (nil, []) }
+                var released: [(size: Int, address: UInt)] = []
+                var bytes = 0
+                while bytes < size, let oldest = state.parked.first {
+                    state.unpark(size: oldest.size, address: oldest.address)
+                    released.append(oldest)
+                    bytes += oldest.size
+                }
+                return (nil, released)
             }
+            for buffer in released { deallocate(UnsafeMutableRawPointer(bitPattern: buffer.address)!, size: buffer.size) }
             if let reused, let pointer = UnsafeMutableRawPointer(bitPattern: reused) { return pointer }
         }
+        if size >= hugePageThreshold, let mapped = mapHugePages(size) { return mapped }
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, size) == 0, let raw else {
             fatalError("out of memory allocating \(size) bytes for a tensor")
         }
         return raw
+    }
+
+    /// Buffers of this size and more are mapped on their own, 2 MiB aligned, and marked for transparent huge pages
+    /// (`MADV_HUGEPAGE`; the kernel's `transparent_hugepage/enabled` is commonly `madvise`): first touch then faults
+    /// once per 2 MiB instead of once per 4 KiB, which makes the allocations the cache does not serve cheaper, and
+    /// freeing one gives its memory back at once. (Mapping smaller buffers the same way, without huge pages, made
+    /// an SD 1.5 image 6 % slower than leaving them to glibc's heap.)
+    static let hugePageThreshold = 4 << 20
+    private static let hugePage = 2 << 20
+
+    private static func mapHugePages(_ size: Int) -> UnsafeMutableRawPointer? {
+        #if os(Linux)
+            let length = size + hugePage
+            let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let mapped, mapped != MAP_FAILED else { return nil }
+            let address = UInt(bitPattern: mapped)
+            let aligned = (address + UInt(hugePage - 1)) & ~UInt(hugePage - 1)
+            let lead = Int(aligned - address)
+            if lead > 0 { munmap(mapped, lead) }
+            let tail = length - lead - size
+            if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + UInt(size)), tail) }
+            let pointer = UnsafeMutableRawPointer(bitPattern: aligned)!
+            _ = madvise(pointer, size, MADV_HUGEPAGE)
+            return pointer
+        #else
+            return nil
+        #endif
+    }
+
+    /// Returns a buffer `allocate` made (of size class `size`) to the system.
+    private static func deallocate(_ pointer: UnsafeMutableRawPointer, size: Int) {
+        #if os(Linux)
+            if size >= hugePageThreshold {
+                munmap(pointer, size)
+                return
+            }
+        #endif
+        free(pointer)
     }
 
     static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
@@ -85,21 +159,22 @@ enum BufferCache {
             let kept = state.withLock { state -> Bool in
                 guard state.cachedBytes + size <= limitBytes else { return false }
                 state.free[size, default: []].append(UInt(bitPattern: pointer))
+                state.parked.append((size, UInt(bitPattern: pointer)))
                 state.cachedBytes += size
                 return true
             }
             if kept { return }
         }
-        free(pointer)
+        deallocate(pointer, size: size)
     }
 
     /// Frees every parked buffer (after a large model is unloaded, for example).
     static func trim() {
-        let addresses = state.withLock { state -> [UInt] in
-            defer { state.free = [:]; state.cachedBytes = 0 }
-            return state.free.values.flatMap { $0 }
+        let parked = state.withLock { state -> [(size: Int, address: UInt)] in
+            defer { state = State() }
+            return state.parked
         }
-        addresses.forEach { free(UnsafeMutableRawPointer(bitPattern: $0)) }
+        for (size, address) in parked { deallocate(UnsafeMutableRawPointer(bitPattern: address)!, size: size) }
     }
 }
 
@@ -108,6 +183,8 @@ public enum TensorBufferCache {
     /// Returns every parked buffer to the system: after a bf16 model is built, the fp32 weights it rounded from
     /// would otherwise stay parked (up to the cache's limit) and count in the resident set.
     public static func trim() { BufferCache.trim() }
+    /// Bytes of freed buffers parked for reuse now.
+    public static var parkedBytes: Int { BufferCache.parkedBytes }
 }
 
 /// A dense, row-major Float32 tensor. Image activations are channels-last (NHWC).

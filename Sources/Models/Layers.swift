@@ -72,10 +72,11 @@ public final class Conv2D: @unchecked Sendable {
     public var kernelSize: Int { storedWeight.shape[1] }
     public var inChannels: Int { storedWeight.shape[3] }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = conv2d(x, weight: storedWeight, bias: bias, stride: stride, padding: padding)
+    /// `upsample` > 1 convolves the nearest-neighbour upsampling of `x` without making it (`conv2d(..., upsample:)`).
+    public func callAsFunction(_ x: Tensor, upsample: Int = 1) -> Tensor {
+        let y = conv2d(x, weight: storedWeight, bias: bias, stride: stride, padding: padding, upsample: upsample)
         for adapter in adapters {
-            let hidden = conv2d(x, weight: adapter.down, bias: nil, stride: stride, padding: padding)
+            let hidden = conv2d(x, weight: adapter.down, bias: nil, stride: stride, padding: padding, upsample: upsample)
             accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
         }
         return y

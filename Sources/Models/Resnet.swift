@@ -67,6 +67,6 @@ public final class Upsample2D: @unchecked Sendable {
         if let size, size.height != x.shape[1] * 2 || size.width != x.shape[2] * 2 {
             return conv(resizeNearest(x, height: size.height, width: size.width))
         }
-        return conv(upsampleNearest(x, factor: 2))
+        return conv(x, upsample: 2)
     }
 }

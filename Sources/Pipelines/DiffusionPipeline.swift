@@ -186,6 +186,9 @@ public final class DiffusionPipeline: @unchecked Sendable {
                 if let tinyDecoder {
                     return RGBImage.images(fromSigned: try tinyDecoder.decode(latents * (1 / tinyDecoder.configuration.scalingFactor)))
                 }
+                // The VAE decoder's activations have sizes of their own (hundreds of MiB at 512x512), so the buffers the
+                // denoising steps parked would only add to its peak: give them back first.
+                TensorBufferCache.trim()
                 return RGBImage.images(fromSigned: try model.vae.decodeScaled(latents))
             }
         }

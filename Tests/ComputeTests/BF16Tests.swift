@@ -8,15 +8,7 @@ import XCTest
 /// about bf16's rounding (2^-9 relative per operand). Runs on every processor: oneDNN computes bf16 products on
 /// processors without bf16 instructions too (emulated); only the user-facing `--precision bf16` is refused there.
 final class BF16Tests: XCTestCase {
-    private func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed
-        return Tensor(shape: shape) { buffer in
-            for i in buffer.indices {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                buffer[i] = Float(state >> 40) / Float(1 << 24) * 2 - 1
-            }
-        }
-    }
+    private func random(_ shape: [Int], seed: UInt64) -> Tensor { seededTensor(shape, seed: seed) }
 
     /// Rounds every element to bf16 (round to nearest even) and back, in Swift, independently of the C shim.
     private func roundedToBF16(_ x: Tensor) -> Tensor {

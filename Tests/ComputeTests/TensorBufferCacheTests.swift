@@ -1,0 +1,44 @@
+import Compute
+import XCTest
+
+/// The cache of freed tensor buffers (`TensorBufferCache`): freed buffers are parked and reused by the same size
+/// class; a large miss gives parked buffers back before it allocates, so parking never adds a large buffer's worth
+/// to the peak; `trim` gives everything back. Buffers from the cache hold what is written to them (mapped memory).
+final class TensorBufferCacheTests: XCTestCase {
+    private func tensor(megabytes: Int, fill: Float) -> Tensor {
+        Tensor(shape: [megabytes << 18]) { buffer in buffer.update(repeating: fill) }
+    }
+
+    func testBuffersAreReusedAndALargeMissGivesParkedOnesBack() {
+        TensorBufferCache.trim()
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
+        do {
+            let small = tensor(megabytes: 8, fill: 1)
+            XCTAssertEqual(small.scalars.reduce(0, +), Float(8 << 18))
+        }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 8 << 20, "a freed 8 MiB buffer is parked")
+        do {
+            let again = tensor(megabytes: 8, fill: 2)
+            XCTAssertEqual(TensorBufferCache.parkedBytes, 0, "the same size reuses it")
+            XCTAssertEqual(again.scalars.reduce(0, +), Float(16 << 18))
+        }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 8 << 20)
+        do {
+            // A miss below the eviction size keeps what is parked.
+            let other = tensor(megabytes: 5, fill: 1)
+            XCTAssertEqual(TensorBufferCache.parkedBytes, 8 << 20)
+            XCTAssertEqual(other.count, 5 << 18)
+        }
+        let parkedBefore = TensorBufferCache.parkedBytes
+        XCTAssertEqual(parkedBefore, (8 << 20) + (5 << 20))
+        do {
+            // A 100 MiB miss gives back at least as many parked bytes, oldest first: here all 13 MiB.
+            let large = tensor(megabytes: 100, fill: 0.5)
+            XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
+            XCTAssertEqual(large.scalars[large.count - 1], 0.5)
+        }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 112 << 20, "parked by its size class (100 MiB rounds up to 112)")
+        TensorBufferCache.trim()
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
+    }
+}
