@@ -23,7 +23,7 @@ final class ReplicaEngineTests: XCTestCase {
     }
 
     private func replicas(
-        _ count: Int, lease: Double = 2, capacity: Int = 64
+        _ count: Int, lease: Double = 2, capacity: Int = 64, localityWait: Double = Placement.defaultLocalityWait
     ) async throws -> (url: String, engines: [GenerationEngine]) {
         let (url, schema) = try await PostgresTestDatabase.freshURL()
         schemas.append(schema)
@@ -31,6 +31,7 @@ final class ReplicaEngineTests: XCTestCase {
         for index in 0..<count {
             var configuration = EngineConfiguration()
             configuration.queueCapacity = capacity
+            configuration.placement.localityWait = localityWait
             let store = try await PostgresTestDatabase.store(url, replica: "replica-\(index)", lease: lease)
             engines.append(ServingFixtures.engine(configuration: configuration, store: store))
         }
@@ -70,7 +71,9 @@ final class ReplicaEngineTests: XCTestCase {
     }
 
     func testProgressEventsReachASubscriberOnAnotherReplica() async throws {
-        let (_, engines) = try await replicas(2)
+        // No delay scheduling: the idle second replica must take the short job at once rather than leave it for up to
+        // the locality wait to the busy first one (which holds the model), or the long job may end before its cancel.
+        let (_, engines) = try await replicas(2, localityWait: 0)
         let busy = engines[0], worker = engines[1]
         let runningBusy = RunningEngine(busy)
         try await runningBusy.waitUntilReady()
