@@ -468,10 +468,7 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
         // Best score first, the oldest among equals.
         scored.sort { (a: Candidate, b: Candidate) -> Bool in a.score != b.score ? b.score < a.score : a.age < b.age }
         for candidate in scored {
-            let rows = try await connection.query(
-                "SELECT record, attempts FROM job WHERE id = \(candidate.id) AND status = 'queued' FOR UPDATE SKIP LOCKED",
-                logger: logger)
-            for try await (record, attempts) in rows.decode((Data, Int).self) {
+            if let (record, attempts) = try await lockQueued(candidate.id, connection) {
                 let job: Claimable = (
                     candidate.id, record, "queued", attempts, candidate.score.modelHeld ? 1 : 0, candidate.score.adaptersHeld,
                     candidate.adapters
@@ -497,13 +494,19 @@ public final class PostgresJobStore: SharedJobStore, Sendable {
             mine.append((id, holdings.models.contains(model) ? 1 : 0, adapters.filter { holdings.adapters.contains($0) }.count, adapters.count))
         }
         for candidate in mine {
-            let rows = try await connection.query(
-                "SELECT record, attempts FROM job WHERE id = \(candidate.id) AND status = 'queued' FOR UPDATE SKIP LOCKED",
-                logger: logger)
-            for try await (record, attempts) in rows.decode((Data, Int).self) {
+            if let (record, attempts) = try await lockQueued(candidate.id, connection) {
                 return (candidate.id, record, "queued", attempts, candidate.modelHeld, candidate.adaptersHeld, candidate.adapters)
             }
         }
+        return nil
+    }
+
+    /// Locks a job that is still queued (`FOR UPDATE SKIP LOCKED`) and returns its record and attempts; nil when another
+    /// replica is claiming it or it is no longer queued.
+    private func lockQueued(_ id: String, _ connection: PostgresConnection) async throws -> (Data, Int)? {
+        let rows = try await connection.query(
+            "SELECT record, attempts FROM job WHERE id = \(id) AND status = 'queued' FOR UPDATE SKIP LOCKED", logger: logger)
+        for try await row in rows.decode((Data, Int).self) { return row }
         return nil
     }
 
