@@ -2,6 +2,9 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 extern const sd_kernel_table sd_baseline_table;
 #if defined(__x86_64__)
@@ -26,4 +29,12 @@ const sd_kernel_table *sd_kernels_current(void) { return atomic_load_explicit(&c
 
 void sd_kernels_set(const sd_kernel_table *table) {
     if (table) atomic_store_explicit(&current, table, memory_order_release);
+}
+
+int sd_heap_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }

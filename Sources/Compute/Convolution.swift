@@ -40,8 +40,12 @@ public func conv2d(
 /// `upsample` > 1 convolves the nearest-neighbour upsampling of `x` by that factor (`upsampleNearest`) without
 /// making it: the im2col panels read each upsampled pixel from its source pixel. The result is the same; the
 /// upsampled tensor (4x the input for a factor of 2, the largest activation of a VAE decoder) is never allocated.
+///
+/// `accumulatingInto` (the output's shape) makes the convolution add its result, bias included, to that tensor and
+/// return it, instead of allocating a new one: a resnet block's second convolution adds itself to the residual.
 public func conv2d(
-    _ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none, upsample: Int = 1
+    _ x: Tensor, weight layerWeight: LayerWeight, bias: Tensor?, stride: Int = 1, padding: Padding2D = .none, upsample: Int = 1,
+    accumulatingInto target: Tensor? = nil
 ) -> Tensor {
     let kernelShape = layerWeight.shape
     precondition(x.rank == 4 && kernelShape.count == 4, "conv2d needs NHWC input and [O, KH, KW, I] kernel, got \(x.shape), \(kernelShape)")
@@ -53,14 +57,20 @@ public func conv2d(
     let outHeight = (height + padding.top + padding.bottom - kernelHeight) / stride + 1
     let outWidth = (width + padding.left + padding.right - kernelWidth) / stride + 1
     precondition(outHeight > 0 && outWidth > 0, "conv2d output would be empty for input \(x.shape)")
-    let out = Tensor(uninitializedShape: [batch, outHeight, outWidth, outChannels])
+    let outShape = [batch, outHeight, outWidth, outChannels]
+    if let target { precondition(target.shape == outShape, "conv2d accumulates into \(target.shape), its output is \(outShape)") }
+    let out = target ?? Tensor(uninitializedShape: outShape)
     let rows = batch * outHeight * outWidth
     let depth = kernelHeight * kernelWidth * inChannels
     let src = x.storage.base, dst = out.storage.base
-    var beta: Float = 0
+    var beta: Float = target == nil ? 0 : 1
     if let bias {
         precondition(bias.count == outChannels, "conv2d bias has \(bias.count) elements, expected \(outChannels)")
-        fillRows(dst, rows: rows, with: bias.storage.base, width: outChannels)
+        if target == nil {
+            fillRows(dst, rows: rows, with: bias.storage.base, width: outChannels)
+        } else {
+            addRows(dst, rows: rows, row: bias.storage.base, width: outChannels)
+        }
         beta = 1
     }
 

@@ -260,6 +260,16 @@ func fillRows(_ destination: UnsafeMutablePointer<Float>, rows: Int, with row: U
     }
 }
 
+/// Adds `row` to each of `rows` rows of `width` floats (a bias added to an accumulating output).
+func addRows(_ destination: UnsafeMutablePointer<Float>, rows: Int, row: UnsafePointer<Float>, width: Int) {
+    ComputePool.current.parallelRanges(rows, minimumChunk: max(1, 16384 / max(width, 1))) { range in
+        for r in range {
+            let line = destination + r * width
+            for c in 0..<width { line[c] += row[c] }
+        }
+    }
+}
+
 extension GEMM {
     /// `c = a x b` for 2-D tensors with OpenBLAS's own threading (`threads` threads) instead of the
     /// engine's pool: the machine's BLAS baseline that benchmarks compare the engine against.

@@ -3,8 +3,11 @@
 
 /// GroupNorm over a channels-last tensor `[N, ..., C]`: statistics per (sample, group of C/groups
 /// channels) over all positions, then the per-channel affine transform, then SiLU when `fusedSiLU`.
+///
+/// `output` (the same shape as `x`, and it may be `x` itself) receives the result instead of a new tensor: a block that
+/// owns its input normalises it in place (`ResnetBlock2D`). The result is bitwise the same either way.
 public func groupNorm(
-    _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float, fusedSiLU: Bool = false
+    _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, epsilon: Float, fusedSiLU: Bool = false, into output: Tensor? = nil
 ) -> Tensor {
     precondition(x.rank >= 2, "groupNorm needs [N, ..., C], got \(x.shape)")
     let batch = x.shape[0]
@@ -12,7 +15,8 @@ public func groupNorm(
     precondition(groups > 0 && channels % groups == 0, "\(channels) channels do not split into \(groups) groups")
     let positions = x.count / max(batch * channels, 1)
     let groupSize = channels / groups
-    let out = Tensor(uninitializedShape: x.shape)
+    if let output { precondition(output.shape == x.shape, "groupNorm output \(output.shape) does not match input \(x.shape)") }
+    let out = output ?? Tensor(uninitializedShape: x.shape)
     let pool = ComputePool.current
     let chunkPositions = max(64, positions / max(1, pool.threadCount * 2))
     let chunks = (positions + chunkPositions - 1) / chunkPositions

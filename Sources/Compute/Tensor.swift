@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import Foundation
+import CKernels
 import Synchronization
 
 /// Contiguous Float32 memory behind a tensor: 64-byte aligned heap memory, or memory another object owns
@@ -12,6 +13,9 @@ public final class TensorStorage: @unchecked Sendable {
     public let count: Int
     @usableFromInline let base: UnsafeMutablePointer<Float>
     private let owner: AnyObject?
+
+    /// True for memory this storage allocated; false for memory another object owns (a mapped file may be read-only).
+    public var ownsMemory: Bool { owner == nil }
 
     /// Allocates `count` uninitialised floats.
     public init(count: Int) {
@@ -39,17 +43,19 @@ public final class TensorStorage: @unchecked Sendable {
 /// A denoising step allocates and frees the same activation sizes thousands of times; fresh multi-MiB
 /// allocations come from `mmap` and pay a page fault per 4 KiB on first touch, which made large GEMMs
 /// run at half speed. Buffers of 64 KiB and more are rounded up to a size class (at most 25% slack) and
-/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 512) in total.
+/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 256) in total.
 ///
-/// Parked buffers count in the resident set. Two rules keep them from raising the peak where they are not reused:
+/// Parked buffers count in the resident set. Three rules keep them from raising the peak where they are not reused:
 /// - a miss of `evictingMissBytes` or more (the VAE decoder's full-resolution activations, not a UNet step's at
 ///   512x512) first gives back parked buffers, oldest first, of at least its own size: large sizes come from
 ///   one-pass stages, whose parked sizes do not come back, and each such allocation would otherwise add its whole
 ///   size to the peak;
-/// - `TensorBufferCache.trim()` before a VAE decode gives back what the denoising steps parked.
-/// The limit trades speed for memory. An SD 1.5 image at 512x512 in bf16 (two guidance branches side by side) took
-/// about as long with 512 MiB as with 1024 (128.8 s against 127.5 s) and the former 2048, and peaked 400 MiB lower
-/// than with 1024 (docs/benchmarks.md).
+/// - `TensorBufferCache.trim()` before a VAE decode, and after a bf16 model is built, gives back what was parked and
+///   what the C heap holds free;
+/// - the limit. It trades speed for memory. On AMD Zen 5 (docs/benchmarks.md) an SD 1.5 image at 512x512 in bf16 took
+///   as long with 128, 256 or 512 MiB and peaked 200 MiB lower with 256 than with 512 (2862 against 3059-3080 MiB);
+///   the fp32 batch-2 UNet step, whose activations are twice the size, is about 5 % faster with 512
+///   (`SWIFTDIFFUSION_BUFFER_CACHE_MB=512`).
 enum BufferCache {
     private struct State {
         var free: [Int: [UInt]] = [:]  // size class -> addresses
@@ -72,7 +78,7 @@ enum BufferCache {
     private static let state = Mutex(State())
     private static let minimumCachedBytes = 64 << 10
     private static let limitBytes: Int = {
-        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 512
+        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 256
         return max(0, megabytes) << 20
     }()
 
@@ -168,13 +174,16 @@ enum BufferCache {
         deallocate(pointer, size: size)
     }
 
-    /// Frees every parked buffer (after a large model is unloaded, for example).
+    /// Frees every parked buffer (after a large model is unloaded, for example), then asks the C heap to give back its
+    /// own free memory (`malloc_trim`): buffers below the huge-page size come from it, and glibc keeps what they
+    /// leave free in its arenas.
     static func trim() {
         let parked = state.withLock { state -> [(size: Int, address: UInt)] in
             defer { state = State() }
             return state.parked
         }
         for (size, address) in parked { deallocate(UnsafeMutableRawPointer(bitPattern: address)!, size: size) }
+        _ = sd_heap_trim()
     }
 }
 
@@ -193,7 +202,7 @@ public enum TensorBufferCache {
 /// the few in-place operations (LoRA patching, accumulation) say so in their names.
 public struct Tensor: @unchecked Sendable {
     public let shape: [Int]
-    public let storage: TensorStorage
+    public private(set) var storage: TensorStorage
 
     /// Number of elements.
     @inlinable public var count: Int { storage.count }
@@ -256,6 +265,16 @@ public struct Tensor: @unchecked Sendable {
         return Tensor(shape: dims, storage: storage)
     }
 
+    /// Rows `range` of the tensor seen as `[rows, last axis]`, without a copy: writes through the view reach this
+    /// tensor. The view never counts as uniquely owned, so no layer overwrites it in place.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        let width = shape.last ?? 1
+        precondition(range.lowerBound >= 0 && range.upperBound * width <= count, "rows \(range) out of range for \(shape)")
+        return Tensor(
+            shape: [range.count, width],
+            storage: TensorStorage(borrowing: storage.base + range.lowerBound * width, count: range.count * width, owner: storage))
+    }
+
     /// Element at a multi-index (slow; for tests and small lookups).
     public subscript(indices: Int...) -> Float {
         precondition(indices.count == rank, "index rank \(indices.count) != tensor rank \(rank)")
@@ -283,6 +302,13 @@ public struct Tensor: @unchecked Sendable {
     /// in-place weight patching.
     public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
+    }
+
+    /// True when this tensor is the only one holding its memory and the memory is its own (not a mapped file): a
+    /// layer given a tensor by `consume` may then overwrite it instead of allocating its result. Any copy still held
+    /// elsewhere (a skip connection, the caller's variable) makes it false.
+    public mutating func isUniquelyOwned() -> Bool {
+        isKnownUniquelyReferenced(&storage) && storage.ownsMemory
     }
 
     /// True when both tensors have the same shape and bit-identical elements.

@@ -122,7 +122,7 @@ public final class VAEDecoder: @unchecked Sendable {
 
     func callAsFunction(_ z: Tensor) -> Tensor {
         var h = midBlock(convIn(z))
-        for block in upBlocks { h = block(h) }
+        for block in upBlocks { h = block(consume h) }
         return convOut(convNormOut(h, fusedSiLU: true))
     }
 }

@@ -73,8 +73,10 @@ public final class Conv2D: @unchecked Sendable {
     public var inChannels: Int { storedWeight.shape[3] }
 
     /// `upsample` > 1 convolves the nearest-neighbour upsampling of `x` without making it (`conv2d(..., upsample:)`).
-    public func callAsFunction(_ x: Tensor, upsample: Int = 1) -> Tensor {
-        let y = conv2d(x, weight: storedWeight, bias: bias, stride: stride, padding: padding, upsample: upsample)
+    /// `accumulatingInto` adds the result to that tensor (the output's shape) and returns it.
+    public func callAsFunction(_ x: Tensor, upsample: Int = 1, accumulatingInto target: Tensor? = nil) -> Tensor {
+        let y = conv2d(
+            x, weight: storedWeight, bias: bias, stride: stride, padding: padding, upsample: upsample, accumulatingInto: target)
         for adapter in adapters {
             let hidden = conv2d(x, weight: adapter.down, bias: nil, stride: stride, padding: padding, upsample: upsample)
             accumulateLinear(into: y, hidden, weight: adapter.up, scale: adapter.scale)
@@ -98,9 +100,10 @@ public struct GroupNorm: Sendable {
     public let weight: Tensor?
     public let bias: Tensor?
 
-    /// Normalises `[N, ..., C]`; `fusedSiLU` applies SiLU in the same pass.
-    public func callAsFunction(_ x: Tensor, fusedSiLU: Bool = false) -> Tensor {
-        groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon, fusedSiLU: fusedSiLU)
+    /// Normalises `[N, ..., C]`; `fusedSiLU` applies SiLU in the same pass. `output` (may be `x`) receives the result.
+    @discardableResult
+    public func callAsFunction(_ x: Tensor, fusedSiLU: Bool = false, into output: Tensor? = nil) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight, bias: bias, epsilon: epsilon, fusedSiLU: fusedSiLU, into: output)
     }
 }
 

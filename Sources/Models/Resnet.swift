@@ -28,16 +28,28 @@ public final class ResnetBlock2D: @unchecked Sendable {
     }
 
     /// `x` is `[N, H, W, C]`; `timeEmbedding` is `[N, T]` (already through the UNet's time MLP).
-    public func callAsFunction(_ x: Tensor, timeEmbedding: Tensor?) -> Tensor {
-        var h = conv1(norm1(x, fusedSiLU: true))
+    ///
+    /// Memory: a caller that gives its input up (`block(consume h, ...)`, or a temporary such as a concatenation) lets the
+    /// block reuse it. With a shortcut convolution the input is normalised in place once the shortcut has read it;
+    /// without one the input is the residual, and the second convolution adds itself into it. The block's own
+    /// intermediates are normalised in place too, so the block allocates only the first convolution's output (and the
+    /// shortcut's). A caller that keeps its input gets the same result, bitwise: the block then copies the residual.
+    public func callAsFunction(_ x: consuming Tensor, timeEmbedding: Tensor?) -> Tensor {
+        var residual: Tensor
+        if let shortcut { residual = shortcut(x) } else { residual = copy x }
+        var h = conv1(Self.normalizedSiLU(norm1, consume x))
         if let timeEmbeddingProjection, let timeEmbedding {
             let t = timeEmbeddingProjection(silu(timeEmbedding))
-            h = h + t.reshaped([t.shape[0], 1, 1, t.shape[1]])
+            h = addPerSampleChannels(consume h, t)
         }
-        h = conv2(norm2(h, fusedSiLU: true))
-        let residual = shortcut.map { $0(x) } ?? x
-        let sum = residual + h
+        if !residual.isUniquelyOwned() { residual = residual.copy() }
+        let sum = conv2(Self.normalizedSiLU(norm2, consume h), accumulatingInto: residual)
         return outputScaleFactor == 1 ? sum : sum * (1 / outputScaleFactor)
+    }
+
+    /// GroupNorm + SiLU of `x`, written over `x` when nothing else holds it.
+    private static func normalizedSiLU(_ norm: GroupNorm, _ x: consuming Tensor) -> Tensor {
+        x.isUniquelyOwned() ? norm(x, fusedSiLU: true, into: x) : norm(x, fusedSiLU: true)
     }
 }
 

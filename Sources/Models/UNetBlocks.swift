@@ -171,10 +171,10 @@ public final class UNetMidBlock2D: @unchecked Sendable {
             ] : []
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = resnets[0](x, timeEmbedding: nil)
+    public func callAsFunction(_ x: consuming Tensor) -> Tensor {
+        var h = resnets[0](consume x, timeEmbedding: nil)
         if let attention = attentions.first { h = attention(h) }
-        return resnets[1](h, timeEmbedding: nil)
+        return resnets[1](consume h, timeEmbedding: nil)
     }
 }
 
@@ -192,9 +192,11 @@ public final class UpDecoderBlock2D: @unchecked Sendable {
         upsampler = addUpsample ? try Upsample2D(loader.child("upsamplers", 0), channels: outChannels) : nil
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = x
-        for resnet in resnets { h = resnet(h, timeEmbedding: nil) }
+    /// Gives each resnet its input (`consume`), so they reuse it (`ResnetBlock2D`): the decoder's largest activations
+    /// are not copied.
+    public func callAsFunction(_ x: consuming Tensor) -> Tensor {
+        var h = consume x
+        for resnet in resnets { h = resnet(consume h, timeEmbedding: nil) }
         if let upsampler { h = upsampler(h) }
         return h
     }

@@ -33,6 +33,31 @@ final class BlockParityTests: XCTestCase {
         }
     }
 
+    /// A block given its input (`consume`) reuses it and gives the same result, bitwise, as when the caller keeps it;
+    /// a kept input is not written.
+    func testResnetReusesAnInputItIsGiven() throws {
+        for name in ["resnet_temb", "resnet_temb_shortcut", "resnet_vae", "resnet_vae_shortcut"] {
+            let (golden, loader, attrs) = try fixture(name)
+            let timeEmbeddingChannels = name.hasPrefix("resnet_temb") ? try attrs.int("temb_channels") : nil
+            let block = try ResnetBlock2D(
+                loader, inChannels: attrs.int("in_channels"), outChannels: attrs.int("out_channels"),
+                timeEmbeddingChannels: timeEmbeddingChannels, groups: attrs.int("groups"), epsilon: attrs.float("eps"))
+            let timeEmbedding = try timeEmbeddingChannels.map { _ in try golden.input("temb") }
+            let input = try golden.image("hidden_states")
+            let pristine = input.copy()
+            let kept = block(input, timeEmbedding: timeEmbedding)
+            XCTAssertTrue(input.isBitwiseEqual(to: pristine), "\(name): a kept input is not written")
+            let given = input.copy()
+            let address = given.withUnsafeBufferPointer { $0.baseAddress }
+            let reused = block(consume given, timeEmbedding: timeEmbedding)
+            XCTAssertTrue(reused.isBitwiseEqual(to: kept), name)
+            if try attrs.int("in_channels") == attrs.int("out_channels") {
+                XCTAssertEqual(reused.withUnsafeBufferPointer { $0.baseAddress }, address, "\(name): the residual is the given input")
+            }
+            assertClose(reused, try golden.expectedImage("hidden_states"), tolerance: 2e-5, name)
+        }
+    }
+
     func testVAEAttention() throws {
         let (golden, loader, attrs) = try fixture("vae_attention")
         let block = try Attention(

@@ -70,4 +70,8 @@ const sd_kernel_table *sd_kernel_table_for(int isa);
 const sd_kernel_table *sd_kernels_current(void);
 void sd_kernels_set(const sd_kernel_table *table);
 
+/// Asks the C heap to return its free memory to the system (glibc's `malloc_trim(0)`; nothing elsewhere). Returns 1
+/// when memory was returned.
+int sd_heap_trim(void);
+
 #endif
