@@ -84,15 +84,51 @@ public final class LoRAPatcher: @unchecked Sendable {
         }
         func patch(_ key: ObjectIdentifier) {
             let weight = saved[key]!.weight
-            for update in updates[key]! { addMatmul(into: weight, update.up, update.down, scale: update.scale) }
+            let list = updates[key]!
+            if list.count == 1 {
+                addMatmul(into: weight, list[0].up, list[0].down, scale: list[0].scale)
+            } else {
+                // Several LoRAs on one weight: one GEMM of their summed rank reads and writes the weight once, not once
+                // per LoRA (the weight is the GEMM's largest operand), and runs at a better GEMM shape.
+                let (up, down) = Self.stacked(list)
+                addMatmul(into: weight, up, down, scale: 1)
+            }
         }
         // A product below GEMM's own splitting threshold runs on one thread: give each thread whole weights instead.
         let small = order.filter { key in
-            updates[key]!.allSatisfy { 2 * Double($0.up.count) * Double($0.down.shape[1]) < 4e6 }
+            updates[key]!.reduce(0) { $0 + 2 * Double($1.up.count) * Double($1.down.shape[1]) } < 4e6
         }
         let smallSet = Set(small)
         for key in order where !smallSet.contains(key) { patch(key) }
         ComputePool.current.parallelFor(small.count) { i in patch(small[i]) }
+    }
+
+    /// `[s_1 up_1 | s_2 up_2 | ...]` `[out, Σr]` and `[down_1; down_2; ...]` `[Σr, in]`: their product is
+    /// `Σ_i s_i up_i down_i`.
+    static func stacked(_ updates: [(up: Tensor, down: Tensor, scale: Float)]) -> (up: Tensor, down: Tensor) {
+        let rows = updates[0].up.shape[0], columns = updates[0].down.shape[1]
+        let rank = updates.reduce(0) { $0 + $1.up.shape[1] }
+        let up = Tensor(uninitializedShape: [rows, rank]), down = Tensor(uninitializedShape: [rank, columns])
+        up.withUnsafeMutableBufferPointer { stackedUp in
+            down.withUnsafeMutableBufferPointer { stackedDown in
+                var offset = 0
+                for update in updates {
+                    let r = update.up.shape[1]
+                    precondition(update.up.shape[0] == rows && update.down.shape == [r, columns], "LoRA factors of one weight differ in shape")
+                    update.up.withUnsafeBufferPointer { source in
+                        for row in 0..<rows {
+                            for j in 0..<r { stackedUp[row * rank + offset + j] = update.scale * source[row * r + j] }
+                        }
+                    }
+                    update.down.withUnsafeBufferPointer { source in
+                        UnsafeMutableBufferPointer(rebasing: stackedDown[(offset * columns)...]).baseAddress!
+                            .update(from: source.baseAddress!, count: r * columns)
+                    }
+                    offset += r
+                }
+            }
+        }
+        return (up, down)
     }
 
     /// Copies every merged weight back from its saved original (bitwise restore).
