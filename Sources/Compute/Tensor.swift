@@ -43,7 +43,8 @@ public final class TensorStorage: @unchecked Sendable {
 /// A denoising step allocates and frees the same activation sizes thousands of times; fresh multi-MiB
 /// allocations come from `mmap` and pay a page fault per 4 KiB on first touch, which made large GEMMs
 /// run at half speed. Buffers of 64 KiB and more are rounded up to a size class (at most 25% slack) and
-/// parked here when freed, up to `SWIFTDIFFUSION_BUFFER_CACHE_MB` (default 256) in total.
+/// parked here when freed, up to a limit: an eighth of the resident set after the last model load
+/// (`TensorBufferCache.fitLimitToResidentSet`, at least 64 MiB; 256 MiB before any), or `SWIFTDIFFUSION_BUFFER_CACHE_MB`.
 ///
 /// Parked buffers count in the resident set. Three rules keep them from raising the peak where they are not reused:
 /// - a miss of `evictingMissBytes` or more (the VAE decoder's full-resolution activations, not a UNet step's at
@@ -52,10 +53,11 @@ public final class TensorStorage: @unchecked Sendable {
 ///   size to the peak;
 /// - `TensorBufferCache.trim()` before a VAE decode, and after a bf16 model is built, gives back what was parked and
 ///   what the C heap holds free;
-/// - the limit. It trades speed for memory. On AMD Zen 5 (docs/benchmarks.md) an SD 1.5 image at 512x512 in bf16 took
-///   as long with 128, 256 or 512 MiB and peaked 200 MiB lower with 256 than with 512 (2862 against 3059-3080 MiB);
-///   the fp32 batch-2 UNet step, whose activations are twice the size, is about 5 % faster with 512
-///   (`SWIFTDIFFUSION_BUFFER_CACHE_MB=512`).
+/// - the limit, which trades speed for memory. On AMD Zen 5 (docs/benchmarks.md) an SD 1.5 image at 512x512 in bf16
+///   took as long with 128, 256 or 512 MiB and peaked 200 MiB lower with 256 than with 512; the fp32 batch-2 UNet step,
+///   whose activations are twice a guidance branch's, was 5-10 % faster with 512 than with 256. An eighth of the
+///   resident set gives about 270 MiB for the bf16 SD 1.5 pipeline and 460 MiB for the fp32 UNet: both fast, and the
+///   parked memory stays a bounded share of the footprint.
 enum BufferCache {
     private struct State {
         var free: [Int: [UInt]] = [:]  // size class -> addresses
@@ -77,10 +79,16 @@ enum BufferCache {
 
     private static let state = Mutex(State())
     private static let minimumCachedBytes = 64 << 10
-    private static let limitBytes: Int = {
-        let megabytes = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"].flatMap { Int($0) } ?? 256
-        return max(0, megabytes) << 20
-    }()
+    /// `SWIFTDIFFUSION_BUFFER_CACHE_MB`, when set, fixes the limit.
+    private static let configuredLimitBytes: Int? = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"]
+        .flatMap { Int($0) }.map { max(0, $0) << 20 }
+    private static let fittedLimitBytes = Atomic<Int>(256 << 20)
+    static var limitBytes: Int { configuredLimitBytes ?? fittedLimitBytes.load(ordering: .relaxed) }
+
+    /// Sets the limit to an eighth of `residentBytes` (at least 64 MiB), unless the environment fixes it.
+    static func fitLimit(residentBytes: Int) {
+        fittedLimitBytes.store(max(64 << 20, residentBytes / 8), ordering: .relaxed)
+    }
 
     /// Rounds up to 2^k * {1, 1.25, 1.5, 1.75}.
     static func sizeClass(_ bytes: Int) -> Int {
@@ -194,6 +202,23 @@ public enum TensorBufferCache {
     public static func trim() { BufferCache.trim() }
     /// Bytes of freed buffers parked for reuse now.
     public static var parkedBytes: Int { BufferCache.parkedBytes }
+    /// The most bytes the cache parks (`fitLimitToResidentSet`, or `SWIFTDIFFUSION_BUFFER_CACHE_MB`).
+    public static var limitBytes: Int { BufferCache.limitBytes }
+
+    /// Sizes the cache to the model just loaded: at most an eighth of the process's resident set (the weights, read
+    /// from `/proc/self/status`), at least 64 MiB; 256 MiB before the first call, or where the resident set cannot be
+    /// read. A larger model has larger activations to reuse, and the parked memory stays a bounded share of the
+    /// footprint. `SWIFTDIFFUSION_BUFFER_CACHE_MB` overrides it.
+    public static func fitLimitToResidentSet() {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count >= 2, let kilobytes = Int(fields[1]) { fitLimit(residentBytes: kilobytes << 10) }
+        }
+    }
+
+    /// Sizes the cache as `fitLimitToResidentSet` does for a resident set of `residentBytes`.
+    public static func fitLimit(residentBytes: Int) { BufferCache.fitLimit(residentBytes: residentBytes) }
 }
 
 /// A dense, row-major Float32 tensor. Image activations are channels-last (NHWC).

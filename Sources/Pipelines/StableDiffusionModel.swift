@@ -98,9 +98,12 @@ public final class StableDiffusionModel: @unchecked Sendable {
 
     /// Builds a component with its linear and conv weights stored in `precision`.
     /// bf16: the fp32 values each weight was rounded from are freed as the component is built; the buffer cache
-    /// is trimmed after it so they do not stay resident.
+    /// is trimmed after it so they do not stay resident. Then the cache is sized to what the process now holds.
     private static func loading<T>(_ precision: ComputePrecision, _ body: () throws -> T) rethrows -> T {
-        defer { if precision == .bf16 { TensorBufferCache.trim() } }
+        defer {
+            if precision == .bf16 { TensorBufferCache.trim() }
+            TensorBufferCache.fitLimitToResidentSet()
+        }
         return try ModuleLoader.$weightPrecision.withValue(precision) { try body() }
     }
 

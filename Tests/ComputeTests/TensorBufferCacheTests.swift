@@ -10,6 +10,7 @@ final class TensorBufferCacheTests: XCTestCase {
     }
 
     func testBuffersAreReusedAndALargeMissGivesParkedOnesBack() {
+        TensorBufferCache.fitLimit(residentBytes: 2 << 30)  // 256 MiB, whatever models earlier tests loaded
         TensorBufferCache.trim()
         XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
         do {
@@ -40,5 +41,26 @@ final class TensorBufferCacheTests: XCTestCase {
         XCTAssertEqual(TensorBufferCache.parkedBytes, 112 << 20, "parked by its size class (100 MiB rounds up to 112)")
         TensorBufferCache.trim()
         XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
+    }
+
+    /// The limit follows the model: an eighth of the resident set after a load, at least 64 MiB; buffers beyond it are
+    /// freed, not parked.
+    func testTheLimitIsAnEighthOfTheResidentSet() throws {
+        try XCTSkipIf(
+            ProcessInfo.processInfo.environment["SWIFTDIFFUSION_BUFFER_CACHE_MB"] != nil,
+            "SWIFTDIFFUSION_BUFFER_CACHE_MB fixes the limit")
+        defer { TensorBufferCache.fitLimit(residentBytes: 2 << 30) }
+        TensorBufferCache.fitLimit(residentBytes: 4 << 30)
+        XCTAssertEqual(TensorBufferCache.limitBytes, 512 << 20)
+        TensorBufferCache.fitLimit(residentBytes: 100 << 20)
+        XCTAssertEqual(TensorBufferCache.limitBytes, 64 << 20)
+        TensorBufferCache.trim()
+        do { _ = tensor(megabytes: 80, fill: 1) }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 0, "an 80 MiB buffer is over a 64 MiB limit")
+        do { _ = tensor(megabytes: 40, fill: 1) }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 40 << 20)
+        TensorBufferCache.fitLimitToResidentSet()
+        XCTAssertGreaterThanOrEqual(TensorBufferCache.limitBytes, 64 << 20)
+        TensorBufferCache.trim()
     }
 }

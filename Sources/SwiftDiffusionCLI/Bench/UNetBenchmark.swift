@@ -42,6 +42,7 @@ struct UNetBenchmarkCommand: ParsableCommand {
         let buildSeconds = try Timing.seconds {
             built = try ModuleLoader.$weightPrecision.withValue(precision) { try Self.makeUNet() }
             if precision == .bf16 { TensorBufferCache.trim() }  // the fp32 values the bf16 weights were rounded from
+            TensorBufferCache.fitLimitToResidentSet()  // as a model load does
         }
         guard let unet = built else { return }
         print("model built in \(buildSeconds.formatted(1)) s; resident \(ProcessMemory.residentMiB.map { $0.formatted(0) } ?? "?") MiB")
