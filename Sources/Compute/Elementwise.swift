@@ -188,16 +188,17 @@ public func addInPlace(_ target: Tensor, _ source: Tensor, scale: Float = 1) {
     }
 }
 
-/// `x [N, ..., C] + values [N, C]` broadcast over the positions (a time embedding added to a feature map), written
-/// over `x` when nothing else holds it.
+/// `x [N, ..., C] + values [N, C]` (or `[1, C]`, for every sample) broadcast over the positions (a time embedding added
+/// to a feature map), written over `x` when nothing else holds it.
 public func addPerSampleChannels(_ x: consuming Tensor, _ values: Tensor) -> Tensor {
     let (batch, channels) = (x.shape[0], x.shape[x.rank - 1])
-    precondition(values.count == batch * channels, "addPerSampleChannels: \(x.shape) + \(values.shape)")
+    let shared = values.count == channels && batch != 1
+    precondition(shared || values.count == batch * channels, "addPerSampleChannels: \(x.shape) + \(values.shape)")
     let out = x.isUniquelyOwned() ? x : Tensor(uninitializedShape: x.shape)
     let positions = x.count / max(batch * channels, 1)
     let src = x.storage.base, dst = out.storage.base, add = values.storage.base
     ComputePool.current.parallelFor(batch) { n in
-        let row = add + n * channels
+        let row = add + (shared ? 0 : n * channels)
         for p in (n * positions)..<((n + 1) * positions) {
             let input = src + p * channels, output = dst + p * channels
             for c in 0..<channels { output[c] = input[c] + row[c] }

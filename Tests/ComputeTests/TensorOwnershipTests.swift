@@ -46,6 +46,8 @@ final class TensorOwnershipTests: XCTestCase {
         let sum = addPerSampleChannels(consume given, values)
         XCTAssertTrue(sum.isBitwiseEqual(to: expected))
         XCTAssertEqual(sum.withUnsafeBufferPointer { $0.baseAddress }, address, "a tensor given up is reused")
+        let one = seededTensor([1, 8], seed: 12)
+        XCTAssertTrue(addPerSampleChannels(x, one).isBitwiseEqual(to: x + one.reshaped([1, 1, 1, 8])), "[1, C] for every sample")
     }
 
     func testConvolutionAccumulatesIntoATensor() {
