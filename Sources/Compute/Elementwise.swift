@@ -194,15 +194,12 @@ public func addPerSampleChannels(_ x: consuming Tensor, _ values: Tensor) -> Ten
     let (batch, channels) = (x.shape[0], x.shape[x.rank - 1])
     let shared = values.count == channels && batch != 1
     precondition(shared || values.count == batch * channels, "addPerSampleChannels: \(x.shape) + \(values.shape)")
-    let out = x.isUniquelyOwned() ? x : Tensor(uninitializedShape: x.shape)
+    let out = x.isUniquelyOwned() ? x : x.copy()
     let positions = x.count / max(batch * channels, 1)
-    let src = x.storage.base, dst = out.storage.base, add = values.storage.base
-    ComputePool.current.parallelFor(batch) { n in
-        let row = add + (shared ? 0 : n * channels)
-        for p in (n * positions)..<((n + 1) * positions) {
-            let input = src + p * channels, output = dst + p * channels
-            for c in 0..<channels { output[c] = input[c] + row[c] }
-        }
+    for n in 0..<batch {
+        addRows(
+            out.storage.base + n * positions * channels, rows: positions, row: values.storage.base + (shared ? 0 : n * channels),
+            width: channels)
     }
     return out
 }

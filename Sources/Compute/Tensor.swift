@@ -210,11 +210,7 @@ public enum TensorBufferCache {
     /// read. A larger model has larger activations to reuse, and the parked memory stays a bounded share of the
     /// footprint. `SWIFTDIFFUSION_BUFFER_CACHE_MB` overrides it.
     public static func fitLimitToResidentSet() {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if fields.count >= 2, let kilobytes = Int(fields[1]) { fitLimit(residentBytes: kilobytes << 10) }
-        }
+        if let kilobytes = ProcessStatus.kilobytes("VmRSS") { fitLimit(residentBytes: kilobytes << 10) }
     }
 
     /// Sizes the cache as `fitLimitToResidentSet` does for a resident set of `residentBytes`.
@@ -373,5 +369,18 @@ extension Tensor {
         var sum: Double = 0
         for i in 0..<count { sum += Double(storage.base[i]) }
         return Float(sum / Double(max(count, 1)))
+    }
+}
+
+/// Memory fields of this process's `/proc/self/status` (Linux; nil elsewhere).
+public enum ProcessStatus {
+    /// The field's value in KiB (`VmRSS`: resident now, `VmHWM`: peak resident).
+    public static func kilobytes(_ field: String) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let value = Int(parts[1]) { return value }
+        }
+        return nil
     }
 }
