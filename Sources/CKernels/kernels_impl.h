@@ -351,6 +351,58 @@ static void SD_NAME(bfloat16_to_float)(const void *source, float *y, long count)
     }
 }
 
+// MARK: - In-register transposes
+
+#if SD_W == 16
+#define SD_LO_INDICES 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define SD_HI_INDICES 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#elif SD_W == 8
+#define SD_LO_INDICES 0, 8, 1, 9, 2, 10, 3, 11
+#define SD_HI_INDICES 4, 12, 5, 13, 6, 14, 7, 15
+#elif SD_W == 4
+#define SD_LO_INDICES 0, 4, 1, 5
+#define SD_HI_INDICES 2, 6, 3, 7
+#else
+#error "SD_W must be 4, 8 or 16"
+#endif
+
+/// Transposes an SD_W x SD_W block held in SD_W vectors (m[r][c] becomes m[c][r]). log2(SD_W) rounds of the perfect
+/// shuffle: row j and row j + SD_W/2 interleave into rows 2j (their first halves) and 2j + 1 (their second halves).
+INLINE void transpose_square(vf m[SD_W]) {
+    for (int width = 1; width < SD_W; width *= 2) {
+        vf next[SD_W];
+        for (int j = 0; j < SD_W / 2; j++) {
+            next[2 * j] = __builtin_shufflevector(m[j], m[j + SD_W / 2], SD_LO_INDICES);
+            next[2 * j + 1] = __builtin_shufflevector(m[j], m[j + SD_W / 2], SD_HI_INDICES);
+        }
+        for (int j = 0; j < SD_W; j++) m[j] = next[j];
+    }
+}
+
+/// dst[c * dstStride + r] = scale * src[r * srcStride + c] for r < SD_W, c < SD_W: rows at and past `rows` read as 0
+/// and columns past `columns` (each <= SD_W) are neither read nor written.
+INLINE void transpose_block_in(
+    const float *src, long srcStride, long rows, long columns, float scale, float *dst, long dstStride) {
+    vf m[SD_W];
+    for (int r = 0; r < SD_W; r++)
+        m[r] = r >= rows ? splat(0) : (columns == SD_W ? load(src + r * srcStride) : load_partial(src + r * srcStride, columns, 0)) * scale;
+    transpose_square(m);
+    for (int c = 0; c < columns; c++) store(dst + c * dstStride, m[c]);
+}
+
+/// dst[r * dstStride + c] = src[c * srcStride + r] * rowScale[r] for r < rows, c < columns (each <= SD_W); reads SD_W
+/// lanes of each of the first `columns` source rows.
+INLINE void transpose_block_out(
+    const float *src, long srcStride, vf rowScale, long rows, long columns, float *dst, long dstStride) {
+    vf m[SD_W];
+    for (int c = 0; c < SD_W; c++) m[c] = c < columns ? load(src + c * srcStride) * rowScale : splat(0);
+    transpose_square(m);
+    for (int r = 0; r < rows; r++) {
+        if (columns == SD_W) store(dst + r * dstStride, m[r]);
+        else store_partial(dst + r * dstStride, m[r], columns);
+    }
+}
+
 // MARK: - Attention
 //
 // Flash-attention style: a block of ATT_BR query rows of one head is held transposed (`Qt[d][row]`, rows in
@@ -423,8 +475,12 @@ static void SD_NAME(attention)(
     // Causal: the block's last row sees keys up to firstRow + rows - 1.
     long visibleKeys = causal ? (firstRow + rows < keys ? firstRow + rows : keys) : keys;
     const float qScale = scale * 1.44269504088896341f;  // scores in base 2: e^s = 2^(s log2 e)
-    for (long t = 0; t < headDim; t++)
-        for (long r = 0; r < ATT_BR; r++) qt[t * ATT_BR + r] = r < rows ? q[r * qStride + t] * qScale : 0.0f;
+    // Q^T in SD_W x SD_W register transposes (rows past `rows` are zero).
+    for (long r0 = 0; r0 < ATT_BR; r0 += SD_W)
+        for (long t0 = 0; t0 < headDim; t0 += SD_W)
+            transpose_block_in(
+                q + r0 * qStride + t0, qStride, rows - r0, headDim - t0 < SD_W ? headDim - t0 : SD_W, qScale, qt + t0 * ATT_BR + r0,
+                ATT_BR);
     memset(ot, 0, (size_t)(valueHeadDim * ATT_BR) * sizeof(float));
     for (long r = 0; r < ATT_BR; r++) {
         runningMax[r] = -INFINITY;
@@ -484,6 +540,21 @@ static void SD_NAME(attention)(
             store(runningSum + rv * SD_W, load(runningSum + rv * SD_W) * factor + sum);
             store(runningMax + rv * SD_W, maximum);
         }
+        if (block0 == 0) {
+            // The caller's next item on this thread is usually the next block of rows of this head: fetch its query and
+            // output rows into L2 while this block computes. Each row is a whole row stride from the last (all heads
+            // are interleaved in a row), a pattern the hardware prefetchers do not follow far enough ahead, and with
+            // few keys (cross-attention) the misses are a tenth of the block's time. A prefetch never faults, so rows
+            // past the end are harmless; their addresses are formed as integers.
+            uintptr_t nextQuery = (uintptr_t)q + (uintptr_t)(ATT_BR * qStride) * sizeof(float);
+            uintptr_t nextOutput = (uintptr_t)o + (uintptr_t)(ATT_BR * oStride) * sizeof(float);
+            for (long r = 0; r < ATT_BR; r++) {
+                for (long t = 0; t < headDim; t += 64 / (long)sizeof(float))
+                    __builtin_prefetch((const void *)(nextQuery + (uintptr_t)(r * qStride + t) * sizeof(float)), 0, 2);
+                for (long t = 0; t < valueHeadDim; t += 64 / (long)sizeof(float))
+                    __builtin_prefetch((const void *)(nextOutput + (uintptr_t)(r * oStride + t) * sizeof(float)), 1, 2);
+            }
+        }
         // Values.
         const float *vBlock = v + block0 * vStride;
         for (long rt = 0; rt < ATT_BR / ATT_TILE_ROWS; rt++) {
@@ -502,9 +573,15 @@ static void SD_NAME(attention)(
             }
         }
     }
-    for (long r = 0; r < rows; r++) {
-        float inverse = runningSum[r] > 0 ? 1.0f / runningSum[r] : 0.0f;
-        for (long d = 0; d < valueHeadDim; d++) o[r * oStride + d] = ot[d * ATT_BR + r] * inverse;
+    // O = (O^T)^T / l, SD_W rows at a time.
+    for (long r0 = 0; r0 < rows; r0 += SD_W) {
+        vf sums = load(runningSum + r0);
+        vf inverse = select_(sums > 0, 1.0f / sums, splat(0));
+        long blockRows = rows - r0 < SD_W ? rows - r0 : SD_W;
+        for (long d0 = 0; d0 < valueHeadDim; d0 += SD_W)
+            transpose_block_out(
+                ot + d0 * ATT_BR + r0, ATT_BR, inverse, blockRows, valueHeadDim - d0 < SD_W ? valueHeadDim - d0 : SD_W, o + r0 * oStride + d0,
+                oStride);
     }
 }
 

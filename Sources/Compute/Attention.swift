@@ -30,18 +30,25 @@ public func attention(
     let blocks = (queries + blockRows - 1) / blockRows
     let q = query.storage.base, k = key.storage.base, v = value.storage.base, o = out.storage.base
 
-    ComputePool.current.parallelFor(batch * heads * blocks) { item in
-        let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
-        let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
-        let firstRow = block * blockRows
-        kernel(
-            q + (b * queries + firstRow) * features + h * headDim,
-            k + b * keys * features + h * headDim,
-            v + b * keys * valueFeatures + h * valueHeadDim,
-            o + (b * queries + firstRow) * valueFeatures + h * valueHeadDim,
-            min(blockRows, queries - firstRow), keys, headDim, valueHeadDim,
-            features, features, valueFeatures, valueFeatures, scale, firstRow, causal ? 1 : 0,
-            ThreadBinding.scratch(count: scratchCount))
+    // Items are claimed in runs of consecutive blocks of one head: the head's keys and values stay in the thread's
+    // cache, and the kernel prefetches the next block's query and output rows. Runs stay short enough to balance.
+    let items = batch * heads * blocks
+    let pool = ComputePool.current
+    let run = max(1, min(8, items / (8 * pool.threadCount)))
+    pool.parallelFor((items + run - 1) / run) { claim in
+        for item in claim * run..<min(items, (claim + 1) * run) {
+            let (pair, block) = item.quotientAndRemainder(dividingBy: blocks)
+            let (b, h) = pair.quotientAndRemainder(dividingBy: heads)
+            let firstRow = block * blockRows
+            kernel(
+                q + (b * queries + firstRow) * features + h * headDim,
+                k + b * keys * features + h * headDim,
+                v + b * keys * valueFeatures + h * valueHeadDim,
+                o + (b * queries + firstRow) * valueFeatures + h * valueHeadDim,
+                min(blockRows, queries - firstRow), keys, headDim, valueHeadDim,
+                features, features, valueFeatures, valueFeatures, scale, firstRow, causal ? 1 : 0,
+                ThreadBinding.scratch(count: scratchCount))
+        }
     }
     return out
 }

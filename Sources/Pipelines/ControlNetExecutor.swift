@@ -26,9 +26,16 @@ public protocol ControlNetExecutor: AnyObject, Sendable {
 
     /// A name for logs and benchmarks ("sequential", "concurrent x1", ...).
     var name: String { get }
+
+    /// The pool the denoising steps run on with this executor, or nil for the caller's. An executor whose ControlNets
+    /// take cores of their own during the steps gives the UNet the rest; the stages before and after (prompt encoding,
+    /// the VAE decode) still get every core of the caller's pool, when the ControlNet cores are idle.
+    var denoisingPool: ComputePool? { get }
 }
 
 extension ControlNetExecutor {
+    public var denoisingPool: ComputePool? { nil }
+
     public func step<Down>(
         calls: [ControlNetCall], downAndMid: () throws -> Down, up: (Down, ControlResiduals?) throws -> Tensor
     ) throws -> Tensor {
@@ -127,6 +134,9 @@ public final class ControlNetService: ControlNetExecutor {
     private let workers: [Worker]
     /// The pool the UNet should run on beside the workers: the machine's cores minus the workers' threads.
     public let unetPool: ComputePool
+
+    /// The denoising steps run on `unetPool`; prompt encoding and the decode keep the caller's cores.
+    public var denoisingPool: ComputePool? { unetPool }
 
     /// The cores the UNet's threads are pinned to (the caller pins the thread that runs the UNet to the first), when
     /// the service pins.

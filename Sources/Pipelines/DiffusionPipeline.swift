@@ -172,8 +172,11 @@ public final class DiffusionPipeline: @unchecked Sendable {
             pipeline: self, request: request, hooks: hooks, loraMode: loraMode, scheduler: scheduler, latents: latents, noise: noise,
             prompt: prompt, conditioning: conditioning, guided: guided, controlImages: controlImages, stepIndices: Array(stepRange),
             branches: LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided), loraSchedule: loraSchedule)
+        // The executor may give the steps a pool of their own (the cores its ControlNet workers leave).
         try timed(.denoise) {
-            while try steps.next() {}
+            try ComputePool.run(on: controlNetExecutor.denoisingPool ?? ComputePool.current) {
+                while try steps.next() {}
+            }
         }
         latents = steps.latents
         let patchStep = steps.loraPatchStep

@@ -337,8 +337,8 @@ public final class ImageEngine: @unchecked Sendable {
             afterStep: { step, steps in observer.progress(JobProgress(stage: "denoise", step: step + 1, total: steps)) })
         let loraMode = DiffusionPipeline.LoRAMode(rawValue: configuration.loraMode) ?? .merged
         let admissionSeconds = Double(DispatchTime.now().uptimeNanoseconds - admission) / 1e9
-        // A request with ControlNets runs them on the ControlNet worker (when one is configured) while the UNet runs on
-        // the cores the worker leaves free; a request without keeps every core for the UNet.
+        // A request with ControlNets runs them on the ControlNet worker (when one is configured) while the UNet's steps run
+        // on the cores the worker leaves free; a request without keeps every core for the UNet.
         // A configured executor in other processes (`serve --controlnet-worker`) takes precedence over the in-process worker.
         let worker: (any ControlNetExecutor)? =
             generation.controls.isEmpty || !usesControlNetWorker ? nil : (configuration.controlNetExecutor ?? controlNetService)
@@ -348,9 +348,10 @@ public final class ImageEngine: @unchecked Sendable {
             // This (compute) thread is the UNet pool's first thread.
             computeThreadPinned = CorePinning.pinCurrentThread(to: [first])
         }
-        let result = try ComputePool.run(on: service?.unetPool ?? ComputePool.current) {
-            try pipeline.generate(generation, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil, loraMode: loraMode, hooks: hooks)
-        }
+        // The denoising steps run on the service's UNet pool (`ControlNetExecutor.denoisingPool`); prompt encoding and the
+        // decode keep every core of this thread's pool, the worker's included, which sits idle then.
+        let result = try pipeline.generate(
+            generation, loras: schedule.upfront, loraSchedule: schedule.isPending ? schedule : nil, loraMode: loraMode, hooks: hooks)
         for (stage, seconds) in result.timings {
             Timer(label: "swiftdiffusion_stage_seconds", dimensions: [("stage", stage)]).recordSeconds(seconds)
         }

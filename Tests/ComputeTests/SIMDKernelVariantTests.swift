@@ -153,6 +153,29 @@ final class SIMDKernelVariantTests: XCTestCase {
         return out
     }
 
+    /// `attention` hands the kernel its (batch, head, row block) items in claimed runs of consecutive blocks, on a pool
+    /// of two threads: every output is bitwise what the dispatched kernel gives item by item, for cross- and causal
+    /// self-attention shapes with several blocks per head and a ragged last block.
+    func testPooledAttentionEqualsTheKernelItemByItem() throws {
+        let variant = try XCTUnwrap(Kernels.variant(Kernels.selection.instructionSet))
+        let pool = ComputePool(threadCount: 2)
+        defer { pool.shutDown() }
+        for shape in [(queries: 1000, keys: 77, heads: 3, dim: 40, causal: false), (queries: 700, keys: 700, heads: 2, dim: 24, causal: true)] {
+            let features = shape.heads * shape.dim
+            let q = random(shape.queries * features, scale: 2, seed: 21), k = random(shape.keys * features, scale: 2, seed: 22)
+            let v = random(shape.keys * features, scale: 1, seed: 23)
+            let expected = variant.attention(
+                query: q, key: k, value: v, queries: shape.queries, keys: shape.keys, heads: shape.heads, headDim: shape.dim,
+                causal: shape.causal)
+            let pooled = ComputePool.run(on: pool) {
+                attention(
+                    query: Tensor(shape: [1, shape.queries, features], values: q), key: Tensor(shape: [1, shape.keys, features], values: k),
+                    value: Tensor(shape: [1, shape.keys, features], values: v), heads: shape.heads, causal: shape.causal)
+            }
+            XCTAssertEqual(pooled.scalars, expected, "\(shape)")
+        }
+    }
+
     func testAttentionVariantsMatchADoublePrecisionReference() {
         // Ragged everything: rows not a multiple of a block, keys past one key block (96) with a partial last tile,
         // head dims that are not multiples of the value tile, causal masks across key blocks.

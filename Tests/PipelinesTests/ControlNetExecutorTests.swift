@@ -89,6 +89,27 @@ final class ControlNetExecutorTests: XCTestCase {
         try assertExecutorsAgree(pipeline, request)
     }
 
+    /// With the service, the denoising steps run on its UNet pool (the cores the worker leaves), while prompt encoding and
+    /// the decode run on the caller's pool, every core: the worker sits idle then.
+    func testOnlyTheStepsRunOnTheServicesUNetPool() throws {
+        let pipeline = DiffusionPipeline(model: try StableDiffusionModel(folder: Self.models.appendingPathComponent("sd1")))
+        var request = GenerationRequest(prompt: "a red circle", negativePrompt: "", width: 32, height: 32, steps: 3, sampler: .euler, seed: 9)
+        request.controls = [ControlInput(model: try controlnet("sd1-controlnet"), image: drawing(32, every: 7), scale: 1)]
+        let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1)
+        let callers = ComputePool(threadCount: 2)
+        defer { callers.shutDown() }
+        pipeline.controlNetExecutor = service
+        var stepPools: [ObjectIdentifier] = [], stagePools: [String: ObjectIdentifier] = [:]
+        let hooks = GenerationHooks(
+            stage: { stage in stagePools[stage.rawValue] = ObjectIdentifier(ComputePool.current) },
+            beforeStep: { _, _ in stepPools.append(ObjectIdentifier(ComputePool.current)) })
+        let result = try ComputePool.run(on: callers) { try pipeline.generate(request, hooks: hooks) }
+        XCTAssertEqual(result.images.count, 1)
+        XCTAssertEqual(stepPools, Array(repeating: ObjectIdentifier(service.unetPool), count: 3))
+        XCTAssertEqual(stagePools["encode_prompt"], ObjectIdentifier(callers))
+        XCTAssertEqual(stagePools["decode"], ObjectIdentifier(callers))
+    }
+
     /// The service really overlaps: a ControlNet call that waits for the UNet's down path to start, and a down
     /// path that waits for the ControlNet call to start, both finish only if they run at the same time.
     func testTheServiceRunsControlNetsBesideTheDownPath() throws {
