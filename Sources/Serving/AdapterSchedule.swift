@@ -37,31 +37,40 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
         self.deadlineStep = deadlineStep
         self.landing = landing
         cached = loras.map { library.isCached($0.path) }
-        let resolve = { @Sendable () throws -> [LoRAApplication] in
-            try loras.map { lora in
-                LoRAApplication(
-                    try library.resolve(path: lora.path, modelKey: modelKey, targets: targets), unetWeight: lora.unetWeight,
-                    textEncoderWeight: lora.textEncoderWeight)
+        // One load per LoRA, so the loop can take one over while it waits at the deadline (`PendingLoRAs.wait`).
+        let loads = loras.map { lora in
+            { @Sendable () throws -> [LoRAApplication] in
+                [
+                    LoRAApplication(
+                        try library.resolve(path: lora.path, modelKey: modelKey, targets: targets), unetWeight: lora.unetWeight,
+                        textEncoderWeight: lora.textEncoderWeight)
+                ]
             }
         }
         if loras.isEmpty || deadlineStep == 0 || (cached.allSatisfy({ $0 }) && landing == .whenReady) {
-            upfront = try resolve()
+            upfront = try loads.flatMap { try $0() }
             pending = nil
         } else {
             upfront = []
-            pending = PendingLoRAs.start(on: library.loader, resolve)
+            pending = PendingLoRAs.start(on: library.loader, loads)
         }
     }
 
     /// A schedule whose LoRAs come from `load`, run on `thread` (tests: a slow loader).
-    public init(
+    public convenience init(
         deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn thread: ComputeThread,
         _ load: @escaping @Sendable () throws -> [LoRAApplication]
     ) {
+        self.init(deadlineStep: deadlineStep, landing: landing, loadingOn: thread, loads: [load])
+    }
+
+    /// A schedule whose LoRAs come from `loads`, run in order on `thread` (and by the loop, for those not started when
+    /// it waits at the deadline).
+    init(deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn thread: ComputeThread, loads: [@Sendable () throws -> [LoRAApplication]]) {
         self.deadlineStep = deadlineStep
         self.landing = landing
         upfront = []
-        pending = PendingLoRAs.start(on: thread, load)
+        pending = PendingLoRAs.start(on: thread, loads)
     }
 
     /// True when LoRAs are loading in the background (the loop must ask at each boundary).
@@ -100,34 +109,64 @@ public enum LoRALanding: String, Sendable {
 }
 
 /// LoRAs loading in the background: a one-shot result the schedule polls or waits for.
+///
+/// The loads (one per LoRA) run in order on the loader thread. A caller that must wait for them (the loop at the
+/// deadline step) takes over the loads the loader has not started and runs them itself, so the core the waiting loop
+/// would leave idle loads LoRAs too; the result keeps the request's order either way.
 final class PendingLoRAs: @unchecked Sendable {
     private let condition = NSCondition()
-    private var result: Result<[LoRAApplication], Error>?
+    private let loads: [@Sendable () throws -> [LoRAApplication]]
+    private var results: [Result<[LoRAApplication], Error>?]
+    private var started = 0
+    private var finished = 0
 
-    /// Runs `load` on `thread` and keeps its outcome.
-    static func start(on thread: ComputeThread, _ load: @escaping @Sendable () throws -> [LoRAApplication]) -> PendingLoRAs {
-        let pending = PendingLoRAs()
-        thread.submit { pending.finish(Result { try load() }) }
+    private init(_ loads: [@Sendable () throws -> [LoRAApplication]]) {
+        self.loads = loads
+        results = Array(repeating: nil, count: loads.count)
+    }
+
+    /// Starts running `loads` on `thread` and keeps their outcomes.
+    static func start(on thread: ComputeThread, _ loads: [@Sendable () throws -> [LoRAApplication]]) -> PendingLoRAs {
+        let pending = PendingLoRAs(loads)
+        thread.submit { while pending.runNext() {} }
         return pending
     }
 
-    func finish(_ value: Result<[LoRAApplication], Error>) {
+    /// Runs the next load nobody has started, on the calling thread; false when every load has started.
+    private func runNext() -> Bool {
         condition.lock()
-        result = value
+        guard started < loads.count else {
+            condition.unlock()
+            return false
+        }
+        let index = started
+        started += 1
+        condition.unlock()
+        let result = Result { try loads[index]() }
+        condition.lock()
+        results[index] = result
+        finished += 1
         condition.broadcast()
         condition.unlock()
+        return true
+    }
+
+    /// The LoRAs in request order, or the first load's error, once every load has finished (called with the lock held).
+    private func outcome() throws -> [LoRAApplication] {
+        try results.flatMap { try $0!.get() }
     }
 
     func poll() throws -> [LoRAApplication]? {
         condition.lock()
         defer { condition.unlock() }
-        return try result?.get()
+        return finished == loads.count ? try outcome() : nil
     }
 
     func wait() throws -> [LoRAApplication] {
+        while runNext() {}
         condition.lock()
-        while result == nil { condition.wait() }
         defer { condition.unlock() }
-        return try result!.get()
+        while finished < loads.count { condition.wait() }
+        return try outcome()
     }
 }

@@ -90,6 +90,36 @@ final class AdapterScheduleTests: XCTestCase {
         XCTAssertTrue(try pipeline.generate(request).latents.isBitwiseEqual(to: base.latents), "weights restored after the job")
     }
 
+    /// The loop waiting at the deadline runs the loads the loader has not started itself (the loader is busy here), in
+    /// request order with the loader's: it lands at step K without waiting for the loader, with the latents of the same
+    /// LoRAs handed over at step K by a free loader; a failing load fails the request.
+    func testTheWaitingLoopRunsTheLoadsTheLoaderHasNotStarted() throws {
+        let (pipeline, request, lora) = try setUp()
+        let other = LoRAApplication(lora.lora, weight: -0.3)
+        // The same LoRAs from a free loader, handed over at step 2.
+        let held = AdapterSchedule(deadlineStep: 2, landing: .atDeadline, loadingOn: ComputeThread(name: "lora-loader")) { [lora, other] }
+        let reference = try pipeline.generate(request, loraSchedule: held)
+        let loader = ComputeThread(name: "busy-lora-loader")
+        loader.submit { Thread.sleep(forTimeInterval: 1) }  // another job's prefetch, say
+        let loopThread = pthread_self()
+        let ranOnTheLoop = Counter()
+        let loads: [@Sendable () throws -> [LoRAApplication]] = [lora, other].map { application in
+            { if pthread_equal(pthread_self(), loopThread) != 0 { ranOnTheLoop.increment() }; return [application] }
+        }
+        let schedule = AdapterSchedule(deadlineStep: 2, loadingOn: loader, loads: loads)
+        let started = Date()
+        let result = try pipeline.generate(request, loraSchedule: schedule)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.9, "the loop must not wait for the busy loader")
+        XCTAssertEqual(schedule.landedStep, 2)
+        XCTAssertEqual(ranOnTheLoop.value, 2)
+        XCTAssertTrue(result.latents.isBitwiseEqual(to: reference.latents), "the LoRAs in request order, landed at step 2")
+
+        struct Broken: Error {}
+        let failing = AdapterSchedule(deadlineStep: 1, loadingOn: loader, loads: [{ [lora] }, { throw Broken() }])
+        XCTAssertThrowsError(try pipeline.generate(request, loraSchedule: failing)) { XCTAssertTrue($0 is Broken) }
+        XCTAssertTrue(try pipeline.generate(request).latents.isBitwiseEqual(to: try pipeline.generate(request).latents))
+    }
+
     /// `.atDeadline` (the BAL quality study's worst case): LoRAs that are ready at once, or whose file is cached,
     /// still land exactly at step K (clamped to the last step), and the image equals a slow loader's at the same K.
     func testHeldLoRAsLandExactlyAtTheDeadline() throws {
@@ -145,4 +175,12 @@ final class DeadlineStepTests: XCTestCase {
         XCTAssertEqual(try deadline(fraction: 0, steps: 20), 0, "a zero fraction is synchronous loading")
         XCTAssertEqual(try deadline(fraction: 0.05, steps: 20, explicit: 0), 0, "a request's own deadline step wins")
     }
+}
+
+/// A count bumped from any thread.
+private final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
 }
