@@ -100,7 +100,11 @@ public enum LoRAKeyMap {
         return index
     }
 
-    static func underscored(_ path: String) -> String { path.replacingOccurrences(of: ".", with: "_") }
+    /// `path` with every "." made "_" (byte by byte: Foundation's `replacingOccurrences` was a fifth of resolving a
+    /// LoRA, run for every layer of the model and every module of the file).
+    static func underscored(_ path: String) -> String {
+        String(decoding: path.utf8.map { $0 == UInt8(ascii: ".") ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
+    }
 
     static func candidateKeys(for module: LoRAModule, format: LoRAFormat, layersPerBlock: Int) -> [String] {
         var keys = [underscored(module.name)]
