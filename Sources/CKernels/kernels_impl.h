@@ -379,8 +379,8 @@ INLINE void transpose_square(vf m[SD_W]) {
     }
 }
 
-/// dst[c * dstStride + r] = scale * src[r * srcStride + c] for r < SD_W, c < SD_W: rows at and past `rows` read as 0
-/// and columns past `columns` (each <= SD_W) are neither read nor written.
+/// dst[c * dstStride + r] = scale * src[r * srcStride + c] for r < SD_W, c < SD_W: rows at and past `rows` (1 <= rows;
+/// rows past SD_W are not read) read as 0, and columns past `columns` (1 <= columns <= SD_W) are neither read nor written.
 INLINE void transpose_block_in(
     const float *src, long srcStride, long rows, long columns, float scale, float *dst, long dstStride) {
     vf m[SD_W];
@@ -475,12 +475,17 @@ static void SD_NAME(attention)(
     // Causal: the block's last row sees keys up to firstRow + rows - 1.
     long visibleKeys = causal ? (firstRow + rows < keys ? firstRow + rows : keys) : keys;
     const float qScale = scale * 1.44269504088896341f;  // scores in base 2: e^s = 2^(s log2 e)
-    // Q^T in SD_W x SD_W register transposes (rows past `rows` are zero).
-    for (long r0 = 0; r0 < ATT_BR; r0 += SD_W)
+    // Q^T in SD_W x SD_W register transposes; the lanes of rows past `rows` are zero (and those rows are never addressed).
+    for (long r0 = 0; r0 < ATT_BR; r0 += SD_W) {
+        if (r0 >= rows) {
+            for (long t = 0; t < headDim; t++) store(qt + t * ATT_BR + r0, splat(0));
+            continue;
+        }
         for (long t0 = 0; t0 < headDim; t0 += SD_W)
             transpose_block_in(
                 q + r0 * qStride + t0, qStride, rows - r0, headDim - t0 < SD_W ? headDim - t0 : SD_W, qScale, qt + t0 * ATT_BR + r0,
                 ATT_BR);
+    }
     memset(ot, 0, (size_t)(valueHeadDim * ATT_BR) * sizeof(float));
     for (long r = 0; r < ATT_BR; r++) {
         runningMax[r] = -INFINITY;

@@ -30,8 +30,9 @@ public func attention(
     let blocks = (queries + blockRows - 1) / blockRows
     let q = query.storage.base, k = key.storage.base, v = value.storage.base, o = out.storage.base
 
-    // Items are claimed in runs of consecutive blocks of one head: the head's keys and values stay in the thread's
-    // cache, and the kernel prefetches the next block's query and output rows. Runs stay short enough to balance.
+    // Items are claimed in runs of consecutive items, mostly blocks of one head: the head's keys and values stay in the
+    // thread's cache, and the kernel prefetches the next block's query and output rows (a run that crosses into the next
+    // head only misses that prefetch). Runs stay short enough to balance.
     let items = batch * heads * blocks
     let pool = ComputePool.current
     let run = max(1, min(8, items / (8 * pool.threadCount)))

@@ -171,10 +171,9 @@ public final class DiffusionPipeline: @unchecked Sendable {
         var steps = DenoisingSteps(
             pipeline: self, request: request, hooks: hooks, loraMode: loraMode, scheduler: scheduler, latents: latents, noise: noise,
             prompt: prompt, conditioning: conditioning, guided: guided, controlImages: controlImages, stepIndices: Array(stepRange),
-            branches: LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided), loraSchedule: loraSchedule)
-        // The executor may give the steps a pool of their own (the cores its ControlNet workers leave).
+            branches: latentParallelism(guided: guided), loraSchedule: loraSchedule)
         try timed(.denoise) {
-            try ComputePool.run(on: controlNetExecutor.denoisingPool ?? ComputePool.current) {
+            try ComputePool.run(on: denoisingPool) {
                 while try steps.next() {}
             }
         }
@@ -196,6 +195,15 @@ public final class DiffusionPipeline: @unchecked Sendable {
             }
         }
         return GenerationResult(latents: nhwcToNCHW(latents), images: images, timings: timings, loraPatchStep: patchStep)
+    }
+
+    /// The pool the denoising steps run on: the executor's own (the cores its ControlNet workers leave), else the
+    /// caller's.
+    var denoisingPool: ComputePool { controlNetExecutor.denoisingPool ?? ComputePool.current }
+
+    /// Whether the steps run the guidance branches side by side, decided for the pool they run on.
+    func latentParallelism(guided: Bool) -> LatentParallelism {
+        LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided, pool: denoisingPool)
     }
 
     func apply(_ loras: [LoRAApplication], mode: LoRAMode) {

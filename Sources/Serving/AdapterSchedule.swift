@@ -79,7 +79,8 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
     /// The step the background LoRAs were patched in before; nil before they land (or with none).
     public var landedStep: Int? { lock.withLock { landed } }
 
-    /// Seconds the loop waited for the LoRAs at the deadline.
+    /// Seconds the loop spent at the deadline getting the LoRAs: waiting for the loader, and running the loads it had not
+    /// started.
     public var waitedSeconds: Double { lock.withLock { waited } }
 
     public func lorasToPatch(beforeStep step: Int, of total: Int) throws -> [LoRAApplication]? {

@@ -3,7 +3,7 @@ import Foundation
 import Imaging
 import Models
 import ParityTesting
-import Pipelines
+@testable import Pipelines
 import Samplers
 import Weights
 import XCTest
@@ -108,6 +108,14 @@ final class ControlNetExecutorTests: XCTestCase {
         XCTAssertEqual(stepPools, Array(repeating: ObjectIdentifier(service.unetPool), count: 3))
         XCTAssertEqual(stagePools["encode_prompt"], ObjectIdentifier(callers))
         XCTAssertEqual(stagePools["decode"], ObjectIdentifier(callers))
+        // Side-by-side guidance branches are decided for the pool the steps run on: not on the service's one thread,
+        // though the caller's pool has two.
+        ComputePool.run(on: callers) {
+            pipeline.branchParallelism = .automatic
+            XCTAssertFalse(pipeline.latentParallelism(guided: true).splitsBranches, "one UNet thread: one batch-2 call")
+            pipeline.controlNetExecutor = SequentialControlNetExecutor()
+            XCTAssertTrue(pipeline.latentParallelism(guided: true).splitsBranches, "two threads: the branches side by side")
+        }
     }
 
     /// The service really overlaps: a ControlNet call that waits for the UNet's down path to start, and a down
