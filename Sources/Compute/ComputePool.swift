@@ -164,17 +164,34 @@ public final class ComputePool: @unchecked Sendable {
 /// Per-thread state of the compute layer: the bound pool and whether the thread is already inside a
 /// parallel region.
 enum ThreadBinding {
+    /// A grow-only buffer (contents undefined after growing).
+    private struct Buffer<Element> {
+        var base: UnsafeMutablePointer<Element>?
+        var capacity = 0
+
+        mutating func atLeast(_ count: Int) -> UnsafeMutablePointer<Element> {
+            if capacity < count || base == nil {
+                base?.deallocate()
+                capacity = max(count, capacity * 2, 1024)
+                base = UnsafeMutablePointer<Element>.allocate(capacity: capacity)
+            }
+            return base!
+        }
+
+        func free() { base?.deallocate() }
+    }
+
     private final class State {
         var pool: ComputePool?
         var parallelDepth = 0
-        var scratch: UnsafeMutablePointer<Float>?
-        var scratchCapacity = 0
-        var halfScratch: UnsafeMutablePointer<UInt16>?
-        var halfScratchCapacity = 0
+        var scratch = Buffer<Float>()
+        var halfScratch = Buffer<UInt16>()
+        var weightScratch = Buffer<Float>()
 
         deinit {
-            scratch?.deallocate()
-            halfScratch?.deallocate()
+            scratch.free()
+            halfScratch.free()
+            weightScratch.free()
         }
     }
 
@@ -200,27 +217,12 @@ enum ThreadBinding {
 
     /// This thread's grow-only scratch buffer of at least `count` floats (contents undefined). Kernels use
     /// it for im2col panels and attention score tiles instead of allocating per call.
-    static func scratch(count: Int) -> UnsafeMutablePointer<Float> {
-        let state = state
-        if state.scratchCapacity < count || state.scratch == nil {
-            state.scratch?.deallocate()
-            let capacity = max(count, state.scratchCapacity * 2, 1024)
-            state.scratch = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
-            state.scratchCapacity = capacity
-        }
-        return state.scratch!
-    }
+    static func scratch(count: Int) -> UnsafeMutablePointer<Float> { state.scratch.atLeast(count) }
     /// The calling thread's 16-bit scratch buffer (bf16 operands of a GEMM), grown as needed.
-    static func halfScratch(count: Int) -> UnsafeMutablePointer<UInt16> {
-        let state = state
-        if state.halfScratchCapacity < count || state.halfScratch == nil {
-            state.halfScratch?.deallocate()
-            let capacity = max(count, state.halfScratchCapacity * 2, 1024)
-            state.halfScratch = UnsafeMutablePointer<UInt16>.allocate(capacity: capacity)
-            state.halfScratchCapacity = capacity
-        }
-        return state.halfScratch!
-    }
+    static func halfScratch(count: Int) -> UnsafeMutablePointer<UInt16> { state.halfScratch.atLeast(count) }
+    /// The calling thread's buffer for a kernel in another layout that the pool's threads share during one call
+    /// (oneDNN's blocked convolution weights), apart from `scratch`, which the caller uses as one of those threads.
+    static func weightScratch(count: Int) -> UnsafeMutablePointer<Float> { state.weightScratch.atLeast(count) }
     static func bind(_ pool: ComputePool?) { state.pool = pool }
     static func isInsideParallelRegion() -> Bool { state.parallelDepth > 0 }
     static func enterParallelRegion() { state.parallelDepth += 1 }

@@ -1,4 +1,5 @@
-/// 2-D convolution on channels-last activations, as im2col panels fed to GEMM.
+/// 2-D convolution on channels-last activations: oneDNN's brgemm convolution for fp32 kernels where it runs
+/// (`OneDNNConvolution`), else im2col panels fed to GEMM.
 
 /// Zero padding on each side of the spatial axes.
 public struct Padding2D: Sendable, Equatable {
@@ -59,13 +60,23 @@ public func conv2d(
     precondition(outHeight > 0 && outWidth > 0, "conv2d output would be empty for input \(x.shape)")
     let outShape = [batch, outHeight, outWidth, outChannels]
     if let target { precondition(target.shape == outShape, "conv2d accumulates into \(target.shape), its output is \(outShape)") }
+    if let bias { precondition(bias.count == outChannels, "conv2d bias has \(bias.count) elements, expected \(outChannels)") }
     let out = target ?? Tensor(uninitializedShape: outShape)
     let rows = batch * outHeight * outWidth
     let depth = kernelHeight * kernelWidth * inChannels
     let src = x.storage.base, dst = out.storage.base
+    let pool = ComputePool.current
+    let geometry = ConvGeometry(
+        height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
+        kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding, upsample: upsample)
+    if case .fp32(let kernel) = layerWeight, kernelHeight * kernelWidth > 1, OneDNNConvolution.wanted(positions: rows),
+        OneDNNConvolution.run(
+            src, batch: batch, geometry: geometry, kernel: kernel, bias: bias?.storage.base, accumulate: target != nil, into: dst, pool: pool)
+    {
+        return out
+    }
     var beta: Float = target == nil ? 0 : 1
     if let bias {
-        precondition(bias.count == outChannels, "conv2d bias has \(bias.count) elements, expected \(outChannels)")
         if target == nil {
             fillRows(dst, rows: rows, with: bias.storage.base, width: outChannels)
         } else {
@@ -83,13 +94,9 @@ public func conv2d(
     // multiplied by the kernel with one single-threaded GEMM. OpenBLAS repacks the panel anyway, so panels
     // are sized for GEMM efficiency (at least 128 rows) rather than to fit L2; a 4 Mi-float cap bounds the
     // scratch memory per thread.
-    let pool = ComputePool.current
     let targetRows = max(128, min(1024, (1 << 22) / max(depth, 1)))
     let panelRows = max(8, min(targetRows, (rows + pool.threadCount - 1) / pool.threadCount))
     let panels = (rows + panelRows - 1) / panelRows
-    let geometry = ConvGeometry(
-        height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
-        kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding, upsample: upsample)
     pool.parallelFor(panels) { panel in
         let first = panel * panelRows
         let count = min(panelRows, rows - first)

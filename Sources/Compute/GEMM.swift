@@ -1,6 +1,8 @@
 import CCPUFeatures
+import CDNNLMatmul
 import COpenBLAS
 import Foundation
+import Synchronization
 
 /// Single-precision matrix multiply on OpenBLAS, split over the compute pool.
 ///
@@ -87,6 +89,7 @@ public enum GEMM {
         box.lock.lock()
         box.selection = selection
         box.lock.unlock()
+        fp32BackendState.store(defaultFP32Backend(for: selection.instructionSet) == .oneDNN ? 1 : 0, ordering: .relaxed)
     }()
 
     /// Switches OpenBLAS to the kernels of `set`; false if the library cannot switch.
@@ -102,7 +105,8 @@ public enum GEMM {
         return box.selection!
     }
 
-    /// Switches to the kernels of `set` (clamped to what the processor can run) and returns the selection. For
+    /// Switches to the kernels of `set` (clamped to what the processor can run, fp32 back end included) and returns
+    /// the selection. For
     /// tests and benchmarks that compare paths; no GEMM may be running meanwhile.
     @discardableResult
     public static func select(_ set: ProcessorFeatures.InstructionSet) -> KernelSelection {
@@ -113,6 +117,7 @@ public enum GEMM {
         if apply(target) {
             box.selection = KernelSelection(
                 core: currentCoreName(), openBLASChoice: box.selection!.openBLASChoice, instructionSet: target, origin: "select")
+            setFP32Backend(defaultFP32Backend(for: target))
         }
         return box.selection!
     }
@@ -122,7 +127,10 @@ public enum GEMM {
         _ = configureOnce
         box.lock.lock()
         defer { box.lock.unlock() }
-        if apply(selection.instructionSet) { box.selection = selection }
+        if apply(selection.instructionSet) {
+            box.selection = selection
+            setFP32Backend(defaultFP32Backend(for: selection.instructionSet))
+        }
     }
 
     /// Name of the OpenBLAS kernel set in use (e.g. "SkylakeX", "Haswell").
@@ -184,7 +192,38 @@ public enum GEMM {
         }
     }
 
-    /// One single-threaded `cblas_sgemm` call.
+    /// Where fp32 products of a weight (`A B^T`, beta 0 or 1: linear layers, convolution panels) run.
+    public enum FP32Backend: String, Sendable {
+        case openBLAS = "openblas"
+        case oneDNN = "onednn"
+    }
+
+    /// oneDNN's fp32 matmul where its kernels run AVX-512 (`bench ops --backends` on Zen 4: 1.01-1.13x OpenBLAS's
+    /// Cooperlake sgemm on every SD 1.5 shape); OpenBLAS elsewhere (its AVX2 kernels are what the AVX2 machines were
+    /// measured with) and on a path forced below AVX-512 (`SWIFTDIFFUSION_ISA`, `select`).
+    /// `SWIFTDIFFUSION_GEMM=openblas|onednn` forces one.
+    public static var fp32Backend: FP32Backend {
+        _ = configureOnce
+        return fp32BackendState.load(ordering: .relaxed) == 1 ? .oneDNN : .openBLAS
+    }
+
+    /// Sets `fp32Backend` (tests and benchmarks that compare back ends; no GEMM may be running meanwhile).
+    public static func setFP32Backend(_ backend: FP32Backend) {
+        _ = configureOnce
+        fp32BackendState.store(backend == .oneDNN ? 1 : 0, ordering: .relaxed)
+    }
+
+    /// The back end for kernels of `set`: oneDNN's where it runs AVX-512 and the set is AVX-512 too.
+    static func defaultFP32Backend(for set: ProcessorFeatures.InstructionSet) -> FP32Backend {
+        _ = oneDNNConfigured
+        if let forced = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_GEMM"].flatMap(FP32Backend.init(rawValue:)) { return forced }
+        return set >= .avx512 && String(cString: sd_dnnl_effective_isa()).hasPrefix("avx512") ? .oneDNN : .openBLAS
+    }
+
+    private static let fp32BackendState = Atomic<Int>(0)
+
+    /// One single-threaded product on the calling thread: oneDNN's matmul for `A B^T` with alpha 1 and beta 0 or 1
+    /// when `fp32Backend` is oneDNN (falling back to OpenBLAS should oneDNN refuse the shape), else `cblas_sgemm`.
     @inline(__always)
     static func serial(
         _ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
@@ -192,6 +231,11 @@ public enum GEMM {
         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
     ) {
         _ = configureOnce
+        if !transposeA && transposeB && alpha == 1 && (beta == 0 || beta == 1) && fp32BackendState.load(ordering: .relaxed) == 1
+            && sd_dnnl_matmul(0, Int64(m), Int64(n), Int64(k), a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc)) == 0
+        {
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))

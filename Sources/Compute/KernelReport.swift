@@ -37,7 +37,8 @@ public struct KernelReport: Sendable {
     public var lines: [String] {
         var lines = [
             "processor: \(processor.summary)",
-            "GEMM: \(gemm.summary)",
+            "GEMM: \(gemm.summary); fp32 weight products on \(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS")",
+            "convolution: \(OneDNNConvolution.summary)",
             "SIMD kernels: \(simd.summary): elementwise, softmax, norms, fp16/bf16 widening, fused attention",
         ]
         if let fmaPeak, let gemmGFLOPS, let fraction {

@@ -27,7 +27,17 @@ final class OpParityTests: XCTestCase {
         assertClose(y.reshaped([2, 3, 5, 6]), try batched.output("y"), tolerance: 1e-5, "matmul_batched")
     }
 
+    /// On both convolution paths: oneDNN's brgemm convolution (where this processor's oneDNN has it; else the
+    /// fallback) and im2col + GEMM.
     func testConvolutions() throws {
+        defer { OneDNNConvolution.setMode(.automatic) }
+        for mode in [OneDNNConvolution.Mode.off, .always] {
+            OneDNNConvolution.setMode(mode)
+            try convolutionGoldens(path: mode == .off ? "im2col" : OneDNNConvolution.available ? "oneDNN" : "oneDNN fallback")
+        }
+    }
+
+    private func convolutionGoldens(path: String) throws {
         let cases = [
             "conv2d_1x1", "conv2d_3x3_s1_p1", "conv2d_3x3_s2_p1", "conv2d_3x3_nonsquare", "conv2d_3x3_s2_p1_nonsquare",
             "conv2d_3x3_batch2", "conv2d_3x3_s2_asympad",
@@ -45,7 +55,7 @@ final class OpParityTests: XCTestCase {
             let y = conv2d(
                 nchwToNHWC(try g.input("x")), weight: channelsLastKernel(try g.param("weight")), bias: try g.param("bias"),
                 stride: try attrs.int("stride"), padding: padding)
-            assertClose(y, nchwToNHWC(try g.output("y")), tolerance: 2e-5, name)
+            assertClose(y, nchwToNHWC(try g.output("y")), tolerance: 2e-5, "\(name) [\(path)]")
         }
     }
 

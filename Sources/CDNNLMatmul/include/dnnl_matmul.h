@@ -10,6 +10,21 @@
 int sd_dnnl_matmul(int bf16, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, const void *b, int64_t ldb,
                    float beta, float *c, int64_t ldc);
 
+/// Direct convolution of one channels-last image band through oneDNN's brgemm convolution, single-threaded on the
+/// calling thread. geometry = {input rows, input columns, input channels, output channels, kernel rows, kernel
+/// columns, stride, padding top, bottom, left, right}; `sum` adds the result to dst (else dst is overwritten);
+/// `bias` [out] may be NULL. `weights` are in the Ohwi<B>o layout (`sd_block_convolution_weights`) with the B that
+/// `sd_dnnl_convolution_weight_block` returns for the same geometry. Primitives are cached per geometry.
+/// Returns 0 on success, a dnnl_status_t otherwise (dnnl_unimplemented where oneDNN would not run its brgemm
+/// convolution with that weight layout: the caller keeps its own convolution).
+int sd_dnnl_convolution(const int64_t geometry[11], int sum, const float *src, const float *weights, const float *bias, float *dst);
+/// The output-channel block B of the weight layout the convolution of `geometry` takes, or 0 where it is refused.
+int sd_dnnl_convolution_weight_block(const int64_t geometry[11], int sum, int bias);
+/// Weights [out][inner] (inner = kh * kw * in, the engine's channels-last kernel) to Ohwi<block>o for output-channel
+/// blocks first_block ..< first_block + block_count (zero rows pad the last block).
+void sd_block_convolution_weights(const float *ohwi, int64_t out_channels, int64_t inner, int64_t block, int64_t first_block,
+                                  int64_t block_count, float *blocked);
+
 /// Round-to-nearest-even f32 -> bf16 (NaN stays NaN) and the exact widening.
 void sd_f32_to_bf16(const float *source, uint16_t *destination, size_t count);
 void sd_bf16_to_f32(const uint16_t *source, float *destination, size_t count);

@@ -32,7 +32,9 @@ struct PrecisionOption: ParsableArguments {
     /// One line naming what runs: `precision: bf16 (oneDNN 2.6.3, avx512_core_bf16 kernels)`.
     static func describe(_ precision: ComputePrecision) -> String {
         switch precision {
-        case .fp32: "precision: fp32 (\(GEMM.selection.summary))"
+        case .fp32:
+            "precision: fp32 (\(GEMM.selection.summary); weight products on "
+                + "\(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS"); convolution: \(OneDNNConvolution.summary))"
         case .bf16: "precision: bf16 weights and GEMM inputs, fp32 accumulation (\(GEMM.oneDNNSummary))"
         }
     }
