@@ -590,6 +590,148 @@ static void SD_NAME(attention)(
     }
 }
 
+
+// MARK: - Winograd F(4x4, 3x3) transforms (Lavin & Gray's points 0, +-1, +-2, infinity)
+//
+// A 3x3 stride-1 convolution of 6x6 input tiles d into 4x4 output tiles y is y = A^T [(G g G^T) . (B^T d B)] A,
+// with 36 multiplications per tile and channel pair where the direct form has 144. The elementwise products over
+// input channels are 36 matrix products, one per point xi = 6 r + s (WinogradConvolution.swift runs them as GEMMs).
+// Each transform below is applied to the columns, then to the rows, of a tile, on a vector of channels.
+
+/// B^T x for a 6-vector.
+#define WINO_INPUT_1D(x, y) do {                                   \
+        y[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];                   \
+        y[1] = -4.0f * (x[1] + x[2]) + x[3] + x[4];                \
+        y[2] = 4.0f * (x[1] - x[2]) - x[3] + x[4];                 \
+        y[3] = 2.0f * (x[3] - x[1]) - x[2] + x[4];                 \
+        y[4] = 2.0f * (x[1] - x[3]) - x[2] + x[4];                 \
+        y[5] = 4.0f * x[1] - 5.0f * x[3] + x[5];                   \
+    } while (0)
+
+/// G x for a 3-vector.
+#define WINO_KERNEL_1D(x, y) do {                                  \
+        y[0] = x[0] * 0.25f;                                       \
+        y[1] = (x[0] + x[1] + x[2]) * (-1.0f / 6.0f);              \
+        y[2] = (x[0] - x[1] + x[2]) * (-1.0f / 6.0f);              \
+        y[3] = x[0] * (1.0f / 24.0f) + x[1] * (1.0f / 12.0f) + x[2] * (1.0f / 6.0f); \
+        y[4] = x[0] * (1.0f / 24.0f) - x[1] * (1.0f / 12.0f) + x[2] * (1.0f / 6.0f); \
+        y[5] = x[2];                                               \
+    } while (0)
+
+/// A^T x for a 6-vector.
+#define WINO_OUTPUT_1D(x, y) do {                                  \
+        vf sum12 = x[1] + x[2], diff12 = x[1] - x[2];              \
+        vf sum34 = x[3] + x[4], diff34 = x[3] - x[4];              \
+        y[0] = x[0] + sum12 + sum34;                               \
+        y[1] = diff12 + 2.0f * diff34;                             \
+        y[2] = sum12 + 4.0f * sum34;                               \
+        y[3] = diff12 + 8.0f * diff34 + x[5];                      \
+    } while (0)
+
+INLINE vf load_lanes(const float *p, long lanes) { return lanes == SD_W ? load(p) : load_partial(p, lanes, 0.0f); }
+INLINE void store_lanes(float *p, vf v, long lanes) {
+    if (lanes == SD_W) store(p, v);
+    else store_partial(p, v, lanes);
+}
+
+static void SD_NAME(winograd_kernel)(const float *kernel, long outCount, long inChannels, float *u, long xiStride) {
+    for (long o = 0; o < outCount; o++) {
+        const float *g = kernel + o * 9 * inChannels;
+        for (long c = 0; c < inChannels; c += SD_W) {
+            long lanes = inChannels - c < SD_W ? inChannels - c : SD_W;
+            vf t[6][3];
+            for (long kw = 0; kw < 3; kw++) {
+                vf x[3], y[6];
+                for (long kh = 0; kh < 3; kh++) x[kh] = load_lanes(g + (kh * 3 + kw) * inChannels + c, lanes);
+                WINO_KERNEL_1D(x, y);
+                for (long r = 0; r < 6; r++) t[r][kw] = y[r];
+            }
+            for (long r = 0; r < 6; r++) {
+                vf y[6];
+                WINO_KERNEL_1D(t[r], y);
+                for (long s = 0; s < 6; s++) store_lanes(u + (r * 6 + s) * xiStride + o * inChannels + c, y[s], lanes);
+            }
+        }
+    }
+}
+
+static void SD_NAME(winograd_input)(
+    const float *source, const sd_winograd_geometry *g, long firstTile, long count, float *v, long xiStride) {
+    long tilesY = (g->outHeight + 3) / 4, tilesX = (g->outWidth + 3) / 4;
+    long channels = g->inChannels, up = g->upsample;
+    long sourceWidth = g->width / up, sourceImage = (g->height / up) * sourceWidth * channels;
+    for (long j = 0; j < count; j++) {
+        long t = firstTile + j;
+        long n = t / (tilesY * tilesX), position = t % (tilesY * tilesX);
+        long y0 = (position / tilesX) * 4 - g->padTop, x0 = (position % tilesX) * 4 - g->padLeft;
+        const float *image = source + n * sourceImage;
+        // Offsets of the tile's 6 x 6 pixels in the source (-1: padding).
+        long offsets[36];
+        for (long r = 0; r < 6; r++) {
+            long iy = y0 + r;
+            for (long s = 0; s < 6; s++) {
+                long ix = x0 + s;
+                int inside = iy >= 0 && iy < g->height && ix >= 0 && ix < g->width;
+                offsets[r * 6 + s] = inside ? ((iy / up) * sourceWidth + ix / up) * channels : -1;
+            }
+        }
+        for (long c = 0; c < channels; c += SD_W) {
+            long lanes = channels - c < SD_W ? channels - c : SD_W;
+            vf t[6][6];
+            for (long s = 0; s < 6; s++) {
+                vf x[6], y[6];
+                for (long r = 0; r < 6; r++) {
+                    long offset = offsets[r * 6 + s];
+                    x[r] = offset < 0 ? splat(0.0f) : load_lanes(image + offset + c, lanes);
+                }
+                WINO_INPUT_1D(x, y);
+                for (long r = 0; r < 6; r++) t[r][s] = y[r];
+            }
+            for (long r = 0; r < 6; r++) {
+                vf y[6];
+                WINO_INPUT_1D(t[r], y);
+                for (long s = 0; s < 6; s++) store_lanes(v + (r * 6 + s) * xiStride + j * channels + c, y[s], lanes);
+            }
+        }
+    }
+}
+
+static void SD_NAME(winograd_output)(
+    const float *m, long xiStride, long ldm, const sd_winograd_geometry *g, long firstTile, long count, long outFirst,
+    long outCount, const float *bias, int accumulate, float *destination) {
+    long tilesY = (g->outHeight + 3) / 4, tilesX = (g->outWidth + 3) / 4;
+    long outChannels = g->outChannels;
+    for (long j = 0; j < count; j++) {
+        long t = firstTile + j;
+        long n = t / (tilesY * tilesX), position = t % (tilesY * tilesX);
+        long oy0 = (position / tilesX) * 4, ox0 = (position % tilesX) * 4;
+        long rows = g->outHeight - oy0 < 4 ? g->outHeight - oy0 : 4;
+        long columns = g->outWidth - ox0 < 4 ? g->outWidth - ox0 : 4;
+        float *image = destination + n * g->outHeight * g->outWidth * outChannels + outFirst;
+        for (long c = 0; c < outCount; c += SD_W) {
+            long lanes = outCount - c < SD_W ? outCount - c : SD_W;
+            vf t[4][6];
+            for (long s = 0; s < 6; s++) {
+                vf x[6], y[4];
+                for (long r = 0; r < 6; r++) x[r] = load_lanes(m + (r * 6 + s) * xiStride + j * ldm + c, lanes);
+                WINO_OUTPUT_1D(x, y);
+                for (long r = 0; r < 4; r++) t[r][s] = y[r];
+            }
+            vf b = bias ? load_lanes(bias + outFirst + c, lanes) : splat(0.0f);
+            for (long r = 0; r < rows; r++) {
+                vf y[4];
+                WINO_OUTPUT_1D(t[r], y);
+                for (long s = 0; s < columns; s++) {
+                    float *p = image + ((oy0 + r) * g->outWidth + ox0 + s) * outChannels + c;
+                    vf value = y[s] + b;
+                    if (accumulate) value += load_lanes(p, lanes);
+                    store_lanes(p, value, lanes);
+                }
+            }
+        }
+    }
+}
+
 const sd_kernel_table SD_NAME(table) = {
     .name = SD_ISA_NAME,
     .vectorWidth = SD_W,
@@ -605,4 +747,7 @@ const sd_kernel_table SD_NAME(table) = {
     .attentionBlockRows = ATT_BR,
     .attentionScratchFloats = SD_NAME(attention_scratch_floats),
     .attention = SD_NAME(attention),
+    .winogradKernel = SD_NAME(winograd_kernel),
+    .winogradInput = SD_NAME(winograd_input),
+    .winogradOutput = SD_NAME(winograd_output),
 };

@@ -1,5 +1,58 @@
-/// 2-D convolution on channels-last activations: oneDNN's brgemm convolution for fp32 kernels where it runs
-/// (`OneDNNConvolution`), else im2col panels fed to GEMM.
+/// 2-D convolution on channels-last activations: for fp32 kernels, Winograd F(4x4, 3x3) for 3x3 stride-1 layers
+/// (`WinogradConvolution`) and oneDNN's brgemm convolution where it runs (`OneDNNConvolution`); else im2col panels fed
+/// to GEMM. `ConvolutionPaths` says which runs where.
+import Foundation
+import Synchronization
+
+/// Which path each fp32 convolution takes.
+public enum ConvolutionPaths {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// Winograd for 3x3 stride-1 layers from `WinogradConvolution.minimumPositions` output positions and
+        /// `minimumChannels` channels; oneDNN's brgemm convolution for the other layers from
+        /// `OneDNNConvolution.minimumPositions`; im2col + GEMM below.
+        case automatic
+        /// im2col + GEMM only (`SWIFTDIFFUSION_CONV=im2col`).
+        case im2col
+        /// oneDNN's brgemm convolution at every size where it runs, no Winograd (`SWIFTDIFFUSION_CONV=onednn`).
+        case oneDNN = "onednn"
+        /// Winograd for every 3x3 stride-1 layer; the others as `automatic` (`SWIFTDIFFUSION_CONV=winograd`).
+        case winograd
+    }
+
+    /// The mode in use: `SWIFTDIFFUSION_CONV`'s (automatic when unset or unknown) unless `setMode` changed it.
+    public static var mode: Mode { Mode.allCases[state.load(ordering: .relaxed)] }
+
+    /// Sets `mode` (tests and benchmarks that compare paths; no convolution may be running meanwhile).
+    public static func setMode(_ mode: Mode) { state.store(Mode.allCases.firstIndex(of: mode)!, ordering: .relaxed) }
+
+    private static let state = Atomic<Int>(
+        Mode.allCases.firstIndex(of: ProcessInfo.processInfo.environment["SWIFTDIFFUSION_CONV"].flatMap(Mode.init(rawValue:)) ?? .automatic)!)
+
+    /// What `bench ops` and `generate --verbose` print.
+    public static var summary: String {
+        let winograd = "Winograd F(4x4, 3x3)"
+        switch mode {
+        case .automatic:
+            return "\(winograd) for 3x3 stride 1 from \(WinogradConvolution.minimumPositions) positions; "
+                + "\(OneDNNConvolution.summary); im2col + GEMM below"
+        case .im2col: return "im2col + GEMM (SWIFTDIFFUSION_CONV=im2col)"
+        case .oneDNN: return "\(OneDNNConvolution.available ? "oneDNN brgemm at every size" : OneDNNConvolution.summary), else im2col + GEMM (SWIFTDIFFUSION_CONV=onednn)"
+        case .winograd: return "\(winograd) for every 3x3 stride-1 layer (SWIFTDIFFUSION_CONV=winograd); \(OneDNNConvolution.summary); im2col + GEMM below"
+        }
+    }
+
+    /// Whether a layer goes to Winograd.
+    static func winograd(positions: Int, inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int, stride: Int) -> Bool {
+        guard WinogradConvolution.applies(kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride) else { return false }
+        switch mode {
+        case .im2col, .oneDNN: return false
+        case .winograd: return true
+        case .automatic:
+            return positions >= WinogradConvolution.minimumPositions
+                && min(inChannels, outChannels) >= WinogradConvolution.minimumChannels
+        }
+    }
+}
 
 /// Zero padding on each side of the spatial axes.
 public struct Padding2D: Sendable, Equatable {
@@ -69,6 +122,15 @@ public func conv2d(
     let geometry = ConvGeometry(
         height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
         kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding, upsample: upsample)
+    if case .fp32(let kernel) = layerWeight,
+        ConvolutionPaths.winograd(
+            positions: rows, inChannels: inChannels, outChannels: outChannels, kernelHeight: kernelHeight, kernelWidth: kernelWidth,
+            stride: stride)
+    {
+        WinogradConvolution.run(
+            src, batch: batch, geometry: geometry, kernel: kernel, bias: bias?.storage.base, accumulate: target != nil, into: dst, pool: pool)
+        return out
+    }
     if case .fp32(let kernel) = layerWeight, kernelHeight * kernelWidth > 1, OneDNNConvolution.wanted(positions: rows),
         OneDNNConvolution.run(
             src, batch: batch, geometry: geometry, kernel: kernel, bias: bias?.storage.base, accumulate: target != nil, into: dst, pool: pool)

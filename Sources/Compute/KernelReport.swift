@@ -38,7 +38,7 @@ public struct KernelReport: Sendable {
         var lines = [
             "processor: \(processor.summary)",
             "GEMM: \(gemm.summary); fp32 weight products on \(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS")",
-            "convolution: \(OneDNNConvolution.summary)",
+            "convolution: \(ConvolutionPaths.summary)",
             "SIMD kernels: \(simd.summary): elementwise, softmax, norms, fp16/bf16 widening, fused attention",
         ]
         if let fmaPeak, let gemmGFLOPS, let fraction {

@@ -13,27 +13,8 @@ import Synchronization
 ///
 /// The pool's threads each run a single-threaded primitive on whole images or on bands of output rows (a band reads
 /// the input rows it needs; padding applies only at the image's own edges), so the result does not depend on how
-/// the work is split. `SWIFTDIFFUSION_CONV=im2col` turns the path off, `SWIFTDIFFUSION_CONV=onednn` uses it at
-/// every size (tests and `bench ops --paths`).
+/// the work is split. `ConvolutionPaths.mode` says where it runs.
 public enum OneDNNConvolution {
-    public enum Mode: String, Sendable {
-        /// From `minimumPositions` output positions (batch x height x width).
-        case automatic
-        /// Never (`SWIFTDIFFUSION_CONV=im2col`).
-        case off = "im2col"
-        /// At every size (`SWIFTDIFFUSION_CONV=onednn`).
-        case always = "onednn"
-    }
-
-    /// The mode in use: `SWIFTDIFFUSION_CONV`'s (automatic when unset or unknown) unless `setMode` changed it.
-    public static var mode: Mode { [Mode.automatic, .off, .always][modeState.load(ordering: .relaxed)] }
-
-    /// Sets `mode` (tests and benchmarks that compare paths; no convolution may be running meanwhile).
-    public static func setMode(_ mode: Mode) { modeState.store([Mode.automatic, .off, .always].firstIndex(of: mode)!, ordering: .relaxed) }
-
-    private static let modeState = Atomic<Int>(
-        [Mode.automatic, .off, .always].firstIndex(of: ProcessInfo.processInfo.environment["SWIFTDIFFUSION_CONV"].flatMap(Mode.init(rawValue:)) ?? .automatic)!)
-
     /// Fewest output positions at which `automatic` uses oneDNN. `bench ops --backends` on Zen 4 (3x3, batch 2, against
     /// im2col on the faster GEMM): 8192 positions 1.13-1.22x faster, 2048 1.12-1.41x, 512 0.97x, 128 0.84x.
     public static let minimumPositions = 1024
@@ -50,12 +31,8 @@ public enum OneDNNConvolution {
 
     /// What `bench ops` and `generate --verbose` print.
     public static var summary: String {
-        if !available { return "im2col + GEMM (oneDNN \(String(cString: sd_dnnl_version())) has no brgemm convolution here)" }
-        switch mode {
-        case .automatic: return "oneDNN brgemm, fp32, from \(minimumPositions) output positions; im2col + GEMM below"
-        case .off: return "im2col + GEMM (SWIFTDIFFUSION_CONV=im2col)"
-        case .always: return "oneDNN brgemm, fp32, every size (SWIFTDIFFUSION_CONV=onednn)"
-        }
+        if !available { return "no oneDNN brgemm convolution here (oneDNN \(String(cString: sd_dnnl_version())))" }
+        return "oneDNN brgemm, fp32, from \(minimumPositions) output positions"
     }
 
     /// Convolutions oneDNN has run in this process (tests check the path is taken).
@@ -63,10 +40,10 @@ public enum OneDNNConvolution {
     private static let runs = Atomic<Int>(0)
 
     static func wanted(positions: Int) -> Bool {
-        switch mode {
-        case .off: false
-        case .automatic: available && positions >= minimumPositions
-        case .always: available
+        switch ConvolutionPaths.mode {
+        case .im2col: false
+        case .automatic, .winograd: available && positions >= minimumPositions
+        case .oneDNN: available
         }
     }
 

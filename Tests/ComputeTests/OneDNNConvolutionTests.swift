@@ -10,8 +10,11 @@ import XCTest
 /// has no brgemm convolution (AVX2, or `SWIFTDIFFUSION_ISA` below AVX-512), the test checks that conv2d falls back
 /// to im2col with bitwise the same result.
 final class OneDNNConvolutionTests: XCTestCase {
+    /// The mode the suite runs in (`SWIFTDIFFUSION_CONV` forces one for the whole suite), restored after each test.
+    private let suiteMode = ConvolutionPaths.mode
+
     override func tearDown() {
-        OneDNNConvolution.setMode(.automatic)
+        ConvolutionPaths.setMode(suiteMode)
         super.tearDown()
     }
 
@@ -40,8 +43,8 @@ final class OneDNNConvolutionTests: XCTestCase {
         Case(input: [1, 8, 8, 320], outChannels: 40, kernel: (3, 3)),
     ]
 
-    private func convolve(_ c: Case, mode: OneDNNConvolution.Mode, seed: UInt64) -> Tensor {
-        OneDNNConvolution.setMode(mode)
+    private func convolve(_ c: Case, mode: ConvolutionPaths.Mode, seed: UInt64) -> Tensor {
+        ConvolutionPaths.setMode(mode)
         let x = seededTensor(c.input, seed: seed)
         let kernel = seededTensor([c.outChannels, c.kernel.0, c.kernel.1, c.input[3]], seed: seed + 1)
         let bias = c.bias ? seededTensor([c.outChannels], seed: seed + 2) : nil
@@ -61,9 +64,9 @@ final class OneDNNConvolutionTests: XCTestCase {
             ComputePool.run(on: pool) {
                 for (index, c) in cases.enumerated() {
                     let seed = UInt64(100 + index * 10)
-                    let reference = convolve(c, mode: .off, seed: seed)
+                    let reference = convolve(c, mode: .im2col, seed: seed)
                     let runsBefore = OneDNNConvolution.completedRuns
-                    let candidate = convolve(c, mode: .always, seed: seed)
+                    let candidate = convolve(c, mode: .oneDNN, seed: seed)
                     let ran = OneDNNConvolution.completedRuns - runsBefore
                     if !c.oneDNNMayRefuse { XCTAssertEqual(ran, oneDNNHasIt ? 1 : 0, "case \(index): oneDNN ran") }
                     XCTAssertEqual(candidate.shape, reference.shape)
@@ -87,7 +90,7 @@ final class OneDNNConvolutionTests: XCTestCase {
         for threads in [1, 2, 3] {
             let pool = ComputePool(threadCount: threads)
             defer { pool.shutDown() }
-            results.append(ComputePool.run(on: pool) { convolve(c, mode: .always, seed: 7).scalars })
+            results.append(ComputePool.run(on: pool) { convolve(c, mode: .oneDNN, seed: 7).scalars })
         }
         let whole = results[0]
         for banded in results.dropFirst() {
@@ -98,10 +101,10 @@ final class OneDNNConvolutionTests: XCTestCase {
     }
 
     func testAutomaticModeStartsAtTheMeasuredSize() {
-        OneDNNConvolution.setMode(.automatic)
+        ConvolutionPaths.setMode(.automatic)
         XCTAssertFalse(OneDNNConvolution.wanted(positions: OneDNNConvolution.minimumPositions - 1))
         XCTAssertEqual(OneDNNConvolution.wanted(positions: OneDNNConvolution.minimumPositions), OneDNNConvolution.available)
-        OneDNNConvolution.setMode(.off)
+        ConvolutionPaths.setMode(.im2col)
         XCTAssertFalse(OneDNNConvolution.wanted(positions: 1 << 20))
     }
 

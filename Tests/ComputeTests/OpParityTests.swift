@@ -27,13 +27,16 @@ final class OpParityTests: XCTestCase {
         assertClose(y.reshaped([2, 3, 5, 6]), try batched.output("y"), tolerance: 1e-5, "matmul_batched")
     }
 
-    /// On both convolution paths: oneDNN's brgemm convolution (where this processor's oneDNN has it; else the
-    /// fallback) and im2col + GEMM.
+    /// On every convolution path: im2col + GEMM, oneDNN's brgemm convolution (where this processor's oneDNN has it;
+    /// else the fallback), and Winograd F(4x4, 3x3) for the 3x3 stride-1 layers.
     func testConvolutions() throws {
-        defer { OneDNNConvolution.setMode(.automatic) }
-        for mode in [OneDNNConvolution.Mode.off, .always] {
-            OneDNNConvolution.setMode(mode)
-            try convolutionGoldens(path: mode == .off ? "im2col" : OneDNNConvolution.available ? "oneDNN" : "oneDNN fallback")
+        let suiteMode = ConvolutionPaths.mode
+        defer { ConvolutionPaths.setMode(suiteMode) }
+        for mode in [ConvolutionPaths.Mode.im2col, .oneDNN, .winograd] {
+            ConvolutionPaths.setMode(mode)
+            let runs = WinogradConvolution.completedRuns
+            try convolutionGoldens(path: mode == .oneDNN && !OneDNNConvolution.available ? "oneDNN fallback" : mode.rawValue)
+            XCTAssertEqual(WinogradConvolution.completedRuns > runs, mode == .winograd, "Winograd ran in \(mode) mode")
         }
     }
 

@@ -26,6 +26,13 @@ enum {
     SD_UNARY_TANH = 5,
 };
 
+/// A Winograd F(4x4, 3x3) convolution's shape (stride 1, channels-last). `height` and `width` are the input's as the
+/// convolution sees it, after the nearest-neighbour upsampling by `upsample` (source pixel (y / upsample, x / upsample)).
+/// Tiles are numbered image by image, row by row, each covering 4 x 4 output positions.
+typedef struct {
+    long height, width, upsample, inChannels, padTop, padLeft, outHeight, outWidth, outChannels;
+} sd_winograd_geometry;
+
 /// One instruction set's kernels. Pointers may alias only where a comment says so.
 typedef struct {
     /// "avx512", "avx2" or "baseline".
@@ -60,6 +67,20 @@ typedef struct {
     void (*attention)(
         const float *q, const float *k, const float *v, float *o, long rows, long keys, long headDim, long valueHeadDim,
         long qStride, long kStride, long vStride, long oStride, float scale, long firstRow, int causal, float *scratch);
+
+    /// Winograd F(4x4, 3x3) (Compute/WinogradConvolution.swift). The kernel transform G g G^T of `outCount` output
+    /// channels of a [out][3][3][inChannels] kernel: point xi of channel pair (o, i) goes to
+    /// `u[xi * xiStride + o * inChannels + i]`.
+    void (*winogradKernel)(const float *kernel, long outCount, long inChannels, float *u, long xiStride);
+    /// The input transform B^T d B of tiles firstTile ..< firstTile + count: point xi of tile firstTile + j, channel c
+    /// goes to `v[xi * xiStride + j * inChannels + c]`. Pixels outside the input are zeros (padding).
+    void (*winogradInput)(const float *source, const sd_winograd_geometry *geometry, long firstTile, long count, float *v, long xiStride);
+    /// The output transform A^T m A of the same tiles for output channels outFirst ..< outFirst + outCount, reading
+    /// point xi of tile j, channel c at `m[xi * xiStride + j * ldm + c]`; adds `bias` (may be NULL) and, when
+    /// `accumulate`, what `destination` holds; writes only positions inside the output.
+    void (*winogradOutput)(
+        const float *m, long xiStride, long ldm, const sd_winograd_geometry *geometry, long firstTile, long count, long outFirst,
+        long outCount, const float *bias, int accumulate, float *destination);
 } sd_kernel_table;
 
 /// The table for an instruction set (SD_ISA_*), or NULL when this build has no kernels for it (other architectures).

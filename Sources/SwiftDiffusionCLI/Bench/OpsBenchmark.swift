@@ -157,35 +157,39 @@ struct OpsBenchmarkCommand: ParsableCommand {
 
     /// The fp32 3x3 convolutions of an SD 1.5 UNet step (batch 2) through `conv2d` on each path, on the whole pool
     /// as the engine runs them: im2col panels on OpenBLAS, im2col panels on oneDNN's matmul, oneDNN's brgemm
-    /// convolution (kernel blocking included). The paths alternate per repetition round.
+    /// convolution (kernel blocking included), Winograd F(4x4, 3x3) on the default fp32 back end (kernel transform
+    /// included). The paths alternate per repetition round.
     private func compareConvolutionPaths() {
-        let originalBackend = GEMM.fp32Backend, originalMode = OneDNNConvolution.mode
+        let originalBackend = GEMM.fp32Backend, originalMode = ConvolutionPaths.mode
         defer {
             GEMM.setFP32Backend(originalBackend)
-            OneDNNConvolution.setMode(originalMode)
+            ConvolutionPaths.setMode(originalMode)
         }
         print("")
-        print("convolution: \(OneDNNConvolution.summary)")
+        print("convolution: \(ConvolutionPaths.summary)")
         let shapes: [(String, Int, Int, Int)] =
             quick
             ? [("conv3x3 64 -> 64 @32x32", 32, 64, 64)]
             : [
                 ("conv3x3 320 -> 320 @64x64", 64, 320, 320), ("conv3x3 960 -> 320 @64x64", 64, 960, 320),
                 ("conv3x3 640 -> 640 @32x32", 32, 640, 640), ("conv3x3 1280 -> 1280 @32x32", 32, 1280, 1280),
-                ("conv3x3 1280 -> 1280 @16x16", 16, 1280, 1280), ("conv3x3 1280 -> 1280 @8x8", 8, 1280, 1280),
+                ("conv3x3 1280 -> 1280 @16x16", 16, 1280, 1280), ("conv3x3 640 -> 640 @16x16", 16, 640, 640),
+                ("conv3x3 1280 -> 1280 @8x8", 8, 1280, 1280), ("conv3x3 128 -> 128 @256x256", 256, 128, 128),
             ]
         let table = TablePrinter(columns: [
             ("3x3 conv, batch 2", 30), ("positions", 10), ("im2col+OpenBLAS ms", 19), ("im2col+oneDNN ms", 17), ("oneDNN conv ms", 15),
-            ("oneDNN conv / best im2col", 26),
+            ("Winograd ms", 12), ("oneDNN conv / best im2col", 26), ("Winograd / best other", 21),
         ])
         table.header()
         for (name, size, cin, cout) in shapes where only.map({ name.contains($0) }) ?? true {
             let x = randomTensor([2, size, size, cin]), w = randomTensor([cout, 3, 3, cin]), bias = randomTensor([cout])
-            let paths: [(GEMM.FP32Backend, OneDNNConvolution.Mode)] = [(.openBLAS, .off), (.oneDNN, .off), (.oneDNN, .always)]
+            let paths: [(GEMM.FP32Backend, ConvolutionPaths.Mode)] = [
+                (.openBLAS, .im2col), (.oneDNN, .im2col), (.oneDNN, .oneDNN), (originalBackend, .winograd),
+            ]
             let runs = paths.map { path in
                 {
                     GEMM.setFP32Backend(path.0)
-                    OneDNNConvolution.setMode(path.1)
+                    ConvolutionPaths.setMode(path.1)
                     _ = conv2d(x, weight: w, bias: bias, stride: 1, padding: .uniform(1))
                 }
             }
@@ -196,8 +200,8 @@ struct OpsBenchmarkCommand: ParsableCommand {
             }
             let ms = samples.map { 1000 * $0.sorted()[$0.count / 2] }
             table.row([
-                name, "\(2 * size * size)", ms[0].formatted(2), ms[1].formatted(2), ms[2].formatted(2),
-                "\((min(ms[0], ms[1]) / ms[2]).formatted(2))x faster",
+                name, "\(2 * size * size)", ms[0].formatted(2), ms[1].formatted(2), ms[2].formatted(2), ms[3].formatted(2),
+                "\((min(ms[0], ms[1]) / ms[2]).formatted(2))x faster", "\((ms[0..<3].min()! / ms[3]).formatted(2))x faster",
             ])
         }
     }
@@ -244,7 +248,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
             let a = randomTensor([m, k]), b = randomTensor([k, n])
             list.append(Case(name: name, shape: "\(m)x\(n)x\(k)", flops: 2 * Double(m * n * k)) { _ = matmul(a, b) })
         }
-        // Convolutions through the engine's conv2d (the path it picks: `OneDNNConvolution`, else im2col + GEMM), NHWC, batch 1.
+        // Convolutions through the engine's conv2d (the path `ConvolutionPaths` picks), NHWC, batch 1.
         let convs: [(String, Int, Int, Int, Int, Int)] =
             quick
             ? [("conv3x3 64 @32x32", 32, 64, 64, 3, 1)]

@@ -34,7 +34,7 @@ struct PrecisionOption: ParsableArguments {
         switch precision {
         case .fp32:
             "precision: fp32 (\(GEMM.selection.summary); weight products on "
-                + "\(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS"); convolution: \(OneDNNConvolution.summary))"
+                + "\(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS"); convolution: \(ConvolutionPaths.summary))"
         case .bf16: "precision: bf16 weights and GEMM inputs, fp32 accumulation (\(GEMM.oneDNNSummary))"
         }
     }
