@@ -33,7 +33,7 @@ public enum ConvolutionPaths {
         let winograd = "Winograd F(4x4, 3x3)"
         switch mode {
         case .automatic:
-            return "\(winograd) for 3x3 stride 1 from \(WinogradConvolution.minimumPositions) positions; "
+            return "\(winograd) for 3x3 stride 1 from \(WinogradConvolution.minimumPositions) positions and \(WinogradConvolution.minimumChannels) channels; "
                 + "\(OneDNNConvolution.summary); im2col + GEMM below"
         case .im2col: return "im2col + GEMM (SWIFTDIFFUSION_CONV=im2col)"
         case .oneDNN: return "\(OneDNNConvolution.available ? "oneDNN brgemm at every size" : OneDNNConvolution.summary), else im2col + GEMM (SWIFTDIFFUSION_CONV=onednn)"
@@ -43,7 +43,9 @@ public enum ConvolutionPaths {
 
     /// Whether a layer goes to Winograd.
     static func winograd(positions: Int, inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int, stride: Int) -> Bool {
-        guard WinogradConvolution.applies(kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride) else { return false }
+        guard WinogradConvolution.applies(kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride),
+            positions > 0 && inChannels > 0 && outChannels > 0
+        else { return false }
         switch mode {
         case .im2col, .oneDNN: return false
         case .winograd: return true

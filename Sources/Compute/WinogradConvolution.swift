@@ -9,8 +9,9 @@ import Synchronization
 ///
 /// Like `OneDNNConvolution`, the transformed kernel U (36 x out x in floats, 4x the kernel) is made per call from the
 /// one fp32 copy of the weights that LoRA merging patches in place, never cached. Tiles go in chunks and output
-/// channels in blocks so that U, V and M stay within `transformFloats` each; a chunk's three phases (input
-/// transform, GEMMs, output transform) each run on the pool's threads. F(4x4, 3x3) in fp32 loses about two decimal
+/// channels in blocks so that U, V and M stay near `transformFloats` each (blocks round up to 16 channels and chunks
+/// hold at least 32 tiles, so a wide layer can exceed it: 4.4 Mi floats for U of a 1280 -> 1280 layer); a chunk's
+/// three phases (input transform, GEMMs, output transform) each run on the pool's threads. F(4x4, 3x3) in fp32 loses about two decimal
 /// digits against the direct form on SD-sized layers (relative error ~1e-5; `WinogradConvolutionTests` bounds it).
 public enum WinogradConvolution {
     /// Fewest output positions (batch x height x width) at which `ConvolutionPaths.automatic` uses it, and fewest
