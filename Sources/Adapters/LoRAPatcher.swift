@@ -57,8 +57,8 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// Merges the LoRAs into the weights in place. Layers holding bf16 weights (bf16 models) get the LoRA as a runtime
     /// adapter instead: rounding a delta into bf16 would lose it, and the bitwise restore needs fp32 originals.
     ///
-    /// Each weight's deltas are added in request order (so the result does not depend on the thread count); weights
-    /// whose products are small are patched side by side, one per thread, and large products split over the threads.
+    /// Each weight's deltas are added in request order, as one product of the stacked factors; weights are patched side
+    /// by side, whole, one per thread, except a product too large to keep the threads balanced, which is split over them.
     public func merge(_ applications: [LoRAApplication]) {
         var order: [ObjectIdentifier] = []
         var updates: [ObjectIdentifier: [(up: Tensor, down: Tensor, scale: Float)]] = [:]
@@ -94,13 +94,19 @@ public final class LoRAPatcher: @unchecked Sendable {
                 addMatmul(into: weight, up, down, scale: 1)
             }
         }
-        // A product below GEMM's own splitting threshold runs on one thread: give each thread whole weights instead.
-        let small = order.filter { key in
-            updates[key]!.reduce(0) { $0 + 2 * Double($1.up.count) * Double($1.down.shape[1]) } < 4e6
-        }
-        let smallSet = Set(small)
-        for key in order where !smallSet.contains(key) { patch(key) }
-        ComputePool.current.parallelFor(small.count) { i in patch(small[i]) }
+        // Whole weights per thread, largest first (the pool hands them out as threads free up), so one merge is one
+        // parallel region instead of one per weight (on a small model, a hundred thread wake-ups cost more than the
+        // products). A product too large for that to stay balanced (over half a thread's share of the total) is split
+        // over the threads by GEMM instead, before the others.
+        let cost = Dictionary(uniqueKeysWithValues: order.map { key in
+            (key, updates[key]!.reduce(0) { $0 + 2 * Double($1.up.count) * Double($1.down.shape[1]) })
+        })
+        let pool = ComputePool.current
+        let share = cost.values.reduce(0, +) / Double(2 * pool.threadCount)
+        let whole = order.filter { cost[$0]! <= share || cost[$0]! < 4e6 }.sorted { cost[$0]! > cost[$1]! }
+        let wholeSet = Set(whole)
+        for key in order where !wholeSet.contains(key) { patch(key) }
+        pool.parallelFor(whole.count) { i in patch(whole[i]) }
     }
 
     /// `[s_1 up_1 | s_2 up_2 | ...]` `[out, Σr]` and `[down_1; down_2; ...]` `[Σr, in]`: their product is

@@ -634,15 +634,26 @@ INLINE void store_lanes(float *p, vf v, long lanes) {
     else store_partial(p, v, lanes);
 }
 
-static void SD_NAME(winograd_kernel)(const float *kernel, long outCount, long inChannels, float *u, long xiStride) {
+/// `lanes` bf16 values at p widened to fp32 (exactly), the other lanes 0.
+INLINE vf load_bf16_lanes(const uint16_t *p, long lanes) {
+    if (lanes == SD_W) return (vf)(__builtin_convertvector(*(const vh_u *)p, vi) << 16);
+    vi bits = 0;
+    for (long i = 0; i < lanes; i++) bits[i] = (int32_t)((uint32_t)p[i] << 16);
+    return (vf)bits;
+}
+
+static void SD_NAME(winograd_kernel)(const void *kernel, int bf16, long outCount, long inChannels, float *u, long xiStride) {
     for (long o = 0; o < outCount; o++) {
-        const float *g = kernel + o * 9 * inChannels;
+        long first = o * 9 * inChannels;
         for (long c = 0; c < inChannels; c += SD_W) {
             long lanes = inChannels - c < SD_W ? inChannels - c : SD_W;
             vf t[6][3];
             for (long kw = 0; kw < 3; kw++) {
                 vf x[3], y[6];
-                for (long kh = 0; kh < 3; kh++) x[kh] = load_lanes(g + (kh * 3 + kw) * inChannels + c, lanes);
+                for (long kh = 0; kh < 3; kh++) {
+                    long at = first + (kh * 3 + kw) * inChannels + c;
+                    x[kh] = bf16 ? load_bf16_lanes((const uint16_t *)kernel + at, lanes) : load_lanes((const float *)kernel + at, lanes);
+                }
                 WINO_KERNEL_1D(x, y);
                 for (long r = 0; r < 6; r++) t[r][kw] = y[r];
             }

@@ -1,10 +1,10 @@
-/// 2-D convolution on channels-last activations: for fp32 kernels, Winograd F(4x4, 3x3) for 3x3 stride-1 layers
-/// (`WinogradConvolution`) and oneDNN's brgemm convolution where it runs (`OneDNNConvolution`); else im2col panels fed
-/// to GEMM. `ConvolutionPaths` says which runs where.
+/// 2-D convolution on channels-last activations: Winograd F(4x4, 3x3) for 3x3 stride-1 layers (`WinogradConvolution`,
+/// fp32 or bf16 kernels), oneDNN's brgemm convolution for other fp32 layers where it runs (`OneDNNConvolution`); else
+/// im2col panels fed to GEMM. `ConvolutionPaths` says which runs where.
 import Foundation
 import Synchronization
 
-/// Which path each fp32 convolution takes.
+/// Which path each convolution takes (bf16 kernels: Winograd or im2col).
 public enum ConvolutionPaths {
     public enum Mode: String, Sendable, CaseIterable {
         /// Winograd for 3x3 stride-1 layers from `WinogradConvolution.minimumPositions` output positions and
@@ -90,8 +90,9 @@ public func conv2d(
     conv2d(x, weight: .fp32(weight), bias: bias, stride: stride, padding: padding, upsample: upsample)
 }
 
-/// `conv2d` with an fp32 or bf16 kernel (`LayerWeight`): the bf16 kernel multiplies bf16-rounded im2col panels
-/// with fp32 accumulation.
+/// `conv2d` with an fp32 or bf16 kernel (`LayerWeight`): on the im2col path the bf16 kernel multiplies bf16-rounded
+/// im2col panels with fp32 accumulation; on the Winograd path it is widened to fp32 in the kernel transform and the
+/// activations stay fp32.
 ///
 /// `upsample` > 1 convolves the nearest-neighbour upsampling of `x` by that factor (`upsampleNearest`) without
 /// making it: the im2col panels read each upsampled pixel from its source pixel. The result is the same; the
@@ -124,13 +125,12 @@ public func conv2d(
     let geometry = ConvGeometry(
         height: height, width: width, inChannels: inChannels, outHeight: outHeight, outWidth: outWidth,
         kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding, upsample: upsample)
-    if case .fp32(let kernel) = layerWeight,
-        ConvolutionPaths.winograd(
+    if ConvolutionPaths.winograd(
             positions: rows, inChannels: inChannels, outChannels: outChannels, kernelHeight: kernelHeight, kernelWidth: kernelWidth,
             stride: stride)
     {
         WinogradConvolution.run(
-            src, batch: batch, geometry: geometry, kernel: kernel, bias: bias?.storage.base, accumulate: target != nil, into: dst, pool: pool)
+            src, batch: batch, geometry: geometry, kernel: layerWeight, bias: bias?.storage.base, accumulate: target != nil, into: dst, pool: pool)
         return out
     }
     if case .fp32(let kernel) = layerWeight, kernelHeight * kernelWidth > 1, OneDNNConvolution.wanted(positions: rows),

@@ -51,10 +51,11 @@ public enum WinogradConvolution {
     }
 
     /// Runs the convolution `geometry` (a 3x3 stride-1 one) of `batch` images from `source` into `destination`,
-    /// adding to it when `accumulate`. `table`: the kernels to use, `limit`: `transformFloats` (tests compare the
+    /// adding to it when `accumulate`. A bf16 kernel is widened exactly inside the kernel transform; everything after
+    /// it is fp32, so the result is the fp32 convolution with the bf16-rounded weights. `table`: the kernels to use, `limit`: `transformFloats` (tests compare the
     /// instruction sets and splits).
     static func run(
-        _ source: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry, kernel: Tensor, bias: UnsafePointer<Float>?,
+        _ source: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry, kernel: LayerWeight, bias: UnsafePointer<Float>?,
         accumulate: Bool, into destination: UnsafeMutablePointer<Float>, pool: ComputePool, table: sd_kernel_table = Kernels.current,
         limit: Int = transformFloats
     ) {
@@ -71,7 +72,12 @@ public enum WinogradConvolution {
         let vFloats = 36 * plan.chunkTiles * inChannels
         let scratch = ThreadBinding.weightScratch(count: uFloats + vFloats + 36 * plan.chunkTiles * plan.blockChannels)
         let u = scratch, v = scratch + uFloats, m = scratch + uFloats + vFloats
-        let weights = kernel.storage.base
+        let (weights, bf16): (UnsafeRawPointer, Int32) =
+            switch kernel {
+            case .fp32(let tensor): (UnsafeRawPointer(tensor.storage.base), 0)
+            case .bf16(let matrix, _): (UnsafeRawPointer(matrix.base), 1)
+            }
+        let elementBytes = bf16 == 1 ? 2 : 4
         withUnsafePointer(to: &shape) { shape in
             var transformedBlock: Range<Int>? = nil
             for chunkStart in stride(from: 0, to: tiles, by: plan.chunkTiles) {
@@ -84,7 +90,7 @@ public enum WinogradConvolution {
                     if transformedBlock != block {
                         pool.parallelRanges(block.count, minimumChunk: 4) { range in
                             table.winogradKernel!(
-                                weights + (block.lowerBound + range.lowerBound) * 9 * inChannels, range.count, inChannels,
+                                weights + (block.lowerBound + range.lowerBound) * 9 * inChannels * elementBytes, bf16, range.count, inChannels,
                                 u + range.lowerBound * inChannels, block.count * inChannels)
                         }
                         transformedBlock = block
@@ -102,6 +108,7 @@ public enum WinogradConvolution {
                 }
             }
         }
+        withExtendedLifetime(kernel) {}
         runs.add(1, ordering: .relaxed)
     }
 }

@@ -88,14 +88,15 @@ final class WinogradConvolutionTests: XCTestCase {
     }
 
     private func winograd(
-        _ c: Case, _ o: Operands, pool: ComputePool, table: sd_kernel_table = Kernels.current, limit: Int = WinogradConvolution.transformFloats
+        _ c: Case, _ o: Operands, pool: ComputePool, table: sd_kernel_table = Kernels.current, limit: Int = WinogradConvolution.transformFloats,
+        kernel: LayerWeight? = nil
     ) -> [Float] {
         let output = o.target.map { Tensor(shape: $0.shape, values: $0.scalars) } ?? Tensor.zeros([c.input[0], o.outHeight, o.outWidth, c.outChannels])
         let geometry = ConvGeometry(
             height: c.input[1] * c.upsample, width: c.input[2] * c.upsample, inChannels: c.input[3], outHeight: o.outHeight,
             outWidth: o.outWidth, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: c.padding, upsample: c.upsample)
         WinogradConvolution.run(
-            o.x.storage.base, batch: c.input[0], geometry: geometry, kernel: o.kernel, bias: o.bias?.storage.base,
+            o.x.storage.base, batch: c.input[0], geometry: geometry, kernel: kernel ?? .fp32(o.kernel), bias: o.bias?.storage.base,
             accumulate: o.target != nil, into: output.storage.base, pool: pool, table: table, limit: limit)
         return output.scalars
     }
@@ -125,6 +126,28 @@ final class WinogradConvolutionTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// A bf16 kernel is widened exactly in the kernel transform: the result is bitwise the fp32 path's on the widened
+    /// weights, for every instruction set (vector and partial-vector loads), and conv2d takes the path for bf16 layers.
+    func testABF16KernelGivesTheFP32ResultOfItsValues() {
+        let pool = ComputePool(threadCount: 2)
+        defer { pool.shutDown() }
+        for (index, c) in [cases[1], cases[2], cases[7]].enumerated() {
+            let o = operands(c, seed: UInt64(300 + index))
+            let bf16 = LayerWeight.make(o.kernel, precision: .bf16)
+            let widened = Operands(x: o.x, kernel: bf16.fp32Values, bias: o.bias, target: o.target, outHeight: o.outHeight, outWidth: o.outWidth)
+            for variant in [ProcessorFeatures.InstructionSet.baseline, .avx2, .avx512].compactMap({ Kernels.variant($0) }) {
+                XCTAssertEqual(
+                    winograd(c, o, pool: pool, table: variant.table, kernel: bf16), winograd(c, widened, pool: pool, table: variant.table),
+                    "case \(index), \(variant.name)")
+            }
+        }
+        ConvolutionPaths.setMode(.automatic)
+        let before = WinogradConvolution.completedRuns
+        let x = seededTensor([1, 16, 16, 32], seed: 1), w = LayerWeight.make(seededTensor([32, 3, 3, 32], seed: 2), precision: .bf16)
+        _ = conv2d(x, weight: w, bias: nil, padding: .uniform(1))
+        XCTAssertEqual(WinogradConvolution.completedRuns - before, 1)
     }
 
     /// Tiles in chunks and output channels in blocks (a tiny transform limit) give the result of one chunk.

@@ -69,9 +69,9 @@ typedef struct {
         long qStride, long kStride, long vStride, long oStride, float scale, long firstRow, int causal, float *scratch);
 
     /// Winograd F(4x4, 3x3) (Compute/WinogradConvolution.swift). The kernel transform G g G^T of `outCount` output
-    /// channels of a [out][3][3][inChannels] kernel: point xi of channel pair (o, i) goes to
-    /// `u[xi * xiStride + o * inChannels + i]`.
-    void (*winogradKernel)(const float *kernel, long outCount, long inChannels, float *u, long xiStride);
+    /// channels of a [out][3][3][inChannels] kernel, fp32 or (`bf16` nonzero) bfloat16 bits widened exactly: point xi
+    /// of channel pair (o, i) goes to `u[xi * xiStride + o * inChannels + i]`.
+    void (*winogradKernel)(const void *kernel, int bf16, long outCount, long inChannels, float *u, long xiStride);
     /// The input transform B^T d B of tiles firstTile ..< firstTile + count: point xi of tile firstTile + j, channel c
     /// goes to `v[xi * xiStride + j * inChannels + c]`. Pixels outside the input are zeros (padding).
     void (*winogradInput)(const float *source, const sd_winograd_geometry *geometry, long firstTile, long count, float *v, long xiStride);
