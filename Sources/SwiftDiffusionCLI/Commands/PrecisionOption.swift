@@ -35,7 +35,7 @@ struct PrecisionOption: ParsableArguments {
         case .fp32:
             "precision: fp32 (\(GEMM.selection.summary); weight products on "
                 + "\(GEMM.fp32Backend == .oneDNN ? GEMM.oneDNNSummary + " matmul" : "OpenBLAS"); convolution: \(ConvolutionPaths.summary))"
-        case .bf16: "precision: bf16 weights and GEMM inputs, fp32 accumulation (\(GEMM.oneDNNSummary))"
+        case .bf16: "precision: bf16 weights and GEMM inputs, fp32 accumulation (\(GEMM.oneDNNSummary)); Winograd convolutions widen their bf16 kernels and run in fp32"
         }
     }
 }
