@@ -9,15 +9,7 @@ import XCTest
 /// bias, accumulation, and output channels that do not fill oneDNN's weight blocks. Where this processor's oneDNN
 /// has no brgemm convolution (AVX2, or `SWIFTDIFFUSION_ISA` below AVX-512), the test checks that conv2d falls back
 /// to im2col with bitwise the same result.
-final class OneDNNConvolutionTests: XCTestCase {
-    /// The mode the suite runs in (`SWIFTDIFFUSION_CONV` forces one for the whole suite), restored after each test.
-    private let suiteMode = ConvolutionPaths.mode
-
-    override func tearDown() {
-        ConvolutionPaths.setMode(suiteMode)
-        super.tearDown()
-    }
-
+final class OneDNNConvolutionTests: ConvolutionPathTestCase {
     private struct Case {
         var input: [Int]
         var outChannels: Int

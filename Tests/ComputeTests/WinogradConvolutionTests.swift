@@ -7,15 +7,7 @@ import XCTest
 /// are not multiples of the 4 x 4 tile, every padding the engine uses (none, 1, asymmetric, 2), virtual upsampling,
 /// bias, accumulation, channel counts that do not fill a vector, batches; every instruction set's transforms; pools of
 /// 1, 2 and 3 threads; and tiles in several chunks and output channels in several blocks.
-final class WinogradConvolutionTests: XCTestCase {
-    /// The mode the suite runs in (`SWIFTDIFFUSION_CONV` forces one for the whole suite), restored after each test.
-    private let suiteMode = ConvolutionPaths.mode
-
-    override func tearDown() {
-        ConvolutionPaths.setMode(suiteMode)
-        super.tearDown()
-    }
-
+final class WinogradConvolutionTests: ConvolutionPathTestCase {
     private struct Case {
         var input: [Int]
         var outChannels: Int
