@@ -82,16 +82,18 @@ public final class LoRAPatcher: @unchecked Sendable {
                 updates[key, default: []].append((entry.up, flatDown, strength * entry.scale))
             }
         }
+        // Every product splits by this pool's thread count, whichever thread patches it (the same bits every run).
+        let pool = ComputePool.current
         func patch(_ key: ObjectIdentifier) {
             let weight = saved[key]!.weight
             let list = updates[key]!
             if list.count == 1 {
-                addMatmul(into: weight, list[0].up, list[0].down, scale: list[0].scale)
+                addMatmul(into: weight, list[0].up, list[0].down, scale: list[0].scale, pool: pool)
             } else {
                 // Several LoRAs on one weight: one GEMM of their summed rank reads and writes the weight once, not once
                 // per LoRA (the weight is the GEMM's largest operand), and runs at a better GEMM shape.
                 let (up, down) = Self.stacked(list)
-                addMatmul(into: weight, up, down, scale: 1)
+                addMatmul(into: weight, up, down, scale: 1, pool: pool)
             }
         }
         // Whole weights per thread, largest first (the pool hands them out as threads free up), so one merge is one
@@ -101,7 +103,6 @@ public final class LoRAPatcher: @unchecked Sendable {
         let cost = Dictionary(uniqueKeysWithValues: order.map { key in
             (key, updates[key]!.reduce(0) { $0 + 2 * Double($1.up.count) * Double($1.down.shape[1]) })
         })
-        let pool = ComputePool.current
         let share = cost.values.reduce(0, +) / Double(2 * pool.threadCount)
         let whole = order.filter { cost[$0]! <= share || cost[$0]! < 4e6 }.sorted { cost[$0]! > cost[$1]! }
         let wholeSet = Set(whole)

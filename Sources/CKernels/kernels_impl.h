@@ -11,6 +11,7 @@
 
 typedef float vf __attribute__((ext_vector_type(SD_W)));
 typedef int32_t vi __attribute__((ext_vector_type(SD_W)));
+typedef uint32_t vu __attribute__((ext_vector_type(SD_W)));
 typedef uint16_t vh __attribute__((ext_vector_type(SD_W)));
 typedef vf vf_u __attribute__((aligned(4), may_alias));
 typedef vh vh_u __attribute__((aligned(2), may_alias));
@@ -344,7 +345,7 @@ static void SD_NAME(half_to_float)(const void *source, float *y, long count) {
 static void SD_NAME(bfloat16_to_float)(const void *source, float *y, long count) {
     const uint16_t *x = source;
     long i = 0;
-    for (; i + SD_W <= count; i += SD_W) store(y + i, (vf)(__builtin_convertvector(*(const vh_u *)(x + i), vi) << 16));
+    for (; i + SD_W <= count; i += SD_W) store(y + i, (vf)(__builtin_convertvector(*(const vh_u *)(x + i), vu) << 16));
     for (; i < count; i++) {
         uint32_t bits = (uint32_t)x[i] << 16;
         memcpy(y + i, &bits, 4);
@@ -636,9 +637,9 @@ INLINE void store_lanes(float *p, vf v, long lanes) {
 
 /// `lanes` bf16 values at p widened to fp32 (exactly), the other lanes 0.
 INLINE vf load_bf16_lanes(const uint16_t *p, long lanes) {
-    if (lanes == SD_W) return (vf)(__builtin_convertvector(*(const vh_u *)p, vi) << 16);
-    vi bits = 0;
-    for (long i = 0; i < lanes; i++) bits[i] = (int32_t)((uint32_t)p[i] << 16);
+    if (lanes == SD_W) return (vf)(__builtin_convertvector(*(const vh_u *)p, vu) << 16);
+    vu bits = 0;
+    for (long i = 0; i < lanes; i++) bits[i] = (uint32_t)p[i] << 16;
     return (vf)bits;
 }
 

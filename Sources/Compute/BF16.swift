@@ -7,7 +7,8 @@ import Foundation
 /// GEMM's activations to bf16 on the way in and accumulates in fp32 (oneDNN's matmul, which runs
 /// AVX512-BF16 or AMX kernels it picks from CPUID); everything else (norms, softmax, attention scores,
 /// schedulers, the VAE's non-GEMM ops) stays fp32. This is what `torch.autocast("cpu", dtype=torch.bfloat16)`
-/// does to linear and convolution layers.
+/// does to linear and convolution layers, except for the 3x3 stride-1 convolutions that run as Winograd
+/// (`WinogradConvolution`): they widen the bf16 kernel exactly and keep the activations and products in fp32.
 public enum ComputePrecision: String, Sendable, CaseIterable {
     case fp32
     case bf16

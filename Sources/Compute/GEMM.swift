@@ -355,11 +355,11 @@ public func accumulateLinear(into output: Tensor, _ x: Tensor, weight: Tensor, s
 
 /// `target += scale * a b` in place for 2-D `a [m, k]`, `b [k, n]`, `target [m, n]` (LoRA merging:
 /// `W += s * up @ down`). `target` may be any tensor with m * n elements (a conv kernel, say).
-public func addMatmul(into target: Tensor, _ a: Tensor, _ b: Tensor, scale: Float) {
+public func addMatmul(into target: Tensor, _ a: Tensor, _ b: Tensor, scale: Float, pool: ComputePool = .current) {
     precondition(a.rank == 2 && b.rank == 2 && a.shape[1] == b.shape[0], "addMatmul needs [m, k] x [k, n], got \(a.shape) x \(b.shape)")
     let (m, k, n) = (a.shape[0], a.shape[1], b.shape[1])
     precondition(target.count == m * n, "addMatmul target has \(target.count) elements, expected \(m * n)")
     GEMM.multiply(
         m: m, n: n, k: k, alpha: scale, a: a.storage.base, lda: k, b: b.storage.base, ldb: n, beta: 1,
-        c: target.storage.base, ldc: n)
+        c: target.storage.base, ldc: n, pool: pool)
 }

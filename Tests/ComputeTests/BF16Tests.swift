@@ -7,7 +7,7 @@ import XCTest
 /// bf16-rounded operands up to fp32 summation order, and differ from the fp32 GEMM of the unrounded operands by
 /// about bf16's rounding (2^-9 relative per operand). Runs on every processor: oneDNN computes bf16 products on
 /// processors without bf16 instructions too (emulated); only the user-facing `--precision bf16` is refused there.
-final class BF16Tests: XCTestCase {
+final class BF16Tests: ConvolutionPathTestCase {
     private func random(_ shape: [Int], seed: UInt64) -> Tensor { seededTensor(shape, seed: seed) }
 
     /// Rounds every element to bf16 (round to nearest even) and back, in Swift, independently of the C shim.
@@ -44,7 +44,11 @@ final class BF16Tests: XCTestCase {
         }
     }
 
+    /// On the im2col path both operands are rounded to bf16; on the Winograd path only the kernel is (the activations
+    /// stay fp32), so there it equals the fp32 convolution of the rounded kernel.
     func testConvolutionEqualsFP32OfRoundedOperands() {
+        ConvolutionPaths.setMode(.im2col)
+        defer { ConvolutionPaths.setMode(.winograd) }
         let x = random([2, 9, 7, 16], seed: 4)
         let kernel = channelsLastKernel(random([24, 16, 3, 3], seed: 5))
         let bias = random([24], seed: 6)
@@ -58,6 +62,9 @@ final class BF16Tests: XCTestCase {
         assertClose(
             conv2d(x, weight: LayerWeight.make(pointwise, precision: .bf16), bias: nil),
             conv2d(roundedToBF16(x), weight: roundedToBF16(pointwise), bias: nil), tolerance: 1e-4, "bf16 1x1 conv")
+        ConvolutionPaths.setMode(.winograd)
+        let winograd = conv2d(x, weight: LayerWeight.make(kernel, precision: .bf16), bias: bias, padding: .uniform(1))
+        assertClose(winograd, conv2d(x, weight: roundedToBF16(kernel), bias: bias, padding: .uniform(1)), tolerance: 1e-5, "bf16 conv on Winograd")
     }
 
     func testWeightsTakeHalfTheBytes() {

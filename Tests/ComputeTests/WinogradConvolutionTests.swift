@@ -133,6 +133,11 @@ final class WinogradConvolutionTests: ConvolutionPathTestCase {
                 XCTAssertEqual(
                     winograd(c, o, pool: pool, table: variant.table, kernel: bf16), winograd(c, widened, pool: pool, table: variant.table),
                     "case \(index), \(variant.name)")
+                // Output channels in blocks: each block's kernel rows start at their own offset in the bf16 matrix.
+                let limit = 36 * c.input[3] * 16
+                XCTAssertEqual(
+                    winograd(c, o, pool: pool, table: variant.table, limit: limit, kernel: bf16),
+                    winograd(c, widened, pool: pool, table: variant.table, limit: limit), "case \(index), \(variant.name), blocks")
             }
         }
         ConvolutionPaths.setMode(.automatic)

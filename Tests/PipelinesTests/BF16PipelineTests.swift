@@ -8,7 +8,8 @@ import Samplers
 import Weights
 import XCTest
 
-/// bf16 models (linear and conv weights stored as bf16, GEMM inputs rounded to bf16, fp32 accumulation) on the
+/// bf16 models (linear and conv weights stored as bf16, GEMM inputs rounded to bf16 except on the fp32 Winograd
+/// convolutions, fp32 accumulation) on the
 /// tiny parity fixtures: final latents within a bound of diffusers' fp32 goldens, LoRAs applied beside the bf16
 /// layers, weights half the bytes. Runs on every processor (oneDNN emulates bf16 products where the processor
 /// lacks bf16 instructions; see BF16Tests).
