@@ -1,18 +1,20 @@
 import CKernels
 import Synchronization
 
-/// 3x3 stride-1 fp32 convolutions as Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-/// Networks", 2016): each 4 x 4 block of output positions comes from a 6 x 6 input tile through 36 elementwise
-/// products where the direct form needs 144, and the products over input channels are 36 GEMMs
-/// `M[xi] (tiles x out) = V[xi] (tiles x in) U[xi]^T` on the fp32 GEMM back end (`GEMM.serial`). The transforms are the
-/// engine's SIMD kernels (`sd_kernel_table.winograd*`, per instruction set), so the path runs on every processor.
+/// 3x3 stride-1 convolutions (fp32 or bf16 kernels, fp32 arithmetic) as Winograd F(4x4, 3x3) (Lavin & Gray, "Fast
+/// Algorithms for Convolutional Neural Networks", 2016): each 4 x 4 block of output positions comes from a 6 x 6
+/// input tile through 36 elementwise products where the direct form needs 144, and the products over input channels
+/// are 36 GEMMs `M[xi] (tiles x out) = V[xi] (tiles x in) U[xi]^T` on the fp32 GEMM back end (`GEMM.serial`). The
+/// transforms are the engine's SIMD kernels (`sd_kernel_table.winograd*`, per instruction set), so the path runs on
+/// every processor.
 ///
 /// Like `OneDNNConvolution`, the transformed kernel U (36 x out x in floats, 4x the kernel) is made per call from the
-/// one fp32 copy of the weights that LoRA merging patches in place, never cached. Tiles go in chunks and output
-/// channels in blocks so that U, V and M stay near `transformFloats` each (blocks round up to 16 channels and chunks
-/// hold at least 32 tiles, so a wide layer can exceed it: 4.4 Mi floats for U of a 1280 -> 1280 layer); a chunk's
-/// three phases (input transform, GEMMs, output transform) each run on the pool's threads. F(4x4, 3x3) in fp32 loses about two decimal
-/// digits against the direct form on SD-sized layers (relative error ~1e-5; `WinogradConvolutionTests` bounds it).
+/// one copy of the weights that LoRA merging patches in place, never cached. Tiles go in chunks and output channels
+/// in blocks so that U, V and M stay near `transformFloats` each (blocks round up to 16 channels and chunks hold at
+/// least 32 tiles, so a wide layer can exceed it: 4.4 Mi floats for U of a 1280 -> 1280 layer); a chunk's three
+/// phases (input transform, GEMMs, output transform) each run on the pool's threads. F(4x4, 3x3) in fp32 loses about
+/// two decimal digits against the direct form on SD-sized layers (relative error ~1e-5; `WinogradConvolutionTests`
+/// bounds it).
 public enum WinogradConvolution {
     /// Fewest output positions (batch x height x width) at which `ConvolutionPaths.automatic` uses it, and fewest
     /// channels on either side (a narrower layer is all transform and no GEMM).
@@ -52,8 +54,8 @@ public enum WinogradConvolution {
 
     /// Runs the convolution `geometry` (a 3x3 stride-1 one) of `batch` images from `source` into `destination`,
     /// adding to it when `accumulate`. A bf16 kernel is widened exactly inside the kernel transform; everything after
-    /// it is fp32, so the result is the fp32 convolution with the bf16-rounded weights. `table`: the kernels to use, `limit`: `transformFloats` (tests compare the
-    /// instruction sets and splits).
+    /// it is fp32, so the result is the fp32 convolution with the bf16-rounded weights. `table`: the kernels to use;
+    /// `limit`: `transformFloats` (tests compare the instruction sets and splits).
     static func run(
         _ source: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry, kernel: LayerWeight, bias: UnsafePointer<Float>?,
         accumulate: Bool, into destination: UnsafeMutablePointer<Float>, pool: ComputePool, table: sd_kernel_table = Kernels.current,
