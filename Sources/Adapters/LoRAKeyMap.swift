@@ -67,7 +67,6 @@ public enum LoRAKeyMap {
     /// Binds each module of `network` to a layer of `targets`. Modules that name no layer are returned in
     /// `unmatched`; a module whose shape does not fit its layer is an error naming the layer.
     public static func resolve(_ network: LoRANetwork, targets: LoRATargets) throws -> ResolvedLoRA {
-        var indexes: [LoRAComponent: [String: PatchableLayer]] = [:]
         var entries: [ResolvedLoRA.Entry] = []
         var unmatched: [String] = []
         for module in network.modules {
@@ -75,10 +74,9 @@ public enum LoRAKeyMap {
                 unmatched.append("\(module.component.rawValue): \(module.name)")
                 continue
             }
-            let index = indexes[module.component] ?? buildIndex(registry)
-            indexes[module.component] = index
+            let index = registry.pathsByUnderscoredName
             let candidates = candidateKeys(for: module, format: network.format, layersPerBlock: targets.unetLayersPerBlock)
-            guard let layer = candidates.lazy.compactMap({ index[$0] }).first else {
+            guard let layer = candidates.lazy.compactMap({ index[$0].flatMap { layer(at: $0, in: registry) } }).first else {
                 unmatched.append("\(module.component.rawValue): \(module.name)")
                 continue
             }
@@ -87,24 +85,12 @@ public enum LoRAKeyMap {
         return ResolvedLoRA(source: network.source, entries: entries, unmatched: unmatched)
     }
 
-    /// Every layer under its underscore-joined path (the kohya spelling), with and without the text
-    /// encoder's `text_model.` prefix.
-    static func buildIndex(_ registry: LayerRegistry) -> [String: PatchableLayer] {
-        var index: [String: PatchableLayer] = [:]
-        func add(_ path: String, _ layer: PatchableLayer) {
-            index[underscored(path)] = layer
-            if path.hasPrefix("text_model.") { index[underscored(String(path.dropFirst("text_model.".count)))] = layer }
-        }
-        for (path, layer) in registry.linears { add(path, .linear(layer)) }
-        for (path, layer) in registry.convs { add(path, .conv(layer)) }
-        return index
+    static func layer(at path: String, in registry: LayerRegistry) -> PatchableLayer? {
+        if let linear = registry.linears[path] { return .linear(linear) }
+        return registry.convs[path].map { .conv($0) }
     }
 
-    /// `path` with every "." made "_" (byte by byte: Foundation's `replacingOccurrences` was a fifth of resolving a
-    /// LoRA, run for every layer of the model and every module of the file).
-    static func underscored(_ path: String) -> String {
-        String(decoding: path.utf8.map { $0 == UInt8(ascii: ".") ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
-    }
+    static func underscored(_ path: String) -> String { LayerRegistry.underscored(path) }
 
     static func candidateKeys(for module: LoRAModule, format: LoRAFormat, layersPerBlock: Int) -> [String] {
         var keys = [underscored(module.name)]

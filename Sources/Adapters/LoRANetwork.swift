@@ -82,7 +82,8 @@ extension LoRANetwork {
     /// Reads a `.safetensors` LoRA and converts it to canonical modules. Pickle files are refused by the
     /// weights layer; a PEFT adapter's `adapter_config.json` is read from the same folder.
     public static func load(contentsOf url: URL) throws -> LoRANetwork {
-        let file = try SafeTensorsFile(contentsOf: url)
+        // Read into memory, not mapped, up to 256 MiB (a LoRA is read whole, once, and its file dropped at once).
+        let file = try SafeTensorsFile(contentsOf: url, readingUpTo: 256 << 20)
         var peftConfig: Data?
         let configURL = url.deletingLastPathComponent().appendingPathComponent("adapter_config.json")
         if FileManager.default.fileExists(atPath: configURL.path) { peftConfig = try? Data(contentsOf: configURL) }
@@ -121,15 +122,22 @@ extension LoRANetwork {
             pairs[id] = entry
         }
         let defaultAlphas = try adapterAlphas(format: format, metadata: metadata, peftConfig: peftConfig)
-        var modules: [LoRAModule] = []
+        // Every pair complete first, then all factors read at once (one allocation for a file's factors).
+        var complete: [(id: String, name: String, entry: (component: LoRAComponent, down: String?, up: String?, alpha: String?))] = []
         for (id, entry) in pairs.sorted(by: { $0.key < $1.key }) {
             let name = String(id.drop { $0 != "/" }.dropFirst())
-            guard let downKey = entry.down else {
+            guard entry.down != nil else {
                 if entry.up == nil { ignored.append(contentsOf: [entry.alpha].compactMap { $0 }); continue }
                 throw LoRAError.incompletePair(source: source, module: name, missing: "down (A)")
             }
-            guard let upKey = entry.up else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
-            let down = try weights.tensor(downKey), up = try weights.tensor(upKey)
+            guard entry.up != nil else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
+            complete.append((id, name, entry))
+        }
+        let factors = try weights.tensors(complete.flatMap { [$0.entry.down!, $0.entry.up!] })
+        var modules: [LoRAModule] = []
+        for (index, (_, name, entry)) in complete.enumerated() {
+            let downKey = entry.down!, upKey = entry.up!
+            let down = factors[2 * index], up = factors[2 * index + 1]
             try checkPair(down: down, up: up, module: name, source: source)
             try checkFinite(down, role: "down (\(downKey))", module: name, source: source)
             try checkFinite(up, role: "up (\(upKey))", module: name, source: source)
@@ -242,13 +250,14 @@ extension LoRANetwork {
     /// Every element finite: one NaN or infinity in a factor makes every output of the patched layer NaN.
     static func checkFinite(_ tensor: Tensor, role: String, module: String, source: String) throws {
         let firstBad: Int? = tensor.withUnsafeBufferPointer { values in
-            // The largest exponent field, an integer reduction the compiler vectorises; all ones is NaN or infinity.
-            let exponentMask: UInt32 = 0x7F80_0000
-            var largest: UInt32 = 0
+            // An exponent field of all ones (NaN or infinity) is the only one that carries into the sign bit when one
+            // is added to it; OR-ing those sums is an integer reduction the compiler vectorises even for SSE2 (an
+            // unsigned max is not, and made this check a tenth of loading a LoRA).
+            var carried: UInt32 = 0
             UnsafeRawBufferPointer(values).withMemoryRebound(to: UInt32.self) { bits in
-                for pattern in bits { largest = max(largest, pattern & exponentMask) }
+                for pattern in bits { carried |= (pattern & 0x7F80_0000) &+ 0x0080_0000 }
             }
-            guard largest == exponentMask else { return nil }
+            guard carried & 0x8000_0000 != 0 else { return nil }
             return values.firstIndex { !$0.isFinite }
         }
         if let firstBad {

@@ -73,7 +73,24 @@ public struct Padding2D: Sendable, Equatable {
 /// (each output channel's weights contiguous, in im2col column order).
 public func channelsLastKernel(_ kernel: Tensor) -> Tensor {
     precondition(kernel.rank == 4, "a conv kernel is [out, in, kh, kw], got \(kernel.shape)")
-    return permute(kernel, [0, 2, 3, 1])
+    let (outputs, inputs, taps) = (kernel.shape[0], kernel.shape[1], kernel.shape[2] * kernel.shape[3])
+    if taps == 1 { return kernel.reshaped([outputs, kernel.shape[2], kernel.shape[3], inputs]).copy() }
+    let result = Tensor(uninitializedShape: [outputs, kernel.shape[2], kernel.shape[3], inputs])
+    let perOutput = inputs * taps
+    if perOutput == 0 { return result }
+    // Each output channel's `[in, taps]` block transposed to `[taps, in]`, one target row at a time (a LoRA's conv
+    // factors are transposed for every request that reads the file, beside denoising).
+    let source = kernel.storage.base, target = result.storage.base
+    ComputePool.current.parallelRanges(outputs, minimumChunk: max(1, 65536 / perOutput)) { range in
+        for output in range {
+            let from = source + output * perOutput, to = target + output * perOutput
+            for tap in 0..<taps {
+                let row = to + tap * inputs
+                for input in 0..<inputs { row[input] = from[input * taps + tap] }
+            }
+        }
+    }
+    return result
 }
 
 /// The inverse of `channelsLastKernel`: `[out, kh, kw, in]` back to PyTorch's `[out, in, kh, kw]`.

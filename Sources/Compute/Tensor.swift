@@ -33,6 +33,9 @@ public final class TensorStorage: @unchecked Sendable {
         self.owner = owner
     }
 
+    /// The first element; valid for as long as this storage lives (keep a reference to it while using the pointer).
+    public var baseAddress: UnsafeMutablePointer<Float> { base }
+
     deinit {
         if owner == nil { BufferCache.release(UnsafeMutableRawPointer(base), bytes: max(count, 1) * MemoryLayout<Float>.stride) }
     }
@@ -200,6 +203,13 @@ public enum TensorBufferCache {
     /// Returns every parked buffer to the system: after a bf16 model is built, the fp32 weights it rounded from
     /// would otherwise stay parked (up to the cache's limit) and count in the resident set.
     public static func trim() { BufferCache.trim() }
+    /// `trim()` before a stage whose largest activation takes `largestActivationBytes`, when that is large enough that
+    /// the cache would evict for it anyway (`BufferCache.evictingMissBytes`, 96 MiB: a VAE decode at 512x512). A small
+    /// stage (a 128x128 image) keeps the parked buffers and the C heap's free memory, which the next request reuses
+    /// instead of faulting fresh pages in again.
+    public static func trim(beforeStageOf largestActivationBytes: Int) {
+        if largestActivationBytes >= BufferCache.evictingMissBytes { BufferCache.trim() }
+    }
     /// Bytes of freed buffers parked for reuse now.
     public static var parkedBytes: Int { BufferCache.parkedBytes }
     /// The most bytes the cache parks (`fitLimitToResidentSet`, or `SWIFTDIFFUSION_BUFFER_CACHE_MB`).

@@ -1,3 +1,4 @@
+import Foundation
 import Compute
 import Weights
 
@@ -105,14 +106,45 @@ public final class LayerRegistry: @unchecked Sendable {
     public private(set) var convs: [String: Conv2D] = [:]
     public private(set) var usedKeys: Set<String> = []
 
+    private let indexLock = NSLock()
+    private var underscoredIndex: [String: String]?
+
     public init() {}
 
-    func register(_ layer: Linear) { linears[layer.path] = layer }
-    func register(_ layer: Conv2D) { convs[layer.path] = layer }
+    func register(_ layer: Linear) {
+        linears[layer.path] = layer
+        indexLock.withLock { underscoredIndex = nil }
+    }
+    func register(_ layer: Conv2D) {
+        convs[layer.path] = layer
+        indexLock.withLock { underscoredIndex = nil }
+    }
     func markUsed(_ key: String) { usedKeys.insert(key) }
 
     /// Every LoRA-patchable layer path.
     public var layerPaths: [String] { (Array(linears.keys) + Array(convs.keys)).sorted() }
+
+    /// Every layer path by its underscore-joined spelling (kohya's), also without the text encoder's `text_model.`
+    /// prefix. Built once, on first use after loading, so resolving a LoRA costs one lookup per module instead of
+    /// re-spelling every layer of the model.
+    public var pathsByUnderscoredName: [String: String] {
+        indexLock.withLock {
+            if let underscoredIndex { return underscoredIndex }
+            var index: [String: String] = [:]
+            for path in Array(linears.keys) + Array(convs.keys) {
+                index[Self.underscored(path)] = path
+                if path.hasPrefix("text_model.") { index[Self.underscored(String(path.dropFirst("text_model.".count)))] = path }
+            }
+            underscoredIndex = index
+            return index
+        }
+    }
+
+    /// `path` with every "." made "_" (byte by byte: Foundation's `replacingOccurrences` was a fifth of resolving a
+    /// LoRA).
+    public static func underscored(_ path: String) -> String {
+        String(decoding: path.utf8.map { $0 == UInt8(ascii: ".") ? UInt8(ascii: "_") : $0 }, as: UTF8.self)
+    }
 }
 
 /// A model that does not fit its config, or a config the engine cannot build.

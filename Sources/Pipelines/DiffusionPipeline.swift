@@ -189,8 +189,11 @@ public final class DiffusionPipeline: @unchecked Sendable {
                     return RGBImage.images(fromSigned: try tinyDecoder.decode(latents * (1 / tinyDecoder.configuration.scalingFactor)))
                 }
                 // The VAE decoder's activations have sizes of their own (hundreds of MiB at 512x512), so the buffers the
-                // denoising steps parked would only add to its peak: give them back first.
-                TensorBufferCache.trim()
+                // denoising steps parked would only add to its peak: give them back first, where its full-resolution
+                // activations are that large.
+                let scale = model.vae.downscaleFactor
+                let fullResolution = latents.shape[0] * latents.shape[1] * scale * latents.shape[2] * scale
+                TensorBufferCache.trim(beforeStageOf: fullResolution * model.vae.configuration.blockOutChannels[0] * 4)
                 return RGBImage.images(fromSigned: try model.vae.decodeScaled(latents))
             }
         }

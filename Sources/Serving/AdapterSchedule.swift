@@ -52,7 +52,7 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
             pending = nil
         } else {
             upfront = []
-            pending = PendingLoRAs.start(on: library.loader, loads)
+            pending = PendingLoRAs.start(on: library.loaders, loads)
         }
     }
 
@@ -61,16 +61,18 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
         deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn thread: ComputeThread,
         _ load: @escaping @Sendable () throws -> [LoRAApplication]
     ) {
-        self.init(deadlineStep: deadlineStep, landing: landing, loadingOn: thread, loads: [load])
+        self.init(deadlineStep: deadlineStep, landing: landing, loadingOn: [thread], loads: [load])
     }
 
-    /// A schedule whose LoRAs come from `loads`, run in order on `thread` (and by the loop, for those not started when
-    /// it waits at the deadline).
-    init(deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn thread: ComputeThread, loads: [@Sendable () throws -> [LoRAApplication]]) {
+    /// A schedule whose LoRAs come from `loads`, run in order on `threads`, each taking the next load nobody has started
+    /// (and by the loop, for those not started when it waits at the deadline).
+    init(
+        deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn threads: [ComputeThread], loads: [@Sendable () throws -> [LoRAApplication]]
+    ) {
         self.deadlineStep = deadlineStep
         self.landing = landing
         upfront = []
-        pending = PendingLoRAs.start(on: thread, loads)
+        pending = PendingLoRAs.start(on: threads, loads)
     }
 
     /// True when LoRAs are loading in the background (the loop must ask at each boundary).
@@ -111,9 +113,10 @@ public enum LoRALanding: String, Sendable {
 
 /// LoRAs loading in the background: a one-shot result the schedule polls or waits for.
 ///
-/// The loads (one per LoRA) run in order on the loader thread. A caller that must wait for them (the loop at the
-/// deadline step) takes over the loads the loader has not started and runs them itself, so the core the waiting loop
-/// would leave idle loads LoRAs too; the result keeps the request's order either way.
+/// The loads (one per LoRA) run in order on the loader threads, each taking the next one nobody has started. A caller
+/// that must wait for them (the loop at the deadline step) takes over the loads the loaders have not started and runs
+/// them itself, so the core the waiting loop would leave idle loads LoRAs too; the result keeps the request's order
+/// either way.
 final class PendingLoRAs: @unchecked Sendable {
     private let condition = NSCondition()
     private let loads: [@Sendable () throws -> [LoRAApplication]]
@@ -126,10 +129,10 @@ final class PendingLoRAs: @unchecked Sendable {
         results = Array(repeating: nil, count: loads.count)
     }
 
-    /// Starts running `loads` on `thread` and keeps their outcomes.
-    static func start(on thread: ComputeThread, _ loads: [@Sendable () throws -> [LoRAApplication]]) -> PendingLoRAs {
+    /// Starts running `loads` on `threads` (no more of them than there are loads) and keeps their outcomes.
+    static func start(on threads: [ComputeThread], _ loads: [@Sendable () throws -> [LoRAApplication]]) -> PendingLoRAs {
         let pending = PendingLoRAs(loads)
-        thread.submit { while pending.runNext() {} }
+        for thread in threads.prefix(loads.count) { thread.submit { while pending.runNext() {} } }
         return pending
     }
 

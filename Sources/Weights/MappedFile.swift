@@ -1,3 +1,4 @@
+import Compute
 import Foundation
 
 #if canImport(Glibc)
@@ -13,7 +14,15 @@ final class MappedFile: @unchecked Sendable {
     /// The file's bytes; empty for an empty file. Valid for the lifetime of this object.
     let bytes: UnsafeRawBufferPointer
 
-    init(url: URL) throws {
+    /// The buffer a small file was read into instead of mapped (`readingUpTo`); nil for a mapping.
+    private let readBuffer: TensorStorage?
+
+    /// Maps the file; one of at most `readingUpTo` bytes is read into memory instead.
+    ///
+    /// Reading suits small files read whole and soon dropped (LoRAs): a mapping faults its pages in one by one and,
+    /// unmapped, makes the kernel flush every other core's TLB, interrupting the threads computing there; the buffer
+    /// read into comes from the tensor buffer cache and goes back to it.
+    init(url: URL, readingUpTo readLimit: Int = 0) throws {
         path = url.path
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
@@ -32,8 +41,27 @@ final class MappedFile: @unchecked Sendable {
         let size = Int(status.st_size)
         guard size > 0 else {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            readBuffer = nil
             return
         }
+        if size <= readLimit {
+            let buffer = TensorStorage(count: (size + 3) / 4)
+            let target = UnsafeMutableRawPointer(buffer.baseAddress)
+            var done = 0
+            while done < size {
+                let count = pread(descriptor, target + done, size - done, off_t(done))
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else {
+                    let reason = count == 0 ? "the file shrank while it was read" : String(cString: strerror(errno))
+                    throw WeightsError.cannotOpen(path: path, reason: "read failed: \(reason)")
+                }
+                done += count
+            }
+            bytes = UnsafeRawBufferPointer(start: target, count: size)
+            readBuffer = buffer
+            return
+        }
+        readBuffer = nil
         let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0)
         guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw WeightsError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
@@ -42,7 +70,7 @@ final class MappedFile: @unchecked Sendable {
     }
 
     deinit {
-        if let base = bytes.baseAddress {
+        if readBuffer == nil, let base = bytes.baseAddress {
             munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
         }
     }

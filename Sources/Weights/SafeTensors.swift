@@ -68,9 +68,10 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
 
     public var sourceDescription: String { file.path }
 
-    public init(contentsOf url: URL) throws {
+    /// Opens `url`: mapped, or read into memory when it has at most `readingUpTo` bytes (`MappedFile`).
+    public init(contentsOf url: URL, readingUpTo readLimit: Int = 0) throws {
         self.url = url
-        file = try MappedFile(url: url)
+        file = try MappedFile(url: url, readingUpTo: readLimit)
         let path = file.path
         let bytes = file.bytes
 
@@ -139,32 +140,53 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     /// The tensor as Float32: F32 is copied, F16/BF16/F8 widened, F64 narrowed (round to nearest).
     /// Integer and boolean tensors are an error.
     public func tensor(_ name: String) throws -> Tensor {
+        let info = try floatingPointInfo(name)
+        return Tensor(shape: info.shape) { destination in widen(info, into: destination) }
+    }
+
+    /// The tensors as Float32 in one allocation (each starting on a 64-byte boundary), viewed by one tensor each.
+    public func tensors(_ names: [String]) throws -> [Tensor] {
+        let infos = try names.map { try floatingPointInfo($0) }
+        // Element counts are validated against the file's size when it is opened, so the sum cannot overflow.
+        let starts = infos.reduce(into: [0]) { starts, info in starts.append(starts.last! + (info.elementCount + 15) / 16 * 16) }
+        let arena = TensorStorage(count: starts.last!)
+        return zip(infos, starts).map { info, start in
+            let storage = TensorStorage(borrowing: arena.baseAddress + start, count: info.elementCount, owner: arena)
+            widen(info, into: UnsafeMutableBufferPointer(start: storage.baseAddress, count: info.elementCount))
+            return Tensor(shape: info.shape, storage: storage)
+        }
+    }
+
+    private func floatingPointInfo(_ name: String) throws -> TensorInfo {
         let info = try info(name)
         guard info.dtype.isFloatingPoint else {
             throw WeightsError.notFloatingPoint(path: file.path, tensor: name, dtype: info.dtype.rawValue)
         }
+        return info
+    }
+
+    /// Copies one tensor's data out as Float32: F32 is copied, F16/BF16/F8 widened, F64 narrowed.
+    private func widen(_ info: TensorInfo, into destination: UnsafeMutableBufferPointer<Float>) {
         let source = UnsafeRawBufferPointer(rebasing: dataRegion[info.dataOffsets])
-        return Tensor(shape: info.shape) { destination in
-            guard let base = source.baseAddress, let target = destination.baseAddress else { return }
-            let count = destination.count
-            switch info.dtype {
-            case .float32:
-                UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count * 4)
-            case .float16:
-                FloatConversion.widenHalf(base, into: target, count: count)
-            case .bfloat16:
-                FloatConversion.widenBFloat16(base, into: target, count: count)
-            case .float64:
-                for i in 0..<count { target[i] = Float(base.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-            case .float8E4M3:
-                FloatConversion.float8E4M3Table.withUnsafeBufferPointer { table in
-                    for i in 0..<count { target[i] = table[Int(source[i])] }
-                }
-            case .float8E5M2:
-                for i in 0..<count { target[i] = FloatConversion.float(fromFloat8E5M2: source[i]) }
-            case .int64, .int32, .int16, .int8, .uint8, .bool:
-                break  // excluded above
+        guard let base = source.baseAddress, let target = destination.baseAddress else { return }
+        let count = destination.count
+        switch info.dtype {
+        case .float32:
+            UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count * 4)
+        case .float16:
+            FloatConversion.widenHalf(base, into: target, count: count)
+        case .bfloat16:
+            FloatConversion.widenBFloat16(base, into: target, count: count)
+        case .float64:
+            for i in 0..<count { target[i] = Float(base.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+        case .float8E4M3:
+            FloatConversion.float8E4M3Table.withUnsafeBufferPointer { table in
+                for i in 0..<count { target[i] = table[Int(source[i])] }
             }
+        case .float8E5M2:
+            for i in 0..<count { target[i] = FloatConversion.float(fromFloat8E5M2: source[i]) }
+        case .int64, .int32, .int16, .int8, .uint8, .bool:
+            break  // excluded by floatingPointInfo
         }
     }
 

@@ -17,9 +17,14 @@ public protocol WeightSource: Sendable {
     /// The tensor, which must have `shape` (the shape the architecture needs). Sources that synthesise
     /// parameters (random weights for benchmarks) implement this; files use the default, which checks.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor
+    /// Several tensors as Float32, in the order of `names`. A file may put them in one allocation (a LoRA's factors:
+    /// one buffer instead of hundreds).
+    func tensors(_ names: [String]) throws -> [Tensor]
 }
 
 extension WeightSource {
+    public func tensors(_ names: [String]) throws -> [Tensor] { try names.map { try tensor($0) } }
+
     /// The tensor, checked to have `shape`; a loader's way to say which shape a parameter must have.
     public func tensor(_ name: String, shape expected: [Int]) throws -> Tensor {
         let actual = try shape(of: name)

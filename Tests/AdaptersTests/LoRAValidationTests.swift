@@ -130,6 +130,10 @@ final class LoRAValidationTests: XCTestCase {
                 "unet.mid_block.attentions.0.proj_in.lora_B.weight": values([8, 2]),
             ], precision: .float16, to: half)
         assertRefused(half, module: "mid_block.attentions.0.proj_in", mentions: ["lora_A", "inf", "element 3"])
+        // The largest finite values (an exponent one below all ones) are weights like any other.
+        let largest = try write(
+            "largest", kohya(down: values([2, 8], .greatestFiniteMagnitude, at: 5), up: values([8, 2], -.greatestFiniteMagnitude, at: 0)))
+        XCTAssertEqual(try LoRANetwork.load(contentsOf: largest).modules.count, 1)
         // The last element of a long tensor is found too.
         let long = try write("nan-last", kohya(down: values([4, 1000], .nan, at: 3999), up: values([8, 4])))
         assertRefused(long, module: Self.moduleName, mentions: ["element 3999"])

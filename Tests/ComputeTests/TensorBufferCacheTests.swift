@@ -43,6 +43,19 @@ final class TensorBufferCacheTests: XCTestCase {
         XCTAssertEqual(TensorBufferCache.parkedBytes, 0)
     }
 
+    /// Before a stage (the VAE decode): a small one, a 128x128 image's, keeps what is parked for the next request to
+    /// reuse; one whose largest activation reaches the eviction size, a 512x512 image's, gives it all back first.
+    func testTrimBeforeAStageOnlyWhenTheStageIsLarge() {
+        TensorBufferCache.fitLimit(residentBytes: 2 << 30)
+        TensorBufferCache.trim()
+        do { _ = tensor(megabytes: 8, fill: 1) }
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 8 << 20)
+        TensorBufferCache.trim(beforeStageOf: 128 * 128 * 128 * 4)
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 8 << 20, "a 8 MiB stage keeps the parked buffer")
+        TensorBufferCache.trim(beforeStageOf: 512 * 512 * 128 * 4)
+        XCTAssertEqual(TensorBufferCache.parkedBytes, 0, "a 128 MiB stage gives it back")
+    }
+
     /// The limit follows the model: an eighth of the resident set after a load, at least 64 MiB; buffers beyond it are
     /// freed, not parked.
     func testTheLimitIsAnEighthOfTheResidentSet() throws {

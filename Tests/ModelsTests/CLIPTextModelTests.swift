@@ -91,6 +91,11 @@ final class CLIPTextModelTests: XCTestCase {
         for model in [plain, prefixed] {
             XCTAssertTrue(model.registry.linears.keys.contains("text_model.encoder.layers.1.self_attn.q_proj"))
             XCTAssertEqual(model.registry.linears.count, 2 * 6)
+            // The kohya spelling LoRAs are resolved by, with and without the prefix, for every layer.
+            let index = model.registry.pathsByUnderscoredName
+            XCTAssertEqual(index["text_model_encoder_layers_1_self_attn_q_proj"], "text_model.encoder.layers.1.self_attn.q_proj")
+            XCTAssertEqual(index["encoder_layers_1_self_attn_q_proj"], "text_model.encoder.layers.1.self_attn.q_proj")
+            XCTAssertEqual(Set(index.values), Set(model.registry.layerPaths))
         }
         XCTAssertThrowsError(try CLIPTextModel(configData: plainConfig, weights: InMemoryWeights([:]))) { error in
             XCTAssertTrue("\(error)".contains("token_embedding"), "\(error)")

@@ -110,16 +110,44 @@ final class AdapterScheduleTests: XCTestCase {
         let loads: [@Sendable () throws -> [LoRAApplication]] = [lora, other].map { application in
             { if pthread_equal(pthread_self(), loopThread) != 0 { ranOnTheLoop.increment() }; return [application] }
         }
-        let schedule = AdapterSchedule(deadlineStep: 2, loadingOn: loader, loads: loads)
+        let schedule = AdapterSchedule(deadlineStep: 2, loadingOn: [loader], loads: loads)
         let result = try pipeline.generate(request, loraSchedule: schedule)
         XCTAssertEqual(schedule.landedStep, 2)
         XCTAssertEqual(ranOnTheLoop.value, 2, "the loop ran both loads itself (the loader never got to them)")
         XCTAssertTrue(result.latents.isBitwiseEqual(to: reference.latents), "the LoRAs in request order, landed at step 2")
 
         struct Broken: Error {}
-        let failing = AdapterSchedule(deadlineStep: 1, loadingOn: loader, loads: [{ [lora] }, { throw Broken() }])
+        let failing = AdapterSchedule(deadlineStep: 1, loadingOn: [loader], loads: [{ [lora] }, { throw Broken() }])
         XCTAssertThrowsError(try pipeline.generate(request, loraSchedule: failing)) { XCTAssertTrue($0 is Broken) }
         XCTAssertTrue(try pipeline.generate(request).latents.isBitwiseEqual(to: base.latents), "weights restored after the failure")
+    }
+
+    /// With two loader threads, two LoRAs load at the same time, one on each (each load waits until the other has
+    /// started), and land in request order: the image equals one loader's, both held to step 3.
+    func testTwoLoadersLoadTwoLoRAsAtOnce() throws {
+        let (pipeline, request, lora) = try setUp()
+        let other = LoRAApplication(lora.lora, weight: -0.5)
+        let single = AdapterSchedule(
+            deadlineStep: 3, landing: .atDeadline, loadingOn: [ComputeThread(name: "one-loader")], loads: [{ [lora] }, { [other] }])
+        let reference = try pipeline.generate(request, loraSchedule: single)
+        let started = DispatchGroup()
+        started.enter()
+        started.enter()
+        let overlapped = Counter()
+        let loads: [@Sendable () throws -> [LoRAApplication]] = [lora, other].map { application in
+            {
+                started.leave()
+                if started.wait(timeout: .now() + 30) == .success { overlapped.increment() }
+                return [application]
+            }
+        }
+        let schedule = AdapterSchedule(
+            deadlineStep: 3, landing: .atDeadline, loadingOn: [ComputeThread(name: "loader-a"), ComputeThread(name: "loader-b")], loads: loads)
+        let result = try pipeline.generate(request, loraSchedule: schedule)
+        XCTAssertEqual(overlapped.value, 2, "both loads were running at once")
+        XCTAssertEqual(single.landedStep, 3)
+        XCTAssertEqual(schedule.landedStep, 3)
+        XCTAssertTrue(result.latents.isBitwiseEqual(to: reference.latents), "the LoRAs in request order")
     }
 
     /// `.atDeadline` (the BAL quality study's worst case): LoRAs that are ready at once, or whose file is cached,

@@ -41,6 +41,41 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try file.shape(of: "layer.bias"), [3])
     }
 
+    /// A file read into memory (`readingUpTo`, as LoRAs are) gives what its mapping gives; `tensors(_:)` puts several in
+    /// one allocation, each 64-byte aligned, equal to `tensor(_:)` one by one, and still refuses integer tensors.
+    func testReadIntoMemoryAndBatchedTensorsMatchTheMapping() throws {
+        let tensors: [String: Tensor] = [
+            "a": Tensor(shape: [3, 5], values: (0..<15).map { Float($0) * 0.5 - 3 }),
+            "b": Tensor(shape: [7], values: (0..<7).map { Float($0) * 0.25 }),
+            "c": Tensor(shape: [2, 2, 3, 3], values: (0..<36).map { Float($0 % 11) - 5 }),
+            "scalar": Tensor(shape: [], values: [4]),
+        ]
+        for precision in [SafeTensorsWriter.Precision.float32, .float16] {
+            let url = directory.file("lora-\(precision == .float32 ? 32 : 16).safetensors")
+            try SafeTensorsWriter.write(tensors, precision: precision, to: url)
+            let mapped = try SafeTensorsFile(contentsOf: url)
+            let read = try SafeTensorsFile(contentsOf: url, readingUpTo: 1 << 20)
+            XCTAssertEqual(read.names, mapped.names)
+            let names = ["c", "a", "scalar", "b"]
+            let batch = try read.tensors(names)
+            for (name, tensor) in zip(names, batch) {
+                XCTAssertTrue(try read.tensor(name).isBitwiseEqual(to: mapped.tensor(name)), name)
+                XCTAssertTrue(tensor.isBitwiseEqual(to: try mapped.tensor(name)), name)
+                XCTAssertEqual(tensor.shape, try mapped.shape(of: name))
+                XCTAssertEqual(UInt(bitPattern: tensor.storage.baseAddress) % 64, 0, "\(name) is 64-byte aligned")
+            }
+            XCTAssertEqual(try read.tensors([]).count, 0)
+        }
+        // A file over the limit is mapped as before; a file that is not a regular file is refused either way.
+        let url = directory.file("lora-32.safetensors")
+        XCTAssertTrue(try SafeTensorsFile(contentsOf: url, readingUpTo: 16).tensor("a").isBitwiseEqual(to: tensors["a"]!))
+        assertWeightsError(["directory"]) { try SafeTensorsFile(contentsOf: directory.url, readingUpTo: 1 << 20) }
+        let integers = try open(
+            header: #"{"f":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"i":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}}"#,
+            data: littleEndianBytes([Float(1), Float(2)]))
+        assertWeightsError(["I32"]) { try integers.tensors(["f", "i"]) }
+    }
+
     func testFloat16RoundTrip() throws {
         // All exactly representable in binary16, so the round trip is exact.
         let values: [Float] = [1, -2, 0.5, 1024, 65504, -65504, 6.1035156e-05, 5.9604645e-08, -0.0, 0.333251953125]

@@ -149,8 +149,10 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
         // as on a server that has served them before (the warm-up loads them).
         var seconds: [Workload: [String: [Double]]] = [:]
         var stages: [Workload: [String: [String: [Double]]]] = [:]
-        for workload in list {
-            for repetition in 0...repetitions {
+        // Workloads alternate within each repetition, as the columns do within each workload, so a drift of the machine's
+        // speed over the run (other load, clocks) weighs on every workload alike instead of on the ones measured last.
+        for repetition in 0...repetitions {
+            for workload in list {
                 for column in columns {
                     use(column)
                     engine.dropCachedLoRAs()
