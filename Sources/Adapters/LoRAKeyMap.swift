@@ -75,8 +75,11 @@ public enum LoRAKeyMap {
                 continue
             }
             let index = registry.pathsByUnderscoredName
-            let candidates = candidateKeys(for: module, format: network.format, layersPerBlock: targets.unetLayersPerBlock)
-            guard let layer = candidates.lazy.compactMap({ index[$0].flatMap { layer(at: $0, in: registry) } }).first else {
+            // The file's own spelling first; the SGM layout's translation only when that names no layer.
+            let key = underscored(module.name)
+            let sgm = { SGMNames.toDiffusers(key, layersPerBlock: targets.unetLayersPerBlock).flatMap { index[$0] } }
+            let path = index[key] ?? (module.component == .unet ? sgm() : nil)
+            guard let layer = path.flatMap({ layer(at: $0, in: registry) }) else {
                 unmatched.append("\(module.component.rawValue): \(module.name)")
                 continue
             }
@@ -91,14 +94,6 @@ public enum LoRAKeyMap {
     }
 
     static func underscored(_ path: String) -> String { LayerRegistry.underscored(path) }
-
-    static func candidateKeys(for module: LoRAModule, format: LoRAFormat, layersPerBlock: Int) -> [String] {
-        var keys = [underscored(module.name)]
-        if module.component == .unet, let converted = SGMNames.toDiffusers(underscored(module.name), layersPerBlock: layersPerBlock) {
-            keys.append(converted)
-        }
-        return keys
-    }
 
     static func bind(_ module: LoRAModule, to layer: PatchableLayer, source: String) throws -> ResolvedLoRA.Entry {
         let rank = module.rank

@@ -48,7 +48,9 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
             }
         }
         if loras.isEmpty || deadlineStep == 0 || (cached.allSatisfy({ $0 }) && landing == .whenReady) {
-            upfront = try loads.flatMap { try $0() }
+            // Several LoRAs load side by side: on the loaders and on this thread, which waits for them anyway.
+            let sideBySide = loads.count > 1 && !cached.allSatisfy({ $0 })
+            upfront = sideBySide ? try PendingLoRAs.start(on: library.loaders, loads).wait() : try loads.flatMap { try $0() }
             pending = nil
         } else {
             upfront = []
@@ -67,7 +69,8 @@ public final class AdapterSchedule: LoRAStepSchedule, @unchecked Sendable {
     /// A schedule whose LoRAs come from `loads`, run in order on `threads`, each taking the next load nobody has started
     /// (and by the loop, for those not started when it waits at the deadline).
     init(
-        deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn threads: [ComputeThread], loads: [@Sendable () throws -> [LoRAApplication]]
+        deadlineStep: Int, landing: LoRALanding = .whenReady, loadingOn threads: [ComputeThread],
+        loads: [@Sendable () throws -> [LoRAApplication]]
     ) {
         self.deadlineStep = deadlineStep
         self.landing = landing

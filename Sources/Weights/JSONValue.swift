@@ -201,13 +201,18 @@ private struct JSONParser {
 
     private mutating func parseString() throws -> String {
         position += 1  // opening quote
-        var utf8: [UInt8] = []
         let start = position
-        // Fast path: no escapes.
+        // Fast path: no escapes (every tensor name), the string made straight from the bytes.
         while let byte = current, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\"), byte >= 0x20 {
             position += 1
         }
-        utf8.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
+        if current == UInt8(ascii: "\"") {
+            let plain = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+            position += 1
+            guard let string = String(validating: plain, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
+            return string
+        }
+        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
         while true {
             guard let byte = current else { throw fail("unterminated string") }
             switch byte {
