@@ -82,8 +82,10 @@ extension LoRANetwork {
     /// Reads a `.safetensors` LoRA and converts it to canonical modules. Pickle files are refused by the
     /// weights layer; a PEFT adapter's `adapter_config.json` is read from the same folder.
     public static func load(contentsOf url: URL) throws -> LoRANetwork {
-        // Read into memory, not mapped, up to 256 MiB (a LoRA is read whole, once, and its file dropped at once).
-        let file = try SafeTensorsFile(contentsOf: url, readingUpTo: 256 << 20)
+        // Read into memory, not mapped, up to 64 MiB: a LoRA is read whole, once, and its file dropped at once. (A larger
+        // buffer would take the activation buffers the tensor buffer cache parks for the UNet, see
+        // `SafeTensorsFile.sharedAllocationLimit`; a larger file costs enough that mapping it weighs little.)
+        let file = try SafeTensorsFile(contentsOf: url, readingUpTo: SafeTensorsFile.sharedAllocationLimit)
         var peftConfig: Data?
         let configURL = url.deletingLastPathComponent().appendingPathComponent("adapter_config.json")
         if FileManager.default.fileExists(atPath: configURL.path) { peftConfig = try? Data(contentsOf: configURL) }

@@ -5,8 +5,9 @@ import Pipelines
 /// Bounded asynchronous LoRA loading (the paper's BAL) for one job, in one place.
 ///
 /// - **Admission** (`init(admitting:...)`, when the job starts): LoRAs whose files are parsed and cached already,
-///   or all of them when the deadline is step 0, are resolved now and patched before denoising (`upfront`); otherwise
-///   they start loading on the `LoRALibrary`'s loader thread while denoising starts on the base weights.
+///   or all of them when the deadline is step 0, are resolved now (several side by side on the loader threads) and
+///   patched before denoising (`upfront`); otherwise they start loading on the `LoRALibrary`'s loader threads while
+///   denoising starts on the base weights.
 /// - **Step boundaries** (`lorasToPatch(beforeStep:of:)`, asked by the denoising loop, `DenoisingSteps`): the LoRAs
 ///   are handed over at the first boundary after they are ready, and never later than `deadlineStep` (step K):
 ///   there the loop waits for them. Text-encoder LoRAs re-encode the prompt at that boundary (the loop does it).

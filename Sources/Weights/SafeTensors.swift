@@ -144,11 +144,25 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
         return Tensor(shape: info.shape) { destination in widen(info, into: destination) }
     }
 
-    /// The tensors as Float32 in one allocation (each starting on a 64-byte boundary), viewed by one tensor each.
+    /// Tensors of at most this many bytes together share one allocation in `tensors(_:)`. Larger sets get one each:
+    /// an allocation of 96 MiB or more would first give back the activation buffers the tensor buffer cache parks for
+    /// the UNet (`TensorBufferCache`), which a LoRA loading beside denoising must not take from it.
+    public static let sharedAllocationLimit = 64 << 20
+
+    /// The tensors as Float32: in one allocation (each starting on a 64-byte boundary, viewed by one tensor each) when
+    /// they take at most `sharedAllocationLimit` bytes, else one allocation each.
     public func tensors(_ names: [String]) throws -> [Tensor] {
+        try tensors(names, sharingUpTo: Self.sharedAllocationLimit)
+    }
+
+    /// `tensors(_:)` with another limit for the shared allocation (tests).
+    public func tensors(_ names: [String], sharingUpTo limit: Int) throws -> [Tensor] {
         let infos = try names.map { try floatingPointInfo($0) }
         // Element counts are validated against the file's size when it is opened, so the sum cannot overflow.
         let starts = infos.reduce(into: [0]) { starts, info in starts.append(starts.last! + (info.elementCount + 15) / 16 * 16) }
+        guard starts.last! * 4 <= limit else {
+            return infos.map { info in Tensor(shape: info.shape) { destination in widen(info, into: destination) } }
+        }
         let arena = TensorStorage(count: starts.last!)
         return zip(infos, starts).map { info, start in
             let storage = TensorStorage(borrowing: arena.baseAddress + start, count: info.elementCount, owner: arena)

@@ -65,6 +65,11 @@ final class SafeTensorsTests: XCTestCase {
                 XCTAssertEqual(UInt(bitPattern: tensor.storage.baseAddress) % 64, 0, "\(name) is 64-byte aligned")
             }
             XCTAssertEqual(try read.tensors([]).count, 0)
+            // Over the shared allocation's limit, one allocation each, with the same values.
+            let separate = try read.tensors(names, sharingUpTo: 64)
+            for (name, tensor) in zip(names, separate) { XCTAssertTrue(tensor.isBitwiseEqual(to: try mapped.tensor(name)), name) }
+            XCTAssertTrue(separate[0].storage.ownsMemory, "its own allocation")
+            XCTAssertFalse(batch[0].storage.ownsMemory, "a view of the shared allocation")
         }
         // A file over the limit is mapped as before; a file that is not a regular file is refused either way.
         let url = directory.file("lora-32.safetensors")
