@@ -54,8 +54,8 @@ public final class TensorStorage: @unchecked Sendable {
 ///   512x512) first gives back parked buffers, oldest first, of at least its own size: large sizes come from
 ///   one-pass stages, whose parked sizes do not come back, and each such allocation would otherwise add its whole
 ///   size to the peak;
-/// - `TensorBufferCache.trim()` before a VAE decode, and after a bf16 model is built, gives back what was parked and
-///   what the C heap holds free;
+/// - `TensorBufferCache.trim()` before a VAE decode whose full-resolution activations are large (`trim(beforeStageOf:)`),
+///   and after a bf16 model is built, gives back what was parked and what the C heap holds free;
 /// - the limit, which trades speed for memory. On AMD Zen 5 (docs/benchmarks.md) an SD 1.5 image at 512x512 in bf16
 ///   took as long with 128, 256 or 512 MiB and peaked 200 MiB lower with 256 than with 512; the fp32 batch-2 UNet step,
 ///   whose activations are twice a guidance branch's, was 5-10 % faster with 512 than with 256. An eighth of the

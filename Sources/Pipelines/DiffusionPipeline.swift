@@ -190,10 +190,12 @@ public final class DiffusionPipeline: @unchecked Sendable {
                 }
                 // The VAE decoder's activations have sizes of their own (hundreds of MiB at 512x512), so the buffers the
                 // denoising steps parked would only add to its peak: give them back first, where its full-resolution
-                // activations are that large.
+                // activations are that large. The widest of them has the channels of the second-to-last up block,
+                // whose upsampler outputs full resolution (`blockOutChannels[1]`; `[0]` for a one-block decoder).
                 let scale = model.vae.downscaleFactor
                 let fullResolution = latents.shape[0] * latents.shape[1] * scale * latents.shape[2] * scale
-                TensorBufferCache.trim(beforeStageOf: fullResolution * model.vae.configuration.blockOutChannels[0] * 4)
+                let channels = model.vae.configuration.blockOutChannels.prefix(2).max() ?? 1
+                TensorBufferCache.trim(beforeStageOf: fullResolution * channels * 4)
                 return RGBImage.images(fromSigned: try model.vae.decodeScaled(latents))
             }
         }

@@ -136,7 +136,7 @@ final class PendingLoRAs: @unchecked Sendable {
     /// Starts running `loads` on `threads` (no more of them than there are loads) and keeps their outcomes.
     static func start(on threads: [ComputeThread], _ loads: [@Sendable () throws -> [LoRAApplication]]) -> PendingLoRAs {
         let pending = PendingLoRAs(loads)
-        for thread in threads.prefix(loads.count) { thread.submit { while pending.runNext() {} } }
+        for thread in threads.prefix(loads.count) { thread.submit { LoRALibrary.onLoader { while pending.runNext() {} } } }
         return pending
     }
 

@@ -3,7 +3,7 @@ import Compute
 import Foundation
 import Logging
 
-/// Parsed LoRA files and their key maps, cached, plus a background thread that loads them.
+/// Parsed LoRA files and their key maps, cached, plus the background threads that load them.
 ///
 /// Reading and converting a LoRA file costs tens to hundreds of milliseconds; resolving its keys against a
 /// model a few more. Both are cached (files by path, size and modification time in a `BoundedCache`, least
@@ -19,12 +19,12 @@ final class LoRALibrary: @unchecked Sendable {
     private let lock = NSLock()
     private let files: BoundedCache<FileKey, LoRANetwork>
     private var resolved: [String: ResolvedLoRA] = [:]
-    /// The threads that load a job's LoRAs beside denoising (`AdapterSchedule`), one LoRA each at a time; the first also
-    /// reads files ahead of need. Two on a machine with two cores or more: while the UNet keeps every core busy, loads
-    /// on two threads take a share of both cores for half as long, instead of one core for the whole time, and a step
+    /// The threads that load a job's LoRAs beside denoising (`AdapterSchedule`), one LoRA each at a time, the first
+    /// loader first; the last one also reads files ahead of need (`prefetch`), so a job's single LoRA does not queue
+    /// behind the next job's. Two on a machine with two cores or more: while the UNet keeps every core busy, loads on
+    /// two threads take a share of both cores for half as long, instead of one core for the whole time, and a step
     /// whose guidance branches run side by side waits for its slower core.
     let loaders: [ComputeThread] = (0..<min(2, ProcessInfo.processInfo.activeProcessorCount)).map { ComputeThread(name: "lora-loader-\($0)") }
-    var loader: ComputeThread { loaders[0] }
 
     /// Where a LoRA with modules that match no layer of the model is reported (once per model and file).
     private let logger: Logger?
@@ -61,16 +61,15 @@ final class LoRALibrary: @unchecked Sendable {
         }
     }
 
-    /// One thread: reading and resolving a LoRA runs on the thread that asks (a loader, or the denoising loop waiting
-    /// at the deadline), never on the shared pool the UNet may be using at the same time.
+    /// One thread: what a loader runs (`onLoader`) runs on the loader alone, never on the shared pool the UNet may be
+    /// using at the same time.
     private static let serialPool = ComputePool(threadCount: 1)
+
+    /// Runs `body` on the calling loader thread alone (see `serialPool`).
+    static func onLoader<R>(_ body: () throws -> R) rethrows -> R { try ComputePool.run(on: serialPool, body) }
 
     /// The file's key map against one model, cached per (model, file).
     func resolve(path: String, modelKey: String, targets: LoRATargets) throws -> ResolvedLoRA {
-        try ComputePool.run(on: Self.serialPool) { try resolveSerially(path: path, modelKey: modelKey, targets: targets) }
-    }
-
-    private func resolveSerially(path: String, modelKey: String, targets: LoRATargets) throws -> ResolvedLoRA {
         let cacheKey = modelKey + "\u{0}" + path
         lock.lock()
         if let cached = resolved[cacheKey] {
@@ -118,10 +117,10 @@ final class LoRALibrary: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Reads files on the loader thread ahead of need (the next queued job's LoRAs).
+    /// Reads files on the last loader thread ahead of need (the next queued job's LoRAs).
     func prefetch(_ paths: [String]) {
         for path in paths where !isCached(path) {
-            loader.submit { [self] in _ = try? ComputePool.run(on: Self.serialPool) { try network(at: path) } }
+            loaders[loaders.count - 1].submit { [self] in _ = try? Self.onLoader { try network(at: path) } }
         }
     }
 }

@@ -8,7 +8,8 @@ import Foundation
 #endif
 
 /// A read-only memory mapping of a whole file. Weight files are mapped, never read into a `Data`, so a
-/// multi-gigabyte checkpoint costs page cache, not heap, and only the tensors actually used are paged in.
+/// multi-gigabyte checkpoint costs page cache, not heap, and only the tensors actually used are paged in. A small file
+/// read whole and soon dropped (a LoRA) can be read into a buffer instead (`readingUpTo`).
 final class MappedFile: @unchecked Sendable {
     let path: String
     /// The file's bytes; empty for an empty file. Valid for the lifetime of this object.

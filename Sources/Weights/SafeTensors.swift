@@ -146,7 +146,8 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
 
     /// Tensors of at most this many bytes together share one allocation in `tensors(_:)`. Larger sets get one each:
     /// an allocation of 96 MiB or more would first give back the activation buffers the tensor buffer cache parks for
-    /// the UNet (`TensorBufferCache`), which a LoRA loading beside denoising must not take from it.
+    /// the UNet (`TensorBufferCache`), which a LoRA loading beside denoising should not take from it. (A smaller one can
+    /// still reuse a parked buffer of its size class.)
     public static let sharedAllocationLimit = 64 << 20
 
     /// The tensors as Float32: in one allocation (each starting on a 64-byte boundary, viewed by one tensor each) when

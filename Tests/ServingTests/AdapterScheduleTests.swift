@@ -134,16 +134,19 @@ final class AdapterScheduleTests: XCTestCase {
         started.enter()
         started.enter()
         let overlapped = Counter()
+        let ranOn = ThreadNames()
         let loads: [@Sendable () throws -> [LoRAApplication]] = [lora, other].map { application in
             {
+                ranOn.recordCurrentThread()
                 started.leave()
-                if started.wait(timeout: .now() + 30) == .success { overlapped.increment() }
+                if started.wait(timeout: .now() + 10) == .success { overlapped.increment() }
                 return [application]
             }
         }
         let schedule = AdapterSchedule(
             deadlineStep: 3, landing: .atDeadline, loadingOn: [ComputeThread(name: "loader-a"), ComputeThread(name: "loader-b")], loads: loads)
         let result = try pipeline.generate(request, loraSchedule: schedule)
+        XCTAssertEqual(ranOn.names, ["loader-a", "loader-b"], "one load on each loader, none on the loop")
         XCTAssertEqual(overlapped.value, 2, "both loads were running at once")
         XCTAssertEqual(single.landedStep, 3)
         XCTAssertEqual(schedule.landedStep, 3)
@@ -213,4 +216,17 @@ private final class Counter: @unchecked Sendable {
     private var count = 0
     func increment() { lock.withLock { count += 1 } }
     var value: Int { lock.withLock { count } }
+}
+
+/// The kernel's names of the threads that called `recordCurrentThread` (the names `WorkerThread` sets).
+private final class ThreadNames: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [String] = []
+
+    func recordCurrentThread() {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        lock.withLock { recorded.append(name.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    var names: Set<String> { lock.withLock { Set(recorded) } }
 }
