@@ -76,7 +76,7 @@ public enum LoRAKeyMap {
             }
             let index = registry.pathsByUnderscoredName
             // The file's own spelling first; the SGM layout's translation only when that names no layer.
-            let key = underscored(module.name)
+            let key = LayerRegistry.underscored(module.name)
             let sgm = { SGMNames.toDiffusers(key, layersPerBlock: targets.unetLayersPerBlock).flatMap { index[$0] } }
             let path = index[key] ?? (module.component == .unet ? sgm() : nil)
             guard let layer = path.flatMap({ layer(at: $0, in: registry) }) else {
@@ -92,8 +92,6 @@ public enum LoRAKeyMap {
         if let linear = registry.linears[path] { return .linear(linear) }
         return registry.convs[path].map { .conv($0) }
     }
-
-    static func underscored(_ path: String) -> String { LayerRegistry.underscored(path) }
 
     static func bind(_ module: LoRAModule, to layer: PatchableLayer, source: String) throws -> ResolvedLoRA.Entry {
         let rank = module.rank

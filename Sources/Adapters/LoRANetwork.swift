@@ -125,20 +125,20 @@ extension LoRANetwork {
         }
         let defaultAlphas = try adapterAlphas(format: format, metadata: metadata, peftConfig: peftConfig)
         // Every pair complete first, then all factors read at once (one allocation for a file's factors).
-        var complete: [(id: String, name: String, entry: (component: LoRAComponent, down: String?, up: String?, alpha: String?))] = []
+        var complete: [(name: String, component: LoRAComponent, downKey: String, upKey: String, alpha: String?)] = []
         for (id, entry) in pairs.sorted(by: { $0.key < $1.key }) {
             let name = String(id.drop { $0 != "/" }.dropFirst())
-            guard entry.down != nil else {
+            guard let downKey = entry.down else {
                 if entry.up == nil { ignored.append(contentsOf: [entry.alpha].compactMap { $0 }); continue }
                 throw LoRAError.incompletePair(source: source, module: name, missing: "down (A)")
             }
-            guard entry.up != nil else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
-            complete.append((id, name, entry))
+            guard let upKey = entry.up else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
+            complete.append((name, entry.component, downKey, upKey, entry.alpha))
         }
-        let factors = try weights.tensors(complete.flatMap { [$0.entry.down!, $0.entry.up!] })
+        let factors = try weights.tensors(complete.flatMap { [$0.downKey, $0.upKey] })
         var modules: [LoRAModule] = []
-        for (index, (_, name, entry)) in complete.enumerated() {
-            let downKey = entry.down!, upKey = entry.up!
+        for (index, entry) in complete.enumerated() {
+            let (name, downKey, upKey) = (entry.name, entry.downKey, entry.upKey)
             let down = factors[2 * index], up = factors[2 * index + 1]
             try checkPair(down: down, up: up, module: name, source: source)
             try checkFinite(down, role: "down (\(downKey))", module: name, source: source)

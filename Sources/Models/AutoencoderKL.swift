@@ -185,6 +185,14 @@ public final class AutoencoderKL: @unchecked Sendable {
         return decoder(z)
     }
 
+    /// Bytes of the decoder's widest activation for latents of `shape` `[N, h, w, latent]`: full resolution with the
+    /// channels of the second-to-last up block, whose upsampler outputs full resolution (`blockOutChannels[1]`;
+    /// `[0]` for a one-block decoder). Callers size memory decisions by it (`DiffusionPipeline`'s trim before a decode).
+    public func decoderPeakActivationBytes(latentShape shape: [Int]) -> Int {
+        let pixels = shape[0] * shape[1] * downscaleFactor * shape[2] * downscaleFactor
+        return pixels * (configuration.blockOutChannels.prefix(2).max() ?? 1) * MemoryLayout<Float>.stride
+    }
+
     /// Denoised (scaled) latents to images: `decode(latents / scaling_factor + shift_factor)`.
     public func decodeScaled(_ latents: Tensor) throws -> Tensor {
         let shift = configuration.shiftFactor ?? 0

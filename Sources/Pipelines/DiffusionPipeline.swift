@@ -189,13 +189,9 @@ public final class DiffusionPipeline: @unchecked Sendable {
                     return RGBImage.images(fromSigned: try tinyDecoder.decode(latents * (1 / tinyDecoder.configuration.scalingFactor)))
                 }
                 // The VAE decoder's activations have sizes of their own (hundreds of MiB at 512x512), so the buffers the
-                // denoising steps parked would only add to its peak: give them back first, where its full-resolution
-                // activations are that large. The widest of them has the channels of the second-to-last up block,
-                // whose upsampler outputs full resolution (`blockOutChannels[1]`; `[0]` for a one-block decoder).
-                let scale = model.vae.downscaleFactor
-                let fullResolution = latents.shape[0] * latents.shape[1] * scale * latents.shape[2] * scale
-                let channels = model.vae.configuration.blockOutChannels.prefix(2).max() ?? 1
-                TensorBufferCache.trim(beforeStageOf: fullResolution * channels * 4)
+                // denoising steps parked would only add to its peak: give them back first, where its activations are
+                // that large.
+                TensorBufferCache.trim(beforeStageOf: model.vae.decoderPeakActivationBytes(latentShape: latents.shape))
                 return RGBImage.images(fromSigned: try model.vae.decodeScaled(latents))
             }
         }

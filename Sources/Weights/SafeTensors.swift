@@ -139,10 +139,7 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
 
     /// The tensor as Float32: F32 is copied, F16/BF16/F8 widened, F64 narrowed (round to nearest).
     /// Integer and boolean tensors are an error.
-    public func tensor(_ name: String) throws -> Tensor {
-        let info = try floatingPointInfo(name)
-        return Tensor(shape: info.shape) { destination in widen(info, into: destination) }
-    }
+    public func tensor(_ name: String) throws -> Tensor { freshTensor(try floatingPointInfo(name)) }
 
     /// Tensors of at most this many bytes together share one allocation in `tensors(_:)`. Larger sets get one each:
     /// an allocation of 96 MiB or more would first give back the activation buffers the tensor buffer cache parks for
@@ -162,7 +159,7 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
         // Element counts are validated against the file's size when it is opened, so the sum cannot overflow.
         let starts = infos.reduce(into: [0]) { starts, info in starts.append(starts.last! + (info.elementCount + 15) / 16 * 16) }
         guard starts.last! * 4 <= limit else {
-            return infos.map { info in Tensor(shape: info.shape) { destination in widen(info, into: destination) } }
+            return infos.map(freshTensor)
         }
         let arena = TensorStorage(count: starts.last!)
         return zip(infos, starts).map { info, start in
@@ -178,6 +175,11 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
             throw WeightsError.notFloatingPoint(path: file.path, tensor: name, dtype: info.dtype.rawValue)
         }
         return info
+    }
+
+    /// One tensor's data in an allocation of its own.
+    private func freshTensor(_ info: TensorInfo) -> Tensor {
+        Tensor(shape: info.shape) { destination in widen(info, into: destination) }
     }
 
     /// Copies one tensor's data out as Float32: F32 is copied, F16/BF16/F8 widened, F64 narrowed.
