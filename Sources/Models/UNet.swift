@@ -213,6 +213,12 @@ public final class UNet2DConditionModel: @unchecked Sendable {
         public var sample: Tensor
         public var skips: [Tensor]
         public var timeEmbedding: Tensor
+
+        public init(sample: Tensor, skips: [Tensor], timeEmbedding: Tensor) {
+            self.sample = sample
+            self.skips = skips
+            self.timeEmbedding = timeEmbedding
+        }
     }
 
     /// Number of skip tensors the down path produces (= ControlNet down residuals expected).

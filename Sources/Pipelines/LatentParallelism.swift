@@ -13,21 +13,32 @@ import Models
 /// batched UNet calls.
 struct LatentParallelism {
     let unet: UNet2DConditionModel
-    /// True when this request's steps run the two branches side by side.
+    let mode: DiffusionPipeline.BranchParallelism
+    let guided: Bool
+    /// True when this request's steps run the two branches side by side on the pool the steps run on. Each half of a
+    /// step decides again for the pool it runs on (a ControlNet service may lend it more threads).
     let splitsBranches: Bool
 
     init(unet: UNet2DConditionModel, mode: DiffusionPipeline.BranchParallelism, guided: Bool, pool: ComputePool = .current) {
         self.unet = unet
+        self.mode = mode
+        self.guided = guided
+        splitsBranches = Self.splits(mode: mode, guided: guided, pool: pool)
+    }
+
+    private static func splits(mode: DiffusionPipeline.BranchParallelism, guided: Bool, pool: ComputePool) -> Bool {
         switch (guided, mode) {
-        case (false, _), (_, .off): splitsBranches = false
-        case (true, .on): splitsBranches = pool.threadCount >= 2
-        case (true, .automatic): splitsBranches = pool.threadCount == 2
+        case (false, _), (_, .off): false
+        case (true, .on): pool.threadCount >= 2
+        case (true, .automatic): pool.threadCount == 2
         }
     }
 
     /// The UNet's first half: one batched call, or two batch-1 down paths side by side.
     func downAndMid(_ input: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> [UNet2DConditionModel.DownPath] {
-        guard splitsBranches else { return [try unet.downAndMid(input, timesteps: timesteps, conditioning: conditioning)] }
+        guard Self.splits(mode: mode, guided: guided, pool: .current) else {
+            return [try unet.downAndMid(input, timesteps: timesteps, conditioning: conditioning)]
+        }
         let inputs = chunk(input, 2, axis: 0)
         let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
         var outputs: [Result<UNet2DConditionModel.DownPath, any Error>?] = [nil, nil]
@@ -41,8 +52,12 @@ struct LatentParallelism {
 
     /// The UNet's second half with the summed ControlNet residuals; split, each branch gets its half of them and the
     /// result is the same `[uncond; cond]` batch as the batched call.
+    ///
+    /// A batched down path splits here too when the up blocks get a wider pool than the steps (a ControlNet service
+    /// lending its idle workers' cores): the branches then run side by side from the batched down path's halves.
     func up(_ down: [UNet2DConditionModel.DownPath], conditioning: UNetConditioning, control: ControlResiduals?) throws -> Tensor {
-        guard splitsBranches else { return try unet.up(down[0], conditioning: conditioning, control: control) }
+        let down = down.count == 1 && Self.splits(mode: mode, guided: guided, pool: .current) ? [Self.half(down[0], 0), Self.half(down[0], 1)] : down
+        guard down.count == 2 else { return try unet.up(down[0], conditioning: conditioning, control: control) }
         // Halves are cut on this thread, before the branches start.
         let conditionings = [Self.half(conditioning, 0), Self.half(conditioning, 1)]
         let controls = [0, 1].map { branch in
@@ -59,6 +74,10 @@ struct LatentParallelism {
 
     /// The halves of a batch-2 guidance tensor, or of every tensor of a conditioning, for one branch.
     static func half(_ tensor: Tensor, _ branch: Int) -> Tensor { chunk(tensor, 2, axis: 0)[branch] }
+
+    static func half(_ down: UNet2DConditionModel.DownPath, _ branch: Int) -> UNet2DConditionModel.DownPath {
+        UNet2DConditionModel.DownPath(sample: half(down.sample, branch), skips: down.skips.map { half($0, branch) }, timeEmbedding: half(down.timeEmbedding, branch))
+    }
 
     static func half(_ conditioning: UNetConditioning, _ branch: Int) -> UNetConditioning {
         UNetConditioning(

@@ -144,16 +144,91 @@ final class ControlNetExecutorTests: XCTestCase {
         let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1, pinCores: true)
         XCTAssertEqual(service.unetCores, [0])
         let seen = ControlResidualsBox()
+        let controlStarted = DispatchSemaphore(value: 0)
         _ = try service.step(
             controls: [{
                 seen.cores = CorePinning.currentThreadCores()
+                controlStarted.signal()
                 return ControlResiduals(down: [], mid: Tensor(shape: [1], values: [0]))
             }],
-            downAndMid: { 0 }, up: { _, _ in Tensor(shape: [1], values: [0]) })
+            // The down path waits for the worker to take the call (else this thread would take it once done).
+            downAndMid: { controlStarted.wait(timeout: .now() + 10) }, up: { _, _ in Tensor(shape: [1], values: [0]) })
         XCTAssertEqual(seen.cores, [1])
     }
 
-    private final class ControlResidualsBox: @unchecked Sendable { var cores: [Int] = [] }
+    private final class ControlResidualsBox: @unchecked Sendable {
+        var cores: [Int] = []
+        var threads: [pthread_t] = []
+    }
+
+    /// Work-conserving: with every worker idle, the up blocks (and steps without ControlNets) run on the UNet's threads
+    /// plus the workers' cores; with lending off, on the UNet's pool alone.
+    func testIdleWorkerCoresAreLentToTheUpBlocks() throws {
+        let residuals = ControlResiduals(down: [], mid: Tensor(shape: [1], values: [0]))
+        for lends in [true, false] {
+            let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1, lendsIdleCores: lends)
+            XCTAssertEqual(service.lentPool.threadCount, 2)
+            var upPools: [ObjectIdentifier] = [], downPools: [ObjectIdentifier] = []
+            try ComputePool.run(on: service.unetPool) {
+                for controls in [[{ residuals }], []] as [[@Sendable () throws -> ControlResiduals]] {
+                    _ = try service.step(
+                        controls: controls, downAndMid: { downPools.append(ObjectIdentifier(ComputePool.current)) },
+                        up: { _, _ in
+                            upPools.append(ObjectIdentifier(ComputePool.current))
+                            return Tensor(shape: [1], values: [0])
+                        })
+                }
+            }
+            let expected = ObjectIdentifier(lends ? service.lentPool : service.unetPool)
+            XCTAssertEqual(upPools, [expected, expected], "lends \(lends)")
+            // The down path beside a ControlNet stays on the UNet's threads; without ControlNets it may have them all.
+            XCTAssertEqual(downPools, [ObjectIdentifier(service.unetPool), expected], "lends \(lends)")
+        }
+    }
+
+    /// Work-conserving: when the worker is busy with another request, the step's own thread runs its ControlNets
+    /// once its down path is done, and keeps the UNet's pool for the up blocks (the worker's core is not idle).
+    func testTheStepRunsItsOwnControlNetsWhileTheWorkerIsBusy() throws {
+        let service = ControlNetService(workers: 1, threadsPerWorker: 1, unetThreads: 1)
+        let release = DispatchSemaphore(value: 0), blocking = DispatchSemaphore(value: 0), otherDone = DispatchSemaphore(value: 0)
+        let workerHasIt = DispatchSemaphore(value: 0)
+        let residuals = ControlResiduals(down: [], mid: Tensor(shape: [1], values: [5]))
+        // Another request's step: its ControlNet holds the worker until released (its down path waits until the
+        // worker has the call, else its own thread would take it).
+        Thread.detachNewThread {
+            _ = try? service.step(
+                controls: [{
+                    blocking.signal()
+                    workerHasIt.signal()
+                    _ = release.wait(timeout: .now() + 30)
+                    return residuals
+                }],
+                downAndMid: { workerHasIt.wait(timeout: .now() + 10) }, up: { _, _ in Tensor(shape: [1], values: [0]) })
+            otherDone.signal()
+        }
+        XCTAssertEqual(blocking.wait(timeout: .now() + 10), .success)
+        let seen = ControlResidualsBox()
+        let caller = pthread_self()
+        var upPool: ObjectIdentifier?
+        let output = try ComputePool.run(on: service.unetPool) {
+            try service.step(
+                controls: [{
+                    seen.threads.append(pthread_self())
+                    return residuals
+                }],
+                downAndMid: { 1 },
+                up: { down, control in
+                    upPool = ObjectIdentifier(ComputePool.current)
+                    return Tensor(shape: [1], values: [Float(down) + control!.mid.scalars[0]])
+                })
+        }
+        XCTAssertEqual(output.scalars, [6])
+        XCTAssertEqual(seen.threads.count, 1)
+        XCTAssertTrue(seen.threads.allSatisfy { pthread_equal($0, caller) != 0 }, "the step's thread ran its ControlNet")
+        XCTAssertEqual(upPool, ObjectIdentifier(service.unetPool), "a busy worker's core is not lent")
+        release.signal()
+        XCTAssertEqual(otherDone.wait(timeout: .now() + 10), .success)
+    }
 
     /// Several ControlNets of one step spread over the workers and are summed in request order; a failing
     /// ControlNet fails the step with its error.

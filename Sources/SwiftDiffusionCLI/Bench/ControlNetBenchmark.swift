@@ -14,7 +14,9 @@ import Weights
 /// - `1C sequential, 1 thread`: the ControlNet before each UNet call on that same thread;
 /// - `1C sequential, N threads`: the same with every op split over the UNet's and the worker's threads together
 ///   (equal cores to the service);
-/// - `1C service`: the UNet on one thread, the ControlNet on a worker thread of its own.
+/// - `1C service`: the UNet on one thread, the ControlNet on a worker thread of its own;
+/// - `1C service, idle cores lent`: the same, with the worker's cores joining the UNet's up blocks once the
+///   ControlNet is done (what `serve --controlnet-threads N` runs).
 struct ControlNetBenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "controlnet",
@@ -80,16 +82,20 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
 
         let single = ComputePool(threadCount: 1)
         let wide = ComputePool(threadCount: 1 + workerThreads)
-        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
+        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores, lendsIdleCores: false)
+        let lending = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
         if pinCores { CorePinning.pinCurrentThread(to: [0]) }
         defer { wide.shutDown() }
         let sequential = SequentialControlNetExecutor()
-        pipeline.branchParallelism = .off  // one UNet thread: the guidance batch runs as one call
+        // The guidance branches side by side wherever a step (or its up blocks) has two threads, as the engine runs them;
+        // on one thread the guidance batch is one call.
+        pipeline.branchParallelism = .automatic
         let modes: [(name: String, request: GenerationRequest, pool: ComputePool, executor: any ControlNetExecutor)] = [
             ("0C, UNet on 1 thread", plain, single, sequential),
             ("1C sequential, 1 thread", controlled, single, sequential),
             ("1C sequential, \(1 + workerThreads) threads", controlled, wide, sequential),
             ("1C service: UNet 1 thread + worker \(workerThreads)", controlled, service.unetPool, service),
+            ("1C service, idle cores lent", controlled, lending.unetPool, lending),
         ]
         var samples = [[Double]](repeating: [], count: modes.count)
         for repetition in 0...repetitions {
@@ -121,7 +127,8 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
         }
         let single = ComputePool(threadCount: 1)
         let wide = ComputePool(threadCount: 1 + workerThreads)
-        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
+        let service = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores, lendsIdleCores: false)
+        let lending = ControlNetService(workers: 1, threadsPerWorker: workerThreads, unetThreads: 1, pinCores: pinCores)
         if pinCores { CorePinning.pinCurrentThread(to: [0]) }
         defer { wide.shutDown() }
         let sequential = SequentialControlNetExecutor()
@@ -130,6 +137,7 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
             ("1C sequential, 1 thread", [controlCall], single, sequential),
             ("1C sequential, \(1 + workerThreads) threads", [controlCall], wide, sequential),
             ("1C service: UNet 1 thread + worker \(workerThreads)", [controlCall], service.unetPool, service),
+            ("1C service, idle cores lent", [controlCall], lending.unetPool, lending),
         ]
         var samples = [[Double]](repeating: [], count: modes.count)
         for repetition in 0...repetitions {
@@ -160,5 +168,6 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
         for (name, median) in zip(names, medians) { table.row([name, median.formatted(3), "\((median / medians[0]).formatted(2))x"]) }
         print("ratio service / sequential on equal cores = \((medians[3] / medians[2]).formatted(2))")
         print("ratio service / 0C = \((medians[3] / medians[0]).formatted(2)) (the ControlNet's cost left on the critical path)")
+        print("ratio service with idle cores lent / sequential on equal cores = \((medians[4] / medians[2]).formatted(2))")
     }
 }
