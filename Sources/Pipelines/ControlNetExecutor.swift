@@ -31,10 +31,16 @@ public protocol ControlNetExecutor: AnyObject, Sendable {
     /// take cores of their own during the steps gives the UNet the rest; the stages before and after (prompt encoding,
     /// the VAE decode) still get every core of the caller's pool, when the ControlNet cores are idle.
     var denoisingPool: ComputePool? { get }
+
+    /// Runs work of the denoising loop that is neither UNet nor ControlNet (a LoRA patch at a step boundary) on every
+    /// core the executor's ControlNets leave idle now; else on the caller's pool.
+    func onIdleCores<R>(_ body: () throws -> R) rethrows -> R
 }
 
 extension ControlNetExecutor {
     public var denoisingPool: ComputePool? { nil }
+
+    public func onIdleCores<R>(_ body: () throws -> R) rethrows -> R { try body() }
 
     public func step<Down>(
         calls: [ControlNetCall], downAndMid: () throws -> Down, up: (Down, ControlResiduals?) throws -> Tensor
@@ -253,7 +259,7 @@ public final class ControlNetService: ControlNetExecutor {
     }
 
     /// Runs `body` on `lentPool` when lending and no worker has work, else on the caller's pool.
-    private func onIdleCores<R>(_ body: () throws -> R) rethrows -> R {
+    public func onIdleCores<R>(_ body: () throws -> R) rethrows -> R {
         guard lendsIdleCores, queue.isIdle else { return try body() }
         return try ComputePool.run(on: lentPool, body)
     }

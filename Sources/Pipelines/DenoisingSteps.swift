@@ -86,7 +86,8 @@ struct DenoisingSteps {
         loraPatchStep = position
         let start = DispatchTime.now().uptimeNanoseconds
         defer { patchSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
-        pipeline.apply(ready, mode: loraMode)
+        // A ControlNet service lends the patch its idle workers' cores too.
+        pipeline.controlNetExecutor.onIdleCores { pipeline.apply(ready, mode: loraMode) }
         schedule.landed(atStep: position)
         if ready.contains(where: { $0.lora.entries.contains { $0.component != .unet } }) {
             // Text-encoder LoRAs change the conditioning: encode the prompt again.

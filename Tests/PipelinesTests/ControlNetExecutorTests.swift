@@ -161,8 +161,8 @@ final class ControlNetExecutorTests: XCTestCase {
         var threads: [pthread_t] = []
     }
 
-    /// Work-conserving: with every worker idle, the up blocks (and steps without ControlNets) run on the UNet's threads
-    /// plus the workers' cores; with lending off, on the UNet's pool alone.
+    /// Work-conserving: with every worker idle, the up blocks (and steps without ControlNets, and LoRA patches) run on
+    /// the UNet's threads plus the workers' cores; with lending off, on the UNet's pool alone.
     func testIdleWorkerCoresAreLentToTheUpBlocks() throws {
         let residuals = ControlResiduals(down: [], mid: Tensor(shape: [1], values: [0]))
         for lends in [true, false] {
@@ -183,6 +183,9 @@ final class ControlNetExecutorTests: XCTestCase {
             XCTAssertEqual(upPools, [expected, expected], "lends \(lends)")
             // The down path beside a ControlNet stays on the UNet's threads; without ControlNets it may have them all.
             XCTAssertEqual(downPools, [ObjectIdentifier(service.unetPool), expected], "lends \(lends)")
+            // Other work of the loop (a LoRA patch at a step boundary) gets the idle cores too.
+            let patchPool = ComputePool.run(on: service.unetPool) { service.onIdleCores { ObjectIdentifier(ComputePool.current) } }
+            XCTAssertEqual(patchPool, expected, "lends \(lends)")
         }
     }
 
