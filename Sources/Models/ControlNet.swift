@@ -136,13 +136,13 @@ public final class ControlNetModel: @unchecked Sendable {
 }
 
 extension ControlResiduals {
-    /// The sum of several ControlNets' residuals (diffusers' MultiControlNet semantics).
     /// The residuals of several calls on consecutive parts of one batch, as the one call's (batch order).
     public static func concatenated(_ parts: [ControlResiduals]) -> ControlResiduals {
         ControlResiduals(
             down: parts[0].down.indices.map { index in concat(parts.map { $0.down[index] }, axis: 0) }, mid: concat(parts.map(\.mid), axis: 0))
     }
 
+    /// The sum of several ControlNets' residuals (diffusers' MultiControlNet semantics).
     public static func sum(_ all: [ControlResiduals]) -> ControlResiduals? {
         guard var total = all.first else { return nil }
         for next in all.dropFirst() {

@@ -110,11 +110,11 @@ public struct ControlNetCall: Sendable {
         let batch = sample.shape[0]
         guard !conditionalOnly, batch >= 2, batch % 2 == 0 else { return nil }
         return [0, 1].map { part in
-            func cut(_ tensor: Tensor) -> Tensor { chunk(tensor, 2, axis: 0)[part] }
             var half = ControlNetCall(
-                model: model, modelID: modelID, generationID: generationID, controlIndex: controlIndex, sample: cut(sample),
+                model: model, modelID: modelID, generationID: generationID, controlIndex: controlIndex, sample: LatentParallelism.half(sample, part),
                 timesteps: timesteps.count == batch ? Array(timesteps[(part * batch / 2)..<((part + 1) * batch / 2)]) : timesteps,
-                conditioning: LatentParallelism.half(conditioning, part), controlImage: controlImage.shape[0] == batch ? cut(controlImage) : controlImage,
+                conditioning: LatentParallelism.half(conditioning, part),
+                controlImage: controlImage.shape[0] == batch ? LatentParallelism.half(controlImage, part) : controlImage,
                 scaling: scaling, conditionalOnly: false)
             half.onComputed = onComputed
             return half
