@@ -140,6 +140,14 @@ public final class LayerRegistry: @unchecked Sendable {
         }
     }
 
+    /// Bytes of every registered (LoRA-patchable) layer's weights (as stored: fp32, or bf16 for `--precision bf16`) and
+    /// fp32 biases: nearly all of a model's parameters.
+    public var parameterBytes: Int {
+        let linears = self.linears.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
+        let convs = self.convs.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
+        return linears + convs
+    }
+
     /// `path` with every "." made "_" (byte by byte: Foundation's `replacingOccurrences` was a fifth of resolving a
     /// LoRA).
     public static func underscored(_ path: String) -> String {

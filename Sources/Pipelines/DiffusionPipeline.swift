@@ -19,7 +19,8 @@ public final class DiffusionPipeline: @unchecked Sendable {
     /// unconditional and the conditional branch run at the same time, one per pool thread.
     public enum BranchParallelism: String, Sendable, CaseIterable {
         /// Two branches on two threads when the pool has exactly two threads (a wider pool keeps splitting
-        /// ops, which uses all of its threads).
+        /// ops, which uses all of its threads) where it pays: a small UNet (the embedded model), or latents of 2048
+        /// positions and more (SD 1.5 from 384x384); `LatentParallelism.pays(weightBytes:latentPositions:)`.
         case automatic
         /// Always the two branches side by side (pools of any width; each branch runs single-threaded).
         case on
@@ -171,7 +172,7 @@ public final class DiffusionPipeline: @unchecked Sendable {
         var steps = DenoisingSteps(
             pipeline: self, request: request, hooks: hooks, loraMode: loraMode, scheduler: scheduler, latents: latents, noise: noise,
             prompt: prompt, conditioning: conditioning, guided: guided, controlImages: controlImages, stepIndices: Array(stepRange),
-            branches: latentParallelism(guided: guided), loraSchedule: loraSchedule)
+            branches: latentParallelism(guided: guided, latentPositions: latentShape.height * latentShape.width), loraSchedule: loraSchedule)
         try timed(.denoise) {
             try ComputePool.run(on: denoisingPool) {
                 while try steps.next() {}
@@ -202,9 +203,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
     /// caller's.
     var denoisingPool: ComputePool { controlNetExecutor.denoisingPool ?? ComputePool.current }
 
-    /// Whether the steps run the guidance branches side by side, decided for the pool they run on.
-    func latentParallelism(guided: Bool) -> LatentParallelism {
-        LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided, pool: denoisingPool)
+    /// Whether the steps run the guidance branches side by side, decided for the pool they run on and the latents'
+    /// positions (height x width).
+    func latentParallelism(guided: Bool, latentPositions: Int) -> LatentParallelism {
+        LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided, latentPositions: latentPositions, pool: denoisingPool)
     }
 
     func apply(_ loras: [LoRAApplication], mode: LoRAMode) {

@@ -9,6 +9,6 @@ extension ModelRepository {
         guard let entry = entry(.controlnet, id) else { throw EngineError.notFound("unknown ControlNet '\(id)'") }
         let folder = try ComponentFolder(URL(fileURLWithPath: entry.path))
         let model = try ControlNetModel(configData: try folder.configData, weights: try folder.weights(), source: entry.path)
-        return (model, max(entry.sizeBytes, ImageEngine.parameterBytes(model.registry)))
+        return (model, max(entry.sizeBytes, model.registry.parameterBytes))
     }
 }

@@ -240,7 +240,7 @@ public final class ImageEngine: @unchecked Sendable {
                 }
             }
             let registries = [model.unet.registry, model.textEncoder.registry] + (model.textEncoder2.map { [$0.registry] } ?? [])
-            return (pipeline, max(entry.sizeBytes, registries.reduce(0) { $0 + Self.parameterBytes($1) }))
+            return (pipeline, max(entry.sizeBytes, registries.reduce(0) { $0 + $1.parameterBytes }))
         }
     }
 
@@ -252,14 +252,6 @@ public final class ImageEngine: @unchecked Sendable {
             tinyDecoderLoaded = true
         }
         return tinyDecoder
-    }
-
-    /// Bytes of every registered (LoRA-patchable) layer's weights (as stored: fp32, or bf16 for `--precision bf16`) and
-    /// fp32 biases.
-    static func parameterBytes(_ registry: LayerRegistry) -> Int {
-        let linears = registry.linears.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
-        let convs = registry.convs.values.reduce(0) { $0 + $1.storedWeight.byteCount + 4 * ($1.bias?.count ?? 0) }
-        return linears + convs
     }
 
     private func controlnet(_ id: String, cache: inout CacheUse) throws -> ControlNetModel {

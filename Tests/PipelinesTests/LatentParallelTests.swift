@@ -2,7 +2,7 @@ import Compute
 import Imaging
 import Models
 import ParityTesting
-import Pipelines
+@testable import Pipelines
 import Samplers
 import Weights
 import XCTest
@@ -48,6 +48,35 @@ final class LatentParallelTests: XCTestCase {
             prompt: "a red circle", width: 32, height: 32, steps: 3, sampler: .dpmPlusPlus2M, seed: 9, decode: false)
         request.controls = [ControlInput(model: controlnet, image: image, scale: 0.8, start: 0, end: 1)]
         try assertModesAgree("sd1", request)
+    }
+
+    /// `.automatic` runs the branches side by side only on a two-thread pool, and only where that pays: a UNet whose
+    /// weights are at most `automaticWeightLimit` bytes, or latents of at least `automaticLatentPositions` positions (SD
+    /// 1.5's 3.4 GB are read once per step by the batched call, twice side by side).
+    func testAutomaticSplitsOnTwoThreadsWhereItPays() throws {
+        let limit = LatentParallelism.automaticWeightLimit, positions = LatentParallelism.automaticLatentPositions
+        XCTAssertTrue(LatentParallelism.pays(weightBytes: 13 << 20, latentPositions: 16 * 16), "the embedded model")
+        XCTAssertTrue(LatentParallelism.pays(weightBytes: limit, latentPositions: 1), "the limit is inclusive")
+        XCTAssertFalse(LatentParallelism.pays(weightBytes: 3_400 << 20, latentPositions: 32 * 32), "SD 1.5 at 256x256")
+        XCTAssertFalse(LatentParallelism.pays(weightBytes: limit + 1, latentPositions: positions - 1))
+        XCTAssertTrue(LatentParallelism.pays(weightBytes: 3_400 << 20, latentPositions: positions), "SD 1.5 from 384x384")
+        XCTAssertTrue(LatentParallelism.pays(weightBytes: 3_400 << 20, latentPositions: 64 * 64), "SD 1.5 at 512x512")
+
+        let unet = try StableDiffusionModel(folder: Self.models.appendingPathComponent("sd1")).unet
+        XCTAssertLessThanOrEqual(unet.registry.parameterBytes, limit, "the fixture is a small UNet")
+        XCTAssertGreaterThan(unet.registry.parameterBytes, 0)
+        let two = ComputePool(threadCount: 2), one = ComputePool(threadCount: 1), four = ComputePool(threadCount: 4)
+        defer { [two, one, four].forEach { $0.shutDown() } }
+        func splits(_ mode: DiffusionPipeline.BranchParallelism, _ pool: ComputePool, guided: Bool = true) -> Bool {
+            LatentParallelism(unet: unet, mode: mode, guided: guided, latentPositions: 4 * 4, pool: pool).splitsBranches
+        }
+        XCTAssertTrue(splits(.automatic, two))
+        XCTAssertFalse(splits(.automatic, one))
+        XCTAssertFalse(splits(.automatic, four))
+        XCTAssertFalse(splits(.automatic, two, guided: false))
+        XCTAssertTrue(splits(.on, two))
+        XCTAssertTrue(splits(.on, four))
+        XCTAssertFalse(splits(.off, two))
     }
 
     func testSDXL() throws {

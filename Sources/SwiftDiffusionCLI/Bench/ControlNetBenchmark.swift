@@ -161,7 +161,7 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
     }
 
     private func report(_ title: String, _ names: [String], _ samples: [[Double]]) {
-        let medians = samples.map { $0.sorted()[$0.count / 2] }
+        let medians = samples.map { Timing.median($0) }
         print("SwiftDiffusion bench controlnet: \(title), median of \(repetitions); \(ProcessorFeatures.current.brand)")
         let table = TablePrinter(columns: [("mode", 46), ("s/image", 9), ("vs 0C", 7)])
         table.header()

@@ -80,7 +80,7 @@ struct GenerateBenchmarkCommand: ParsableCommand {
                 for (stage, value) in result?.timings ?? [:] where stage != "generate" { stages[stage, default: []].append(value) }
             }
         }
-        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        let median = { (values: [Double]) in Timing.median(values) }
         if json {
             var object: [String: Any] = [
                 "median_seconds": median(times), "all_seconds": times, "threads": ComputePool.shared.threadCount, "size": side,

@@ -83,7 +83,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
             patcher.attachRuntime([LoRAApplication(resolved)])
             let runtimeStep = try Timing.median(repetitions: repetitions) { _ = try unet(sample, timesteps: [500], conditioning: conditioning) }
             patcher.detachRuntime()
-            let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+            let median = { (values: [Double]) in Timing.median(values) }
             let row = (rank, file, load, keyMap, median(merges), median(restores), keptMiB)
             rows.append(row)
             table.row([

@@ -102,10 +102,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
                     samples[set, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
                 }
             }
-            func gflops(_ set: ProcessorFeatures.InstructionSet) -> Double {
-                let sorted = samples[set]!.sorted()
-                return benchmark.flops / sorted[sorted.count / 2] / 1e9
-            }
+            func gflops(_ set: ProcessorFeatures.InstructionSet) -> Double { benchmark.flops / Timing.median(samples[set]!) / 1e9 }
             table.row(
                 [benchmark.name] + sets.map { gflops($0).formatted(1) } + ["\((gflops(best) / gflops(baselineSet)).formatted(2))x"])
         }
@@ -146,7 +143,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
                 for (index, run) in runs.enumerated() { samples[index].append(Timing.seconds(run)) }
             }
             let flops = Double(threads) * 2 * Double(m) * Double(n) * Double(k)
-            let gflops = samples.map { flops / $0.sorted()[$0.count / 2] / 1e9 }
+            let gflops = samples.map { flops / Timing.median($0) / 1e9 }
             table.row([
                 name, "\(m)x\(n)x\(k)", gflops[0].formatted(1), gflops[1].formatted(1), gflops[2].formatted(1),
                 "\((gflops[1] / gflops[0]).formatted(2))x", "\((gflops[2] / max(gflops[0], gflops[1])).formatted(2))x",
@@ -198,7 +195,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
             for _ in 0..<repetitions {
                 for (index, run) in runs.enumerated() { samples[index].append(Timing.seconds(run)) }
             }
-            let ms = samples.map { 1000 * $0.sorted()[$0.count / 2] }
+            let ms = samples.map { 1000 * Timing.median($0) }
             table.row([
                 name, "\(2 * size * size)", ms[0].formatted(2), ms[1].formatted(2), ms[2].formatted(2), ms[3].formatted(2),
                 "\((min(ms[0], ms[1]) / ms[2]).formatted(2))x faster", "\((ms[0..<3].min()! / ms[3]).formatted(2))x faster",

@@ -94,7 +94,7 @@ struct PipelineBenchmarkCommand: ParsableCommand {
         }
     }
 
-    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    static func median(_ values: [Double]) -> Double { Timing.median(values) }
 
     private func runTorch(python: String, threads: Int, autocast: String) throws -> (seconds: Double, peakMiB: Double, versions: String) {
         let script = URL(fileURLWithPath: #filePath)

@@ -14,7 +14,13 @@ enum Timing {
         for _ in 0..<warmup { try body() }
         var samples: [Double] = []
         for _ in 0..<repetitions { samples.append(try seconds(body)) }
-        return samples.sorted()[samples.count / 2]
+        return median(samples)
+    }
+
+    /// The median of `values` (the mean of the middle two for an even count; not empty).
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted(), middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 }
 

@@ -55,7 +55,7 @@ struct UNetBenchmarkCommand: ParsableCommand {
         for _ in 0..<repetitions {
             times.append(try Timing.seconds { _ = try unet(sample, timesteps: [500], conditioning: conditioning) })
         }
-        let median = times.sorted()[times.count / 2]
+        let median = Timing.median(times)
         let peak = ProcessMemory.peakResidentMiB
         print(
             "swift:   \(resolution)px batch \(batch): median \(median.formatted(2)) s/step "

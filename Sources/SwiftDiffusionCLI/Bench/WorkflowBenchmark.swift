@@ -180,7 +180,7 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
         _ list: [Workload], seconds: [Workload: [String: [Double]]], stages: [Workload: [String: [String: [Double]]]],
         diffusers: [String: [String: Double]], title: String
     ) {
-        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let median = { (values: [Double]) in Timing.median(values) }
         if json {
             var rows: [[String: Any]] = []
             for workload in list {
