@@ -32,7 +32,7 @@ struct LatentParallelism {
     /// threads, and ops that split unevenly. The second read costs little while the weights stay in cache (a small UNet,
     /// where the per-op fork and join is most of a step) or while each layer has enough positions to reuse every weight
     /// many times (large latents); it dominates a large UNet's small latents, whose deepest blocks hold a few positions.
-    /// Measured on 2 threads (docs/benchmarks.md): the embedded UNet (13 MB fp32) at 16x16 latents runs 0.54-0.57x of the
+    /// Measured on 2 threads (docs/benchmarks.md): the embedded UNet (13 MB fp32) at 16x16 latents runs 0.54x of the
     /// batched call side by side; the SD 1.5 UNet (3.4 GB fp32) on an Intel Xeon 1.10x at 16x16 and 32x32 latents, 0.94x
     /// at 48x48 and 0.90x at 64x64 (1.00-1.01x at 32x32 on AMD Zen 4 and Zen 5).
     static func pays(weightBytes: Int, latentPositions: Int) -> Bool {
