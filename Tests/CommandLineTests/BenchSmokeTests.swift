@@ -109,4 +109,14 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertNotEqual(run.status, 0)
         XCTAssertTrue(run.stderr.contains("--deadlines must be"), run.stderr)
     }
+
+    /// Every benchmark that reports a median refuses zero repetitions (there would be no sample to report).
+    func testBenchesRejectZeroRepetitions() throws {
+        guard let executable = CommandLineTests.executable else { return XCTFail("swiftdiffusion is not built next to the tests") }
+        for command in ["generate", "controlnet", "lora", "ops", "unet", "vae", "workflow", "pipeline"] {
+            let run = try CommandLineTests.execute(executable, ["bench", command, "--repetitions", "0"], environment: ProcessInfo.processInfo.environment)
+            XCTAssertNotEqual(run.status, 0, command)
+            XCTAssertTrue(run.stderr.contains("--repetitions must be") || run.stderr.contains("--batch and --repetitions must be"), "\(command): \(run.stderr)")
+        }
+    }
 }

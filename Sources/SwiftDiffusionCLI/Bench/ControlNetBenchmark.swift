@@ -50,6 +50,10 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
     @Flag(help: "Instead of a model folder: the SD 1.5 UNet and ControlNet architectures with random weights, UNet steps only (batch 2 with guidance); --size defaults to 256.")
     var sd15 = false
 
+    func validate() throws {
+        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+    }
+
     func run() throws {
         if sd15 { return try runSD15() }
         let url = try ModelLocation.resolve(model)

@@ -41,6 +41,10 @@ struct GenerateBenchmarkCommand: ParsableCommand {
         help: "Latent parallelism for the timed run: automatic, on or off (the baseline run is always off).")
     var latentParallel = "automatic"
 
+    func validate() throws {
+        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+    }
+
     func run() throws {
         let url = try ModelLocation.resolve(model)
         // Through the engine every front end uses (`ImageEngine.prepare` + `render`), PNG encoding included.

@@ -34,6 +34,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
     func validate() throws {
         guard !ranks.isEmpty, ranks.allSatisfy({ (1...1024).contains($0) }) else { throw ValidationError("--ranks must be in 1...1024") }
         guard resolution >= 64, resolution % 64 == 0 else { throw ValidationError("--resolution must be a multiple of 64") }
+        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
     }
 
     func run() throws {

@@ -28,6 +28,10 @@ struct OpsBenchmarkCommand: ParsableCommand {
     @Flag(help: "Compare the GEMM back ends on SD 1.5 linear/conv shapes (OpenBLAS sgemm, oneDNN fp32 matmul, oneDNN bf16 matmul), then the fp32 3x3 convolution paths (im2col on either GEMM, oneDNN's convolution).")
     var backends = false
 
+    func validate() throws {
+        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+    }
+
     func run() throws {
         if paths { return comparePaths() }
         if backends { return compareBackends() }

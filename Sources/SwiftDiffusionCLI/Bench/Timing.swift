@@ -17,8 +17,9 @@ enum Timing {
         return median(samples)
     }
 
-    /// The median of `values` (the mean of the middle two for an even count; not empty).
+    /// The median of `values` (the mean of the middle two for an even count; NaN for none).
     static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return .nan }
         let sorted = values.sorted(), middle = sorted.count / 2
         return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
