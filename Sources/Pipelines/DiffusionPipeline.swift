@@ -30,9 +30,12 @@ public final class DiffusionPipeline: @unchecked Sendable {
 
     /// See `BranchParallelism`; `SWIFTDIFFUSION_LATENT_PARALLEL=on|off|automatic` sets the default.
     public var branchParallelism: BranchParallelism
+    /// The UNet's weights as stored (`LayerRegistry.parameterBytes`, counted once): `.automatic` reads it per request.
+    private let unetWeightBytes: Int
 
     public init(model: StableDiffusionModel, branchParallelism: BranchParallelism? = nil) {
         self.model = model
+        unetWeightBytes = model.unet.registry.parameterBytes
         self.branchParallelism =
             branchParallelism
             ?? ProcessInfo.processInfo.environment["SWIFTDIFFUSION_LATENT_PARALLEL"].flatMap(BranchParallelism.init(rawValue:))
@@ -203,10 +206,10 @@ public final class DiffusionPipeline: @unchecked Sendable {
     /// caller's.
     var denoisingPool: ComputePool { controlNetExecutor.denoisingPool ?? ComputePool.current }
 
-    /// Whether the steps run the guidance branches side by side, decided for the pool they run on and the latents'
-    /// positions (height x width).
+    /// How the steps run the guidance branches, for the latents' positions (height x width); each half of a step
+    /// decides for the pool it runs on (`LatentParallelism.splits(on:)`).
     func latentParallelism(guided: Bool, latentPositions: Int) -> LatentParallelism {
-        LatentParallelism(unet: model.unet, mode: branchParallelism, guided: guided, latentPositions: latentPositions, pool: denoisingPool)
+        LatentParallelism(unet: model.unet, weightBytes: unetWeightBytes, mode: branchParallelism, guided: guided, latentPositions: latentPositions)
     }
 
     func apply(_ loras: [LoRAApplication], mode: LoRAMode) {

@@ -15,10 +15,6 @@ struct LatentParallelism {
     let unet: UNet2DConditionModel
     let mode: DiffusionPipeline.BranchParallelism
     let guided: Bool
-    /// True when this request's steps run the two branches side by side on the pool the steps run on. Each half of a
-    /// step decides again for the pool it runs on (a ControlNet service may lend it more threads).
-    let splitsBranches: Bool
-
     /// Under `.automatic`, whether side-by-side branches pay for this UNet at this latent size (`pays(weightBytes:latentPositions:)`).
     let pays: Bool
 
@@ -39,18 +35,17 @@ struct LatentParallelism {
         weightBytes <= automaticWeightLimit || latentPositions >= automaticLatentPositions
     }
 
-    init(
-        unet: UNet2DConditionModel, mode: DiffusionPipeline.BranchParallelism, guided: Bool, latentPositions: Int,
-        pool: ComputePool = .current
-    ) {
+    /// `weightBytes`: the UNet's weights as stored (`LayerRegistry.parameterBytes`).
+    init(unet: UNet2DConditionModel, weightBytes: Int, mode: DiffusionPipeline.BranchParallelism, guided: Bool, latentPositions: Int) {
         self.unet = unet
         self.mode = mode
         self.guided = guided
-        pays = mode == .automatic && Self.pays(weightBytes: unet.registry.parameterBytes, latentPositions: latentPositions)
-        splitsBranches = Self.splits(mode: mode, guided: guided, pays: pays, pool: pool)
+        pays = mode == .automatic && Self.pays(weightBytes: weightBytes, latentPositions: latentPositions)
     }
 
-    private static func splits(mode: DiffusionPipeline.BranchParallelism, guided: Bool, pays: Bool, pool: ComputePool) -> Bool {
+    /// Whether the two branches run side by side on `pool`. Each half of a step decides for the pool it runs on (a
+    /// ControlNet service may lend the up blocks more threads than the down path had).
+    func splits(on pool: ComputePool) -> Bool {
         switch (guided, mode) {
         case (false, _), (_, .off): false
         case (true, .on): pool.threadCount >= 2
@@ -59,7 +54,7 @@ struct LatentParallelism {
     }
 
     /// Whether the branches run side by side on the calling thread's pool.
-    private var splitsHere: Bool { Self.splits(mode: mode, guided: guided, pays: pays, pool: .current) }
+    private var splitsHere: Bool { splits(on: .current) }
 
     /// The UNet's first half: one batched call, or two batch-1 down paths side by side.
     func downAndMid(_ input: Tensor, timesteps: [Float], conditioning: UNetConditioning) throws -> [UNet2DConditionModel.DownPath] {

@@ -112,9 +112,9 @@ final class ControlNetExecutorTests: XCTestCase {
         // though the caller's pool has two.
         ComputePool.run(on: callers) {
             pipeline.branchParallelism = .automatic
-            XCTAssertFalse(pipeline.latentParallelism(guided: true, latentPositions: 4 * 4).splitsBranches, "one UNet thread: one batch-2 call")
+            XCTAssertFalse(pipeline.latentParallelism(guided: true, latentPositions: 4 * 4).splits(on: pipeline.denoisingPool), "one UNet thread: one batch-2 call")
             pipeline.controlNetExecutor = SequentialControlNetExecutor()
-            XCTAssertTrue(pipeline.latentParallelism(guided: true, latentPositions: 4 * 4).splitsBranches, "two threads: the branches side by side")
+            XCTAssertTrue(pipeline.latentParallelism(guided: true, latentPositions: 4 * 4).splits(on: pipeline.denoisingPool), "two threads: the branches side by side")
         }
     }
 

@@ -68,7 +68,8 @@ final class LatentParallelTests: XCTestCase {
         let two = ComputePool(threadCount: 2), one = ComputePool(threadCount: 1), four = ComputePool(threadCount: 4)
         defer { [two, one, four].forEach { $0.shutDown() } }
         func splits(_ mode: DiffusionPipeline.BranchParallelism, _ pool: ComputePool, guided: Bool = true) -> Bool {
-            LatentParallelism(unet: unet, mode: mode, guided: guided, latentPositions: 4 * 4, pool: pool).splitsBranches
+            LatentParallelism(unet: unet, weightBytes: unet.registry.parameterBytes, mode: mode, guided: guided, latentPositions: 4 * 4)
+                .splits(on: pool)
         }
         XCTAssertTrue(splits(.automatic, two))
         XCTAssertFalse(splits(.automatic, one))
