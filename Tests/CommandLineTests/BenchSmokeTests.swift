@@ -44,6 +44,23 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(output.contains("ratio service / sequential on equal cores = "), output)
     }
 
+    /// `bench lora --model`: each stage of using a LoRA on a model folder's UNet (the embedded model here), at its native
+    /// size; the SD 1.5 default is too large for the suite.
+    func testBenchLoRAMeasuresAModelFolder() throws {
+        let embedded = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("models/shapes-sd").path
+        let output = try bench(["lora", "--model", embedded, "--ranks", "4", "--repetitions", "1"])
+        XCTAssertTrue(output.contains("shapes-sd UNet, 2 threads"), output)
+        XCTAssertTrue(output.contains("UNet step at 128px batch 2 without LoRA"), output)
+        for column in ["load ms", "keymap ms", "merge ms", "restore ms", "runtime step +%"] { XCTAssertTrue(output.contains(column), output) }
+        let row = output.split(separator: "\n").first { $0.hasPrefix("4 ") }
+        XCTAssertNotNil(row, "no row for rank 4:\n\(output)")
+        let bad = try CommandLineTests.execute(
+            CommandLineTests.executable!, ["bench", "lora", "--model", embedded, "--resolution", "100"], environment: ProcessInfo.processInfo.environment)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--resolution must be a multiple of 64"), bad.stderr)
+    }
+
     func testBenchVAEDecodes() throws {
         let output = try bench(["vae", "--resolution", "64", "--repetitions", "1"])
         XCTAssertTrue(output.contains("swift:   decode to 64x64: median"), output)

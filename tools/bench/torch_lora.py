@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """diffusers baseline for `swiftdiffusion bench lora`: load_lora_weights, fuse_lora and unfuse_lora of a kohya
-LoRA file on a full-size SD 1.5 pipeline with random weights (fp32, CPU). Runs --warmup untimed rounds first (as the
+LoRA file on a full-size SD 1.5 pipeline with random weights, or on --model's pipeline (fp32, CPU). Runs --warmup untimed rounds first (as the
 Swift side does), then prints the medians of --repetitions timed rounds; --json for one JSON line. `swiftdiffusion bench
 lora` passes its own thread count and warm-up.
 
-Usage: python tools/bench/torch_lora.py --file LORA.safetensors [--repetitions 3] [--warmup 1] [--threads 2] [--json]
+Usage: python tools/bench/torch_lora.py --file LORA.safetensors [--model FOLDER_OR_CHECKPOINT] [--repetitions 3] [--warmup 1] [--threads 2] [--json]
 """
 
 import argparse
@@ -24,7 +24,12 @@ from torch_unet_step import SD15_UNET  # noqa: E402
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def build_pipeline():
+def build_pipeline(model=None):
+    if model:
+        # A diffusers folder or a single-file checkpoint, as `swiftdiffusion bench lora --model` reads it.
+        if os.path.isdir(model):
+            return StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+        return StableDiffusionPipeline.from_single_file(model, safety_checker=None, requires_safety_checker=False)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
     text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
@@ -40,13 +45,14 @@ def build_pipeline():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--file", required=True)
+    parser.add_argument("--model", help="a model folder or checkpoint (default: SD 1.5 with random weights)")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = build_pipeline()
+    pipe = build_pipeline(args.model)
     def round_trip():
         pipe.load_lora_weights(os.path.dirname(args.file), weight_name=os.path.basename(args.file), adapter_name="bench")
         pipe.fuse_lora(components=["unet"], lora_scale=1.0)

@@ -3,24 +3,28 @@ import ArgumentParser
 import Compute
 import Foundation
 import Models
+import Pipelines
 import Weights
 
 /// `swiftdiffusion bench lora`: the cost of each stage of using a LoRA on a full-size SD 1.5 UNet (random
-/// weights): reading the file, resolving its keys, merging, restoring, and the runtime mode's per-step
+/// weights), or on a model folder's UNet (`--model`): reading the file, resolving its keys, merging, restoring, and the runtime mode's per-step
 /// overhead; with `--torch-python`, diffusers' `load_lora_weights` + `fuse_lora` + `unfuse_lora` on the
 /// same files in the same run, with the same warm-up (one untimed round) and thread count as the Swift side.
 /// The memory a merge keeps for the bitwise restore (a copy of every patched weight) is reported per rank.
 struct LoRABenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora",
-        abstract: "LoRA load / key map / merge / restore / runtime-step times on SD 1.5 (random weights), optionally vs diffusers."
+        abstract: "LoRA load / key map / merge / restore / runtime-step times on SD 1.5 (random weights) or --model, optionally vs diffusers."
     )
+
+    @Option(help: "Model folder or checkpoint whose UNet the LoRAs patch (default: the SD 1.5 architecture, random weights).")
+    var model: String?
 
     @Option(parsing: .upToNextOption, help: "LoRA ranks to generate and measure.")
     var ranks: [Int] = [8, 32, 128]
 
-    @Option(help: "Resolution of the UNet step used to measure runtime-mode overhead (batch 2).")
-    var resolution = 256
+    @Option(help: "Resolution of the UNet step used to measure runtime-mode overhead (batch 2; default: 256, or --model's native size).")
+    var resolution: Int?
 
     @Option(help: "Timed repetitions (the median is reported).")
     var repetitions = 3
@@ -33,23 +37,48 @@ struct LoRABenchmarkCommand: ParsableCommand {
 
     func validate() throws {
         guard !ranks.isEmpty, ranks.allSatisfy({ (1...1024).contains($0) }) else { throw ValidationError("--ranks must be in 1...1024") }
-        guard resolution >= 64, resolution % 64 == 0 else { throw ValidationError("--resolution must be a multiple of 64") }
+        if let resolution, resolution < 64 || resolution > 2048 || resolution % 64 != 0 {
+            throw ValidationError("--resolution must be a multiple of 64 from 64 to 2048")
+        }
         guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
     }
 
     func run() throws {
         let python = try torchPython.map { try InputPath.existing($0).path }  // before minutes of Swift work
-        print("SwiftDiffusion bench lora: SD 1.5 UNet architecture, random weights, \(ComputePool.shared.threadCount) threads")
-        let unet = try UNetBenchmarkCommand.makeUNet()
-        let targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: 2)
+        let unet: UNet2DConditionModel
+        let targets: LoRATargets
+        let title: String
+        if let model {
+            let url = try ModelLocation.resolve(model)
+            let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
+            let loaded = try StableDiffusionModel(contentsOf: url, tokenizerFolder: tokenizer)
+            (unet, title) = (loaded.unet, "\(loaded.name) UNet")
+            targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: loaded.loraTargets.unetLayersPerBlock)
+        } else {
+            unet = try UNetBenchmarkCommand.makeUNet()
+            targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: 2)
+            title = "SD 1.5 UNet architecture, random weights"
+        }
+        print("SwiftDiffusion bench lora: \(title), \(ComputePool.shared.threadCount) threads; \(ProcessorFeatures.current.brand)")
         let folder = directory.map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("swiftdiffusion-bench-lora-\(getpid())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(at: folder) } }
 
+        let resolution = resolution ?? (model == nil ? 256 : (unet.configuration.sampleSize ?? 64) * 8)
         let latent = resolution / 8
-        let sample = randomTensor([2, latent, latent, 4], seed: 1)
-        let conditioning = UNetConditioning(context: randomTensor([2, 77, 768], seed: 2))
+        let sample = randomTensor([2, latent, latent, unet.configuration.inChannels], seed: 1)
+        let context = try unet.configuration.crossAttentionDim.values(count: 1, field: "cross_attention_dim")[0]
+        var conditioning = UNetConditioning(context: randomTensor([2, 77, context], seed: 2))
+        let configuration = unet.configuration
+        if configuration.additionEmbedType == "text_time", let projection = configuration.projectionClassEmbeddingsInputDim,
+            let timeDim = configuration.additionTimeEmbedDim
+        {
+            // SDXL: pooled text embeddings and the six size/crop numbers.
+            conditioning.textEmbeds = randomTensor([2, projection - 6 * timeDim], seed: 3)
+            conditioning.timeIds = Tensor(shape: [2, 6], values: [Float](repeating: Float(resolution), count: 12))
+        }
+        if let dim = configuration.timeCondProjDim { conditioning.timestepCondition = randomTensor([2, dim], seed: 4) }
         let baseStep = try Timing.median(repetitions: repetitions) { _ = try unet(sample, timesteps: [500], conditioning: conditioning) }
 
         let table = TablePrinter(columns: [
@@ -109,8 +138,11 @@ struct LoRABenchmarkCommand: ParsableCommand {
         ])
         compare.header()
         for row in rows {
+            let modelArguments = try model.map { ["--model", try ModelLocation.resolve($0).path] } ?? []
             let output = try Subprocess.run(
-                python, [Self.script.path, "--file", row.file.path, "--repetitions", "\(repetitions)", "--warmup", "1", "--threads", "\(threads)", "--json"])
+                python,
+                [Self.script.path, "--file", row.file.path, "--repetitions", "\(repetitions)", "--warmup", "1", "--threads", "\(threads)", "--json"]
+                    + modelArguments)
             guard let line = output.split(separator: "\n").last,
                 let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let load = object["load_seconds"] as? Double, let fuse = object["fuse_seconds"] as? Double,
