@@ -4,7 +4,11 @@ import Metrics
 /// A cache's counts since it was made, and what it holds now.
 public struct CacheStatistics: Sendable, Equatable {
     public var hits = 0
+    /// Lookups that did not find the value cached: they loaded it, or waited for the same key's load already running
+    /// (`joins`). Loads = misses - joins.
     public var misses = 0
+    /// Misses that waited for a load of the same key another caller had started, instead of loading it again.
+    public var joins = 0
     public var evictions = 0
     public var entries = 0
     public var bytes = 0
@@ -16,7 +20,9 @@ public struct CacheStatistics: Sendable, Equatable {
 ///
 /// The engine's model, ControlNet and LoRA-file caches are each one of these. The most recently inserted entry
 /// is never evicted by its own insertion, so one item larger than the budget still works (alone).
-/// Thread-safe; `value(for:load:)` loads outside the lock.
+/// Thread-safe; `value(for:load:)` loads outside the lock, one load per key at a time: a caller that asks for a key
+/// whose load another caller has started waits for that load instead of running its own (a LoRA file the loader
+/// prefetches for the next job while that job starts loading it, two requests for one uncached ControlNet).
 public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sendable {
     public typealias Statistics = CacheStatistics
 
@@ -26,8 +32,32 @@ public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sen
         var lastUse: UInt64
     }
 
+    /// One running load, which callers asking for its key wait for.
+    private final class Flight: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var finished = false
+        private var value: Value?
+
+        /// The loaded value, or nil when the load failed.
+        func wait() -> Value? {
+            condition.lock()
+            defer { condition.unlock() }
+            while !finished { condition.wait() }
+            return value
+        }
+
+        func finish(_ value: Value?) {
+            condition.lock()
+            self.value = value
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
     private let lock = NSLock()
     private var entries: [Key: Entry] = [:]
+    private var flights: [Key: Flight] = [:]
     private var clock: UInt64 = 0
     private var counts = Statistics()
     public let capacityBytes: Int
@@ -69,7 +99,8 @@ public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sen
     }
 
     /// The cached value (a hit) or the one `load` makes (a miss), inserted with its size in bytes.
-    /// `hit` learns which it was.
+    /// `hit` learns which it was. While another caller loads the same key, this one waits for that load and returns its
+    /// value (a miss, counted in `joins`); if that load fails, this caller runs its own `load` (and meets its own error).
     public func value(for key: Key, hit: UnsafeMutablePointer<Bool>? = nil, load: () throws -> (Value, bytes: Int)) rethrows -> Value {
         lock.lock()
         clock += 1
@@ -83,11 +114,27 @@ public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sen
             return entry.value
         }
         counts.misses += 1
+        hit?.pointee = false
+        if let running = flights[key] {
+            counts.joins += 1
+            lock.unlock()
+            count("miss")
+            if let value = running.wait() { return value }
+            return try value(for: key, load: load)
+        }
+        let flight = Flight()
+        flights[key] = flight
         lock.unlock()
         count("miss")
-        hit?.pointee = false
+        var loaded: Value?
+        // Inserted before the flight ends, so a caller that comes after finds the entry rather than no flight.
+        defer {
+            lock.withLock { flights[key] = nil }
+            flight.finish(loaded)
+        }
         let (value, bytes) = try load()
         insert(value, bytes: bytes, for: key)
+        loaded = value
         return value
     }
 

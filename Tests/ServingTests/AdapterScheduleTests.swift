@@ -211,7 +211,7 @@ final class DeadlineStepTests: XCTestCase {
 }
 
 /// A count bumped from any thread.
-private final class Counter: @unchecked Sendable {
+final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     func increment() { lock.withLock { count += 1 } }

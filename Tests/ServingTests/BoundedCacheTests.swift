@@ -41,6 +41,74 @@ final class BoundedCacheTests: XCTestCase {
         XCTAssertEqual([cache.statistics.entries, cache.statistics.evictions], [1, 1])
     }
 
+    /// Two callers asking for one key while it loads: one load, and both get its value (the second is a miss that
+    /// joined the running load).
+    func testACallerWaitsForTheLoadOfItsKeyAlreadyRunning() throws {
+        let cache = BoundedCache<String, Int>(capacityBytes: 100, metric: "test_cache_total")
+        let release = DispatchSemaphore(value: 0), started = DispatchSemaphore(value: 0)
+        let loads = Counter(), results = Results()
+        let first = Thread {
+            results.append(cache.value(for: "k") {
+                loads.increment()
+                started.signal()
+                release.wait()
+                return (7, bytes: 10)
+            })
+        }
+        first.start()
+        started.wait()
+        let second = Thread {
+            results.append(cache.value(for: "k") {
+                loads.increment()
+                return (8, bytes: 10)
+            })
+        }
+        second.start()
+        // The second caller counts its join before it waits; only then may the first load finish.
+        try waitUntil { cache.statistics.joins == 1 }
+        release.signal()
+        try waitUntil { results.values.count == 2 }
+        XCTAssertEqual(loads.value, 1, "the key loaded once")
+        XCTAssertEqual(results.values, [7, 7])
+        let statistics = cache.statistics
+        XCTAssertEqual([statistics.hits, statistics.misses, statistics.joins, statistics.entries], [0, 2, 1, 1])
+        XCTAssertEqual(cache.value(for: "k") { (9, bytes: 10) }, 7, "cached after the load")
+    }
+
+    /// A load that fails does not fail the callers waiting for it: each runs its own load.
+    func testAWaiterLoadsForItselfWhenTheLoadItWaitedForFails() throws {
+        struct Failure: Error {}
+        let cache = BoundedCache<String, Int>(capacityBytes: 100, metric: "test_cache_total")
+        let release = DispatchSemaphore(value: 0), started = DispatchSemaphore(value: 0)
+        let results = Results(), failures = Counter()
+        let first = Thread {
+            do {
+                _ = try cache.value(for: "k") { () throws -> (Int, bytes: Int) in
+                    started.signal()
+                    release.wait()
+                    throw Failure()
+                }
+            } catch { failures.increment() }
+        }
+        first.start()
+        started.wait()
+        let second = Thread { results.append(cache.value(for: "k") { (5, bytes: 10) }) }
+        second.start()
+        try waitUntil { cache.statistics.joins == 1 }
+        release.signal()
+        try waitUntil { results.values.count == 1 && failures.value == 1 }
+        XCTAssertEqual(results.values, [5])
+        XCTAssertTrue(cache.contains("k"))
+    }
+
+    private func waitUntil(_ condition: () -> Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = Date().addingTimeInterval(10)
+        while !condition() {
+            guard Date() < deadline else { return XCTFail("timed out", file: file, line: line) }
+            usleep(1000)
+        }
+    }
+
     /// The engine's ControlNet cache is bounded: with room for one ControlNet, alternating two evicts each time.
     func testTheEnginesControlNetCacheEvicts() throws {
         var configuration = EngineConfiguration()
@@ -63,4 +131,11 @@ final class EvictionLog: @unchecked Sendable {
     private var storage: [String] = []
     func append(_ key: String) { lock.withLock { storage.append(key) } }
     var keys: [String] { lock.withLock { storage } }
+}
+
+private final class Results: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [Int] = []
+    func append(_ value: Int) { lock.withLock { list.append(value) } }
+    var values: [Int] { lock.withLock { list } }
 }
