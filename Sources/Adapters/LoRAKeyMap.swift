@@ -96,11 +96,13 @@ public enum LoRAKeyMap {
     static func bind(_ module: LoRAModule, to layer: PatchableLayer, source: String) throws -> ResolvedLoRA.Entry {
         let rank = module.rank
         let up = module.up.reshaped([module.up.shape[0], rank])
+        // The file's shape: the down of a larger-than-1x1 conv is already channels-last in memory (`LoRAModule.down`).
+        let stored = module.downShape
         switch layer {
         case .linear(let linear):
-            guard module.down.count == rank * linear.inFeatures, module.down.rank == 2 || module.down.shape[2...] == [1, 1] else {
+            guard module.down.count == rank * linear.inFeatures, stored.count == 2 || stored[2...] == [1, 1] else {
                 throw LoRAError.shapeMismatch(
-                    source: source, module: module.name, layer: linear.path, detail: "down is \(module.down.shape), the layer takes \(linear.inFeatures) inputs")
+                    source: source, module: module.name, layer: linear.path, detail: "down is \(stored), the layer takes \(linear.inFeatures) inputs")
             }
             guard up.shape[0] == linear.outFeatures else {
                 throw LoRAError.shapeMismatch(
@@ -108,19 +110,22 @@ public enum LoRAKeyMap {
             }
             return .init(component: module.component, layer: layer, down: module.down.reshaped([rank, linear.inFeatures]), up: up, scale: module.scale)
         case .conv(let conv):
-            let down4 = module.down.rank == 4 ? module.down : module.down.reshaped([rank, module.down.shape[1], 1, 1])
-            let kernelFits = down4.shape[2] == conv.kernelSize && down4.shape[3] == conv.kernelSize
-            let pointwiseFits = down4.shape[2] == 1 && down4.shape[3] == 1 && conv.kernelSize == 1
-            guard down4.shape[1] == conv.inChannels, kernelFits || pointwiseFits else {
+            let kernel = stored.count == 4 ? (stored[1], stored[2], stored[3]) : (stored[1], 1, 1)
+            let kernelFits = kernel.1 == conv.kernelSize && kernel.2 == conv.kernelSize
+            let pointwiseFits = kernel.1 == 1 && kernel.2 == 1 && conv.kernelSize == 1
+            guard kernel.0 == conv.inChannels, kernelFits || pointwiseFits else {
                 throw LoRAError.shapeMismatch(
                     source: source, module: module.name, layer: conv.path,
-                    detail: "down is \(module.down.shape), the layer is a \(conv.kernelSize)x\(conv.kernelSize) conv from \(conv.inChannels) channels")
+                    detail: "down is \(stored), the layer is a \(conv.kernelSize)x\(conv.kernelSize) conv from \(conv.inChannels) channels")
             }
             guard up.shape[0] == conv.outChannels else {
                 throw LoRAError.shapeMismatch(
                     source: source, module: module.name, layer: conv.path, detail: "up is \(module.up.shape), the layer has \(conv.outChannels) outputs")
             }
-            return .init(component: module.component, layer: layer, down: channelsLastKernel(down4), up: up, scale: module.scale)
+            // A view of the file's factor, no copy: channels-last already, or a 1x1 kernel, whose two layouts agree.
+            return .init(
+                component: module.component, layer: layer, down: module.down.reshaped([rank, kernel.1, kernel.2, kernel.0]), up: up,
+                scale: module.scale)
         }
     }
 }

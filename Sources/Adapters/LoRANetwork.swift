@@ -26,17 +26,20 @@ public struct LoRAModule: Sendable {
     /// The target module's name as the file spells it, after the format's prefix and suffix are removed:
     /// dotted diffusers paths for the diffusers and PEFT formats, underscore-joined for kohya.
     public let name: String
-    /// `[rank, in]` (linear) or `[rank, in, kh, kw]` (conv), PyTorch layout.
+    /// `[rank, in]` (linear), `[rank, in, 1, 1]` (a 1x1 conv), or channels-last `[rank, kh, kw, in]` for a larger
+    /// kernel: the engine's kernel layout, reordered from the file's `[rank, in, kh, kw]` as the file loads.
     public let down: Tensor
     /// `[out, rank]` or `[out, rank, 1, 1]`.
     public let up: Tensor
     /// The stored alpha; `nil` means alpha = rank (scale 1).
     public let alpha: Float?
+    /// `down`'s shape as the file stores it (PyTorch's `[rank, in, kh, kw]` for a conv), for checks and messages.
+    public let downShape: [Int]
 
     public var rank: Int { down.shape[0] }
     /// `alpha / rank`.
     public var scale: Float { (alpha ?? Float(rank)) / Float(max(rank, 1)) }
-    public var isConvolution: Bool { down.rank == 4 && (down.shape[2] > 1 || down.shape[3] > 1) }
+    public var isConvolution: Bool { downShape.count == 4 && (downShape[2] > 1 || downShape[3] > 1) }
 }
 
 /// A LoRA file converted to canonical modules.
@@ -135,14 +138,19 @@ extension LoRANetwork {
             guard let upKey = entry.up else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
             complete.append((name, entry.component, downKey, upKey, entry.alpha))
         }
-        let factors = try weights.tensors(complete.flatMap { [$0.downKey, $0.upKey] })
+        // Each factor checked, and a convolution's down reordered channels-last, as soon as it is widened (still in cache).
+        let factors = try weights.tensors(complete.flatMap { [$0.downKey, $0.upKey] }) { index, tensor in
+            let entry = complete[index / 2], isDown = index % 2 == 0
+            try checkFinite(tensor, role: isDown ? "down (\(entry.downKey))" : "up (\(entry.upKey))", module: entry.name, source: source)
+            guard isDown, tensor.rank == 4, tensor.shape[2] * tensor.shape[3] > 1 else { return tensor }
+            return channelsLastKernelInPlace(tensor)
+        }
         var modules: [LoRAModule] = []
         for (index, entry) in complete.enumerated() {
-            let (name, downKey, upKey) = (entry.name, entry.downKey, entry.upKey)
+            let (name, downKey) = (entry.name, entry.downKey)
             let down = factors[2 * index], up = factors[2 * index + 1]
-            try checkPair(down: down, up: up, module: name, source: source)
-            try checkFinite(down, role: "down (\(downKey))", module: name, source: source)
-            try checkFinite(up, role: "up (\(upKey))", module: name, source: source)
+            let downShape = try weights.shape(of: downKey)
+            try checkPair(downShape: downShape, upShape: up.shape, module: name, source: source)
             var alpha: Float?
             if let alphaKey = entry.alpha {
                 let stored = try weights.tensor(alphaKey)
@@ -158,7 +166,7 @@ extension LoRANetwork {
                 throw LoRAError.invalidValue(
                     source: source, module: name, detail: "alpha is \(alpha); it must be a finite number")
             }
-            modules.append(LoRAModule(component: entry.component, name: name, down: down, up: up, alpha: alpha))
+            modules.append(LoRAModule(component: entry.component, name: name, down: down, up: up, alpha: alpha, downShape: downShape))
         }
         guard !modules.isEmpty else { throw LoRAError.unrecognizedFormat(source: source, sample: Array(names.prefix(5))) }
         return LoRANetwork(format: format, modules: modules, ignoredKeys: ignored.sorted(), source: source)
@@ -231,21 +239,21 @@ extension LoRANetwork {
 
     /// The factors' shapes on their own: `down` `[rank, in]` or `[rank, in, kh, kw]`, `up` `[out, rank]` or
     /// `[out, rank, 1, 1]`, the same rank ≥ 1 in both, and no empty dimension.
-    static func checkPair(down: Tensor, up: Tensor, module: String, source: String) throws {
-        guard down.rank == 2 || down.rank == 4, up.rank == 2 || up.rank == 4 else {
-            throw LoRAError.badShape(source: source, module: module, detail: "down \(down.shape) / up \(up.shape) must be 2-D or 4-D")
+    static func checkPair(downShape down: [Int], upShape up: [Int], module: String, source: String) throws {
+        guard down.count == 2 || down.count == 4, up.count == 2 || up.count == 4 else {
+            throw LoRAError.badShape(source: source, module: module, detail: "down \(down) / up \(up) must be 2-D or 4-D")
         }
-        guard down.shape[0] >= 1 else {
-            throw LoRAError.badShape(source: source, module: module, detail: "rank 0 (down \(down.shape)): a LoRA needs rank 1 or more")
+        guard down[0] >= 1 else {
+            throw LoRAError.badShape(source: source, module: module, detail: "rank 0 (down \(down)): a LoRA needs rank 1 or more")
         }
-        guard up.shape[1] == down.shape[0] else {
-            throw LoRAError.badShape(source: source, module: module, detail: "rank of down \(down.shape) and up \(up.shape) differ")
+        guard up[1] == down[0] else {
+            throw LoRAError.badShape(source: source, module: module, detail: "rank of down \(down) and up \(up) differ")
         }
-        guard !down.shape.contains(where: { $0 < 1 }), !up.shape.contains(where: { $0 < 1 }) else {
-            throw LoRAError.badShape(source: source, module: module, detail: "down \(down.shape) / up \(up.shape) have an empty dimension")
+        guard !down.contains(where: { $0 < 1 }), !up.contains(where: { $0 < 1 }) else {
+            throw LoRAError.badShape(source: source, module: module, detail: "down \(down) / up \(up) have an empty dimension")
         }
-        if up.rank == 4, up.shape[2] != 1 || up.shape[3] != 1 {
-            throw LoRAError.badShape(source: source, module: module, detail: "up \(up.shape) must be a 1x1 kernel")
+        if up.count == 4, up[2] != 1 || up[3] != 1 {
+            throw LoRAError.badShape(source: source, module: module, detail: "up \(up) must be a 1x1 kernel")
         }
     }
 

@@ -78,8 +78,7 @@ public func channelsLastKernel(_ kernel: Tensor) -> Tensor {
     let result = Tensor(uninitializedShape: [outputs, kernel.shape[2], kernel.shape[3], inputs])
     let perOutput = inputs * taps
     if perOutput == 0 { return result }
-    // Each output channel's `[in, taps]` block transposed to `[taps, in]`, one target row at a time (a LoRA's conv
-    // factors are transposed for every request that reads the file, beside denoising).
+    // Each output channel's `[in, taps]` block transposed to `[taps, in]`, one target row at a time.
     let source = kernel.storage.base, target = result.storage.base
     ComputePool.current.parallelRanges(outputs, minimumChunk: max(1, 65536 / perOutput)) { range in
         for output in range {
@@ -88,6 +87,30 @@ public func channelsLastKernel(_ kernel: Tensor) -> Tensor {
                 let row = to + tap * inputs
                 for input in 0..<inputs { row[input] = from[input * taps + tap] }
             }
+        }
+    }
+    return result
+}
+
+/// `channelsLastKernel` in the kernel's own storage: each output channel's `[in, kh, kw]` block reordered to
+/// `[kh, kw, in]` through a copy of that one block, and the storage returned as `[out, kh, kw, in]`. For a kernel only
+/// its caller holds, just written (a LoRA's convolution factor as it loads, still in cache): no second buffer, no second
+/// pass over memory.
+public func channelsLastKernelInPlace(_ kernel: Tensor) -> Tensor {
+    precondition(kernel.rank == 4, "a conv kernel is [out, in, kh, kw], got \(kernel.shape)")
+    let (outputs, inputs, taps) = (kernel.shape[0], kernel.shape[1], kernel.shape[2] * kernel.shape[3])
+    let result = kernel.reshaped([outputs, kernel.shape[2], kernel.shape[3], inputs])
+    let perOutput = inputs * taps
+    if taps == 1 || inputs == 1 || perOutput == 0 { return result }
+    let block = UnsafeMutablePointer<Float>.allocate(capacity: perOutput)
+    defer { block.deallocate() }
+    let base = kernel.storage.base
+    for output in 0..<outputs {
+        let channel = base + output * perOutput
+        block.update(from: channel, count: perOutput)
+        for tap in 0..<taps {
+            let row = channel + tap * inputs
+            for input in 0..<inputs { row[input] = block[input * taps + tap] }
         }
     }
     return result

@@ -148,24 +148,26 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     public static let sharedAllocationLimit = 64 << 20
 
     /// The tensors as Float32: in one allocation (each starting on a 64-byte boundary, viewed by one tensor each) when
-    /// they take at most `sharedAllocationLimit` bytes, else one allocation each.
-    public func tensors(_ names: [String]) throws -> [Tensor] {
-        try tensors(names, sharingUpTo: Self.sharedAllocationLimit)
+    /// they take at most `sharedAllocationLimit` bytes, else one allocation each; each handed to `prepare` right after it
+    /// is widened.
+    public func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor] {
+        try tensors(names, sharingUpTo: Self.sharedAllocationLimit, prepare: prepare)
     }
 
-    /// `tensors(_:)` with another limit for the shared allocation (tests).
-    public func tensors(_ names: [String], sharingUpTo limit: Int) throws -> [Tensor] {
+    /// `tensors(_:prepare:)` with another limit for the shared allocation (tests).
+    public func tensors(_ names: [String], sharingUpTo limit: Int, prepare: (Int, Tensor) throws -> Tensor = { $1 }) throws -> [Tensor] {
         let infos = try names.map { try floatingPointInfo($0) }
         // Element counts are validated against the file's size when it is opened, so the sum cannot overflow.
         let starts = infos.reduce(into: [0]) { starts, info in starts.append(starts.last! + (info.elementCount + 15) / 16 * 16) }
         guard starts.last! * 4 <= limit else {
-            return infos.map(freshTensor)
+            return try infos.enumerated().map { try prepare($0.offset, freshTensor($0.element)) }
         }
         let arena = TensorStorage(count: starts.last!)
-        return zip(infos, starts).map { info, start in
+        return try zip(infos, starts).enumerated().map { index, pair in
+            let (info, start) = pair
             let storage = TensorStorage(borrowing: arena.baseAddress + start, count: info.elementCount, owner: arena)
             widen(info, into: UnsafeMutableBufferPointer(start: storage.baseAddress, count: info.elementCount))
-            return Tensor(shape: info.shape, storage: storage)
+            return try prepare(index, Tensor(shape: info.shape, storage: storage))
         }
     }
 

@@ -17,13 +17,20 @@ public protocol WeightSource: Sendable {
     /// The tensor, which must have `shape` (the shape the architecture needs). Sources that synthesise
     /// parameters (random weights for benchmarks) implement this; files use the default, which checks.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor
-    /// Several tensors as Float32, in the order of `names`. A file may put them in one allocation (a LoRA's factors:
-    /// one buffer instead of hundreds).
-    func tensors(_ names: [String]) throws -> [Tensor]
+    /// Several tensors as Float32, in the order of `names`, each handed to `prepare` (its index in `names`, the tensor)
+    /// as soon as it is written and kept as `prepare` returns it. A file may put them in one allocation (a LoRA's factors:
+    /// one buffer instead of hundreds); `prepare` then sees each while its values are still in cache (a LoRA checks its
+    /// factors and reorders a convolution's there, instead of in passes over all of them afterwards).
+    func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor]
 }
 
 extension WeightSource {
-    public func tensors(_ names: [String]) throws -> [Tensor] { try names.map { try tensor($0) } }
+    public func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor] {
+        try names.enumerated().map { try prepare($0.offset, try tensor($0.element)) }
+    }
+
+    /// Several tensors as Float32, in the order of `names` (`tensors(_:prepare:)` keeping each as written).
+    public func tensors(_ names: [String]) throws -> [Tensor] { try tensors(names) { $1 } }
 
     /// The tensor, checked to have `shape`; a loader's way to say which shape a parameter must have.
     public func tensor(_ name: String, shape expected: [Int]) throws -> Tensor {

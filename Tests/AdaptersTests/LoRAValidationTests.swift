@@ -155,6 +155,25 @@ final class LoRAValidationTests: XCTestCase {
         assertRefused(empty, module: Self.moduleName, mentions: ["empty dimension"])
     }
 
+    /// A conv factor is reordered channels-last once, as the file loads: the module keeps the file's shape for checks and
+    /// messages, and the resolved entry is a view of the module's factor, not a second copy.
+    func testConvolutionFactorsAreReorderedOnceAsTheyLoad() throws {
+        let golden = try Golden("components/unet_sd1")
+        let unet = try UNet2DConditionModel(configData: Data(try golden.string("config").utf8), weights: golden.params)
+        let targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: 1)
+        let conv = try XCTUnwrap(unet.registry.convs["down_blocks.0.resnets.0.conv1"])
+        let down = values([3, conv.inChannels, 3, 3]), up = values([conv.outChannels, 3, 1, 1])
+        let url = try write("locon", ["lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight": down, "lora_unet_down_blocks_0_resnets_0_conv1.lora_up.weight": up])
+        let network = try LoRANetwork.load(contentsOf: url)
+        let module = try XCTUnwrap(network.modules.first)
+        XCTAssertEqual(module.downShape, [3, conv.inChannels, 3, 3])
+        XCTAssertTrue(module.isConvolution)
+        XCTAssertTrue(module.down.isBitwiseEqual(to: permute(down, [0, 2, 3, 1])), "channels-last [rank, kh, kw, in]")
+        let entry = try XCTUnwrap(LoRAKeyMap.resolve(network, targets: targets).entries.first)
+        XCTAssertEqual(entry.down.shape, [3, 3, 3, conv.inChannels])
+        XCTAssertTrue(entry.down.storage === module.down.storage, "a view of the loaded factor")
+    }
+
     /// Factors that are consistent with each other but not with the layer they name: refused when resolved
     /// against the model, naming the file, the module and the layer.
     func testShapesThatDoNotFitTheLayerNameTheFile() throws {

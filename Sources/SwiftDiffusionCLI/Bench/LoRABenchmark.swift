@@ -46,13 +46,17 @@ struct LoRABenchmarkCommand: ParsableCommand {
     func run() throws {
         let python = try torchPython.map { try InputPath.existing($0).path }  // before minutes of Swift work
         let unet: UNet2DConditionModel
+        // The whole model stays loaded, as in a server: freeing its other components here would park their weights in the
+        // tensor buffer cache and leave no room there for the LoRA buffers a server reuses between loads.
+        var whole: StableDiffusionModel?
+        defer { withExtendedLifetime(whole) {} }
         let targets: LoRATargets
         let title: String
         if let model {
             let url = try ModelLocation.resolve(model)
             let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
             let loaded = try StableDiffusionModel(contentsOf: url, tokenizerFolder: tokenizer)
-            (unet, title) = (loaded.unet, "\(loaded.name) UNet")
+            (unet, title, whole) = (loaded.unet, "\(loaded.name) UNet", loaded)
             targets = LoRATargets(registries: [.unet: unet.registry], unetLayersPerBlock: loaded.loraTargets.unetLayersPerBlock)
         } else {
             unet = try UNetBenchmarkCommand.makeUNet()
