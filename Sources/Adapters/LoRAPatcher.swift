@@ -57,8 +57,9 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// Merges the LoRAs into the weights in place. Layers holding bf16 weights (bf16 models) get the LoRA as a runtime
     /// adapter instead: rounding a delta into bf16 would lose it, and the bitwise restore needs fp32 originals.
     ///
-    /// Each weight's deltas are added in request order, as one product of the stacked factors; weights are patched side
-    /// by side, whole, one per thread, except a product too large to keep the threads balanced, which is split over them.
+    /// Each weight's deltas are added in request order, as one product of the stacked factors where that pays (`stacks`),
+    /// else one product per LoRA; weights are patched side by side, whole, one per thread, except a product too large to
+    /// keep the threads balanced, which is split over them.
     public func merge(_ applications: [LoRAApplication]) {
         var order: [ObjectIdentifier] = []
         var updates: [ObjectIdentifier: [(up: Tensor, down: Tensor, scale: Float)]] = [:]
@@ -87,13 +88,13 @@ public final class LoRAPatcher: @unchecked Sendable {
         func patch(_ key: ObjectIdentifier) {
             let weight = saved[key]!.weight
             let list = updates[key]!
-            if list.count == 1 {
-                addMatmul(into: weight, list[0].up, list[0].down, scale: list[0].scale, pool: pool)
-            } else {
+            if list.count > 1 && Self.stacks(list, rows: weight.shape[0]) {
                 // Several LoRAs on one weight: one GEMM of their summed rank reads and writes the weight once, not once
-                // per LoRA (the weight is the GEMM's largest operand), and runs at a better GEMM shape.
+                // per LoRA, and runs at a better GEMM shape.
                 let (up, down) = Self.stacked(list)
                 addMatmul(into: weight, up, down, scale: 1, pool: pool)
+            } else {
+                for update in list { addMatmul(into: weight, update.up, update.down, scale: update.scale, pool: pool) }
             }
         }
         // Whole weights per thread, largest first (the pool hands them out as threads free up), so one merge is one
@@ -108,6 +109,15 @@ public final class LoRAPatcher: @unchecked Sendable {
         let wholeSet = Set(whole)
         for key in order where !wholeSet.contains(key) { patch(key) }
         pool.parallelFor(whole.count) { i in patch(whole[i]) }
+    }
+
+    /// Whether several LoRAs on one weight of `rows` outputs go in as one product of their stacked factors. Stacking
+    /// copies the factors (`[Σr, in]` read and written once more) to read and write the weight once instead of once per
+    /// LoRA (`[out, in]` each time): it pays where the weight is the larger, Σr < out x (LoRAs - 1). An SD 1.5 layer (320
+    /// to 1280 outputs) with two rank-64 LoRAs stacks; a small model's (32 to 128 outputs) does not, where copying the
+    /// factors cost more than the product (`perf` of `bench workflow --workloads 0C/2L` on the embedded model).
+    static func stacks(_ updates: [(up: Tensor, down: Tensor, scale: Float)], rows: Int) -> Bool {
+        updates.reduce(0) { $0 + $1.up.shape[1] } < rows * (updates.count - 1)
     }
 
     /// `[s_1 up_1 | s_2 up_2 | ...]` `[out, Σr]` and `[down_1; down_2; ...]` `[Σr, in]`: their product is
