@@ -100,7 +100,8 @@ public final class BoundedCache<Key: Hashable & Sendable, Value>: @unchecked Sen
 
     /// The cached value (a hit) or the one `load` makes (a miss), inserted with its size in bytes.
     /// `hit` learns which it was. While another caller loads the same key, this one waits for that load and returns its
-    /// value (a miss, counted in `joins`); if that load fails, this caller runs its own `load` (and meets its own error).
+    /// value (a miss, counted in `joins`); if that load fails, this caller runs its own `load` (and meets its own error; the
+    /// retry counts as one more lookup).
     public func value(for key: Key, hit: UnsafeMutablePointer<Bool>? = nil, load: () throws -> (Value, bytes: Int)) rethrows -> Value {
         lock.lock()
         clock += 1

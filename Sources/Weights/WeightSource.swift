@@ -20,7 +20,8 @@ public protocol WeightSource: Sendable {
     /// Several tensors as Float32, in the order of `names`, each handed to `prepare` (its index in `names`, the tensor)
     /// as soon as it is written and kept as `prepare` returns it. A file may put them in one allocation (a LoRA's factors:
     /// one buffer instead of hundreds); `prepare` then sees each while its values are still in cache (a LoRA checks its
-    /// factors and reorders a convolution's there, instead of in passes over all of them afterwards).
+    /// factors and reorders a convolution's there, instead of in passes over all of them afterwards). Each tensor is the
+    /// caller's own, as `tensor(_:)`'s are, so `prepare` may change it in place.
     func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor]
 }
 

@@ -1,25 +1,15 @@
 @testable import Adapters
 import Compute
 import Models
+import ParityTesting
 import XCTest
 
 /// `LoRAPatcher.merge` with several LoRAs on one weight, both ways it can add them: one product of the stacked factors
 /// (where the weight is the larger operand) or one product per LoRA (where the factors are). Both give
 /// W + Σ s_i up_i down_i, and the restore is bitwise.
 final class LoRAMergeTests: XCTestCase {
-    /// Values in [-1, 1) from a seeded LCG.
-    private func values(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed
-        return Tensor(shape: shape) { buffer in
-            for i in buffer.indices {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                buffer[i] = Float(state >> 40) / Float(1 << 24) * 2 - 1
-            }
-        }
-    }
-
     private func lora(_ layer: Linear, rank: Int, seed: UInt64, alpha: Float) -> ResolvedLoRA {
-        let down = values([rank, layer.inFeatures], seed: seed), up = values([layer.outFeatures, rank], seed: seed + 1)
+        let down = seededTensor([rank, layer.inFeatures], seed: seed), up = seededTensor([layer.outFeatures, rank], seed: seed + 1)
         let entry = ResolvedLoRA.Entry(component: .unet, layer: .linear(layer), down: down, up: up, scale: alpha / Float(rank))
         return ResolvedLoRA(source: "rank \(rank)", entries: [entry], unmatched: [])
     }
@@ -27,7 +17,7 @@ final class LoRAMergeTests: XCTestCase {
     func testSeveralLoRAsOnOneWeightAddEachProductEitherWay() {
         // (outputs, ranks): Σr below the outputs stacks; Σr at or above them adds one product per LoRA.
         for (outputs, ranks) in [(24, [2, 3]), (8, [6, 5]), (16, [16, 4, 4]), (48, [4, 8, 4])] {
-            let layer = Linear(path: "layer", weight: values([outputs, 40], seed: 1), bias: nil)
+            let layer = Linear(path: "layer", weight: seededTensor([outputs, 40], seed: 1), bias: nil)
             let loras = ranks.enumerated().map { lora(layer, rank: $0.element, seed: 10 * UInt64($0.offset + 1), alpha: 0.5 * Float($0.offset + 1)) }
             let weights: [Float] = [0.8, -0.6, 1.2].prefix(ranks.count).map { $0 }
             let updates = zip(loras, weights).map { lora, weight in

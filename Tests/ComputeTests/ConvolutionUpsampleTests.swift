@@ -1,4 +1,5 @@
 import Compute
+import ParityTesting
 import Foundation
 import XCTest
 

@@ -1,4 +1,5 @@
 import Compute
+import ParityTesting
 import XCTest
 
 /// `channelsLastKernel` (PyTorch `[out, in, kh, kw]` to the engine's `[out, kh, kw, in]`, what every conv weight goes

@@ -1,4 +1,5 @@
 import Compute
+import ParityTesting
 import XCTest
 
 /// `Tensor.isUniquelyOwned` and the in-place forms built on it: a layer may overwrite a tensor only when no other

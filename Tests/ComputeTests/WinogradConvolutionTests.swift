@@ -1,6 +1,7 @@
 import CKernels
 @testable import Compute
 import Foundation
+import ParityTesting
 import XCTest
 
 /// Winograd F(4x4, 3x3) (`WinogradConvolution`) against a double-precision direct convolution: output sizes that

@@ -7,9 +7,10 @@ import Pipelines
 import Weights
 
 /// `swiftdiffusion bench lora`: the cost of each stage of using a LoRA on a full-size SD 1.5 UNet (random
-/// weights), or on a model folder's UNet (`--model`): reading the file, resolving its keys, merging, restoring, and the runtime mode's per-step
-/// overhead; with `--torch-python`, diffusers' `load_lora_weights` + `fuse_lora` + `unfuse_lora` on the
-/// same files in the same run, with the same warm-up (one untimed round) and thread count as the Swift side.
+/// weights), or on a model folder's UNet (`--model`): reading the file, resolving its keys, merging, restoring,
+/// and the runtime mode's per-step overhead; with `--torch-python`, diffusers' `load_lora_weights` + `fuse_lora`
+/// + `unfuse_lora` on the same files (and model) in the same run, with the same warm-up (one untimed round) and
+/// thread count as the Swift side.
 /// The memory a merge keeps for the bitwise restore (a copy of every patched weight) is reported per rank.
 struct LoRABenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import Compute
 
 /// A tensor of `shape` with values in [-1, 1) from a 64-bit LCG seeded with `seed`: the same values on every machine.
-func seededTensor(_ shape: [Int], seed: UInt64) -> Tensor {
+public func seededTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     var state = seed
     return Tensor(shape: shape) { buffer in
         for i in buffer.indices {
