@@ -51,7 +51,7 @@ struct ControlNetBenchmarkCommand: ParsableCommand {
     var sd15 = false
 
     func validate() throws {
-        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+        try Timing.checkRepetitions(repetitions)
     }
 
     func run() throws {

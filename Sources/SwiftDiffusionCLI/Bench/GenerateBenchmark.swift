@@ -42,7 +42,7 @@ struct GenerateBenchmarkCommand: ParsableCommand {
     var latentParallel = "automatic"
 
     func validate() throws {
-        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+        try Timing.checkRepetitions(repetitions)
     }
 
     func run() throws {

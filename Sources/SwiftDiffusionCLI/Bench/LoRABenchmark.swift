@@ -41,7 +41,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
         if let resolution, resolution < 64 || resolution > 2048 || resolution % 64 != 0 {
             throw ValidationError("--resolution must be a multiple of 64 from 64 to 2048")
         }
-        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+        try Timing.checkRepetitions(repetitions)
     }
 
     func run() throws {
@@ -53,8 +53,8 @@ struct LoRABenchmarkCommand: ParsableCommand {
         defer { withExtendedLifetime(whole) {} }
         let targets: LoRATargets
         let title: String
-        if let model {
-            let url = try ModelLocation.resolve(model)
+        let modelURL = try model.map { try ModelLocation.resolve($0) }
+        if let url = modelURL {
             let tokenizer = try? ModelLocation.embeddedModel().appendingPathComponent("tokenizer")
             let loaded = try StableDiffusionModel(contentsOf: url, tokenizerFolder: tokenizer)
             (unet, title, whole) = (loaded.unet, "\(loaded.name) UNet", loaded)
@@ -70,7 +70,7 @@ struct LoRABenchmarkCommand: ParsableCommand {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(at: folder) } }
 
-        let resolution = resolution ?? (model == nil ? 256 : (unet.configuration.sampleSize ?? 64) * 8)
+        let resolution = resolution ?? (modelURL == nil ? 256 : (unet.configuration.sampleSize ?? 64) * 8)
         let latent = resolution / 8
         let sample = randomTensor([2, latent, latent, unet.configuration.inChannels], seed: 1)
         let context = try unet.configuration.crossAttentionDim.values(count: 1, field: "cross_attention_dim")[0]
@@ -142,8 +142,8 @@ struct LoRABenchmarkCommand: ParsableCommand {
             ("speed-up", 9),
         ])
         compare.header()
+        let modelArguments = modelURL.map { ["--model", $0.path] } ?? []
         for row in rows {
-            let modelArguments = try model.map { ["--model", try ModelLocation.resolve($0).path] } ?? []
             let output = try Subprocess.run(
                 python,
                 [Self.script.path, "--file", row.file.path, "--repetitions", "\(repetitions)", "--warmup", "1", "--threads", "\(threads)", "--json"]

@@ -29,7 +29,7 @@ struct OpsBenchmarkCommand: ParsableCommand {
     var backends = false
 
     func validate() throws {
-        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000") }
+        try Timing.checkRepetitions(repetitions)
     }
 
     func run() throws {

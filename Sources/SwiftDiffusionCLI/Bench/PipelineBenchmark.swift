@@ -44,7 +44,7 @@ struct PipelineBenchmarkCommand: ParsableCommand {
             throw ValidationError("--resolution must be a multiple of 64 between 64 and 1024")
         }
         guard (1...150).contains(steps) else { throw ValidationError("--steps must be between 1 and 150") }
-        guard (1...20).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 20") }
+        try Timing.checkRepetitions(repetitions, upTo: 20)
     }
 
     func run() throws {

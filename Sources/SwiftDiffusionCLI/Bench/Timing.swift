@@ -1,7 +1,13 @@
+import ArgumentParser
 import Foundation
 
 /// Wall-clock timing helpers for the benchmarks.
 enum Timing {
+    /// A benchmark's `--repetitions`: at least one sample to report, at most `maximum`.
+    static func checkRepetitions(_ repetitions: Int, upTo maximum: Int = 1000) throws {
+        guard (1...maximum).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and \(maximum)") }
+    }
+
     /// Seconds taken by `body`.
     static func seconds(_ body: () throws -> Void) rethrows -> Double {
         let start = DispatchTime.now().uptimeNanoseconds

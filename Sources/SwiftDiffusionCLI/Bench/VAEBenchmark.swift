@@ -26,7 +26,7 @@ struct VAEBenchmarkCommand: ParsableCommand {
         guard resolution >= 64, resolution <= 2048, resolution % 8 == 0 else {
             throw ValidationError("--resolution must be a multiple of 8 between 64 and 2048")
         }
-        guard (1...100).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 100") }
+        try Timing.checkRepetitions(repetitions, upTo: 100)
     }
 
     func run() throws {

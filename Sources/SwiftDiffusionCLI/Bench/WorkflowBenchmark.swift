@@ -78,7 +78,7 @@ struct WorkflowBenchmarkCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedWorkloads()
         guard (1...150).contains(steps) else { throw ValidationError("--steps must be between 1 and 150") }
-        guard (1...50).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 50") }
+        try Timing.checkRepetitions(repetitions, upTo: 50)
         guard (1...256).contains(rank) else { throw ValidationError("--rank must be between 1 and 256") }
     }
 
