@@ -103,6 +103,12 @@ enum BufferCache {
 
     static var parkedBytes: Int { state.withLock { $0.cachedBytes } }
 
+    /// Bytes parked in the size class of a `bytes`-byte buffer.
+    static func parkedBytes(sizeClassOf bytes: Int) -> Int {
+        let size = sizeClass(bytes)
+        return state.withLock { size * ($0.free[size]?.count ?? 0) }
+    }
+
     static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         let size = sizeClass(bytes)
         if size >= minimumCachedBytes {
@@ -212,6 +218,8 @@ public enum TensorBufferCache {
     }
     /// Bytes of freed buffers parked for reuse now.
     public static var parkedBytes: Int { BufferCache.parkedBytes }
+    /// Bytes parked in the size class of a `bytes`-byte buffer (what a buffer of that size would reuse).
+    public static func parkedBytes(sizeClassOf bytes: Int) -> Int { BufferCache.parkedBytes(sizeClassOf: bytes) }
     /// The most bytes the cache parks (`fitLimitToResidentSet`, or `SWIFTDIFFUSION_BUFFER_CACHE_MB`).
     public static var limitBytes: Int { BufferCache.limitBytes }
 
