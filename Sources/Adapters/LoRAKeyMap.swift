@@ -48,10 +48,11 @@ public struct ResolvedLoRA: @unchecked Sendable {
     public struct Entry {
         public let component: LoRAComponent
         public let layer: PatchableLayer
-        /// `[rank, in]` for linear layers, channels-last `[rank, kh, kw, in]` for convolutions.
-        public let down: Tensor
+        /// `[rank, in]` for linear layers, channels-last `[rank, kh, kw, in]` for convolutions; as the file stores it
+        /// (a view of the loaded factor), as is `up`.
+        public let down: StoredTensor
         /// `[out, rank]`.
-        public let up: Tensor
+        public let up: StoredTensor
         /// `alpha / rank`.
         public let scale: Float
     }

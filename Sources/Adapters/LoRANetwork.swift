@@ -27,10 +27,11 @@ public struct LoRAModule: Sendable {
     /// dotted diffusers paths for the diffusers and PEFT formats, underscore-joined for kohya.
     public let name: String
     /// `[rank, in]` (linear), `[rank, in, 1, 1]` (a 1x1 conv), or channels-last `[rank, kh, kw, in]` for a larger
-    /// kernel: the engine's kernel layout, reordered from the file's `[rank, in, kh, kw]` as the file loads.
-    public let down: Tensor
+    /// kernel: the engine's kernel layout, reordered from the file's `[rank, in, kh, kw]` as the file loads. In the
+    /// file's number format (fp16 and bf16 stay narrow, `StoredTensor`), as is `up`.
+    public let down: StoredTensor
     /// `[out, rank]` or `[out, rank, 1, 1]`.
-    public let up: Tensor
+    public let up: StoredTensor
     /// The stored alpha; `nil` means alpha = rank (scale 1).
     public let alpha: Float?
     /// `down`'s shape as the file stores it (PyTorch's `[rank, in, kh, kw]` for a conv), for checks and messages.
@@ -49,6 +50,8 @@ public struct LoRANetwork: Sendable {
     /// Tensors that were not understood (unsupported LyCORIS variants, stray keys), reported to the user.
     public let ignoredKeys: [String]
     public let source: String
+    /// The memory the modules' factors hold: the file's read buffer they view (the whole file), or their own copies.
+    public let bytes: Int
 
     public var components: Set<LoRAComponent> { Set(modules.map(\.component)) }
 }
@@ -82,13 +85,16 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 extension LoRANetwork {
+    /// Files of at most this many bytes are read into memory, not mapped, and their factors kept as views of that buffer:
+    /// a LoRA is read whole, once, and the buffer is then all it holds. (A larger buffer would first take the activation
+    /// buffers the tensor buffer cache parks for the UNet, which an allocation of 96 MiB or more gives back; a larger file
+    /// costs enough that copying its factors out of a mapping weighs little.)
+    public static let readLimit = 64 << 20
+
     /// Reads a `.safetensors` LoRA and converts it to canonical modules. Pickle files are refused by the
     /// weights layer; a PEFT adapter's `adapter_config.json` is read from the same folder.
     public static func load(contentsOf url: URL) throws -> LoRANetwork {
-        // Read into memory, not mapped, up to 64 MiB: a LoRA is read whole, once, and its file dropped at once. (A larger
-        // buffer would take the activation buffers the tensor buffer cache parks for the UNet, see
-        // `SafeTensorsFile.sharedAllocationLimit`; a larger file costs enough that mapping it weighs little.)
-        let file = try SafeTensorsFile(contentsOf: url, readingUpTo: SafeTensorsFile.sharedAllocationLimit)
+        let file = try SafeTensorsFile(contentsOf: url, readingUpTo: readLimit)
         var peftConfig: Data?
         let configURL = url.deletingLastPathComponent().appendingPathComponent("adapter_config.json")
         if FileManager.default.fileExists(atPath: configURL.path) { peftConfig = try? Data(contentsOf: configURL) }
@@ -138,27 +144,37 @@ extension LoRANetwork {
             guard let upKey = entry.up else { throw LoRAError.incompletePair(source: source, module: name, missing: "up (B)") }
             complete.append((name, entry.component, downKey, upKey, entry.alpha))
         }
-        // Each factor checked, and a convolution's down reordered channels-last, as soon as it is widened (still in cache).
-        let factors = try weights.tensors(complete.flatMap { [$0.downKey, $0.upKey] }) { index, tensor in
+        // Every factor and alpha at once, as stored: views of the file's read buffer. Each factor is checked, and a
+        // convolution's down reordered channels-last, as soon as it is handed over (still in cache).
+        let factorCount = 2 * complete.count
+        let alphaKeys = complete.compactMap(\.alpha)
+        let stored = try weights.storedTensors(complete.flatMap { [$0.downKey, $0.upKey] } + alphaKeys) { index, tensor in
+            guard index < factorCount else { return tensor }
             let entry = complete[index / 2], isDown = index % 2 == 0
-            try checkFinite(tensor, role: isDown ? "down (\(entry.downKey))" : "up (\(entry.upKey))", module: entry.name, source: source)
+            if let bad = tensor.firstNonFinite() {
+                throw LoRAError.invalidValue(
+                    source: source, module: entry.name,
+                    detail: "\(isDown ? "down (\(entry.downKey))" : "up (\(entry.upKey))") holds \(tensor.element(bad)) at element "
+                        + "\(bad); every weight must be a finite number")
+            }
             guard isDown, tensor.rank == 4, tensor.shape[2] * tensor.shape[3] > 1 else { return tensor }
-            return channelsLastKernelInPlace(tensor)
+            return tensor.channelsLastKernelInPlace()
         }
+        var alphas = stored.tensors[factorCount...].makeIterator()
         var modules: [LoRAModule] = []
         for (index, entry) in complete.enumerated() {
             let (name, downKey) = (entry.name, entry.downKey)
-            let down = factors[2 * index], up = factors[2 * index + 1]
+            let down = stored.tensors[2 * index], up = stored.tensors[2 * index + 1]
             let downShape = try weights.shape(of: downKey)
             try checkPair(downShape: downShape, upShape: up.shape, module: name, source: source)
             var alpha: Float?
             if let alphaKey = entry.alpha {
-                let stored = try weights.tensor(alphaKey)
-                guard stored.count == 1 else {
+                let value = alphas.next()!
+                guard value.count == 1 else {
                     throw LoRAError.badShape(
-                        source: source, module: name, detail: "alpha '\(alphaKey)' has shape \(stored.shape), expected one number")
+                        source: source, module: name, detail: "alpha '\(alphaKey)' has shape \(value.shape), expected one number")
                 }
-                alpha = stored.scalars[0]
+                alpha = value.element(0)
             } else {
                 alpha = defaultAlphas[entry.component]
             }
@@ -169,7 +185,7 @@ extension LoRANetwork {
             modules.append(LoRAModule(component: entry.component, name: name, down: down, up: up, alpha: alpha, downShape: downShape))
         }
         guard !modules.isEmpty else { throw LoRAError.unrecognizedFormat(source: source, sample: Array(names.prefix(5))) }
-        return LoRANetwork(format: format, modules: modules, ignoredKeys: ignored.sorted(), source: source)
+        return LoRANetwork(format: format, modules: modules, ignoredKeys: ignored.sorted(), source: source, bytes: stored.bytes)
     }
 
     enum Role { case down, up, alpha }
@@ -254,27 +270,6 @@ extension LoRANetwork {
         }
         if up.count == 4, up[2] != 1 || up[3] != 1 {
             throw LoRAError.badShape(source: source, module: module, detail: "up \(up) must be a 1x1 kernel")
-        }
-    }
-
-    /// Every element finite: one NaN or infinity in a factor makes every output of the patched layer NaN.
-    static func checkFinite(_ tensor: Tensor, role: String, module: String, source: String) throws {
-        let firstBad: Int? = tensor.withUnsafeBufferPointer { values in
-            // An exponent field of all ones (NaN or infinity) is the only one that carries into the sign bit when one
-            // is added to it; OR-ing those sums is an integer reduction the compiler vectorises even for SSE2 (an
-            // unsigned max is not, and made this check a tenth of loading a LoRA).
-            var carried: UInt32 = 0
-            UnsafeRawBufferPointer(values).withMemoryRebound(to: UInt32.self) { bits in
-                for pattern in bits { carried |= (pattern & 0x7F80_0000) &+ 0x0080_0000 }
-            }
-            guard carried & 0x8000_0000 != 0 else { return nil }
-            return values.firstIndex { !$0.isFinite }
-        }
-        if let firstBad {
-            let value = tensor.withUnsafeBufferPointer { $0[firstBad] }
-            throw LoRAError.invalidValue(
-                source: source, module: module,
-                detail: "\(role) holds \(value) at element \(firstBad); every weight must be a finite number")
         }
     }
 }

@@ -37,6 +37,9 @@ public struct LoRAApplication: Sendable {
 ///
 /// A patcher serves one model; it must not be shared by requests running at the same time.
 public final class LoRAPatcher: @unchecked Sendable {
+    /// One LoRA's product for one weight: `scale · up · down`, the factors as the file stores them.
+    typealias Update = (up: StoredTensor, down: StoredTensor, scale: Float)
+
     /// Originals of the weights ever patched, by weight storage.
     private var saved: [ObjectIdentifier: (weight: Tensor, copy: Tensor)] = [:]
     /// Weights currently holding merged deltas.
@@ -62,7 +65,7 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// keep the threads balanced, which is split over them.
     public func merge(_ applications: [LoRAApplication]) {
         var order: [ObjectIdentifier] = []
-        var updates: [ObjectIdentifier: [(up: Tensor, down: Tensor, scale: Float)]] = [:]
+        var updates: [ObjectIdentifier: [Update]] = [:]
         for application in applications {
             for entry in application.lora.entries {
                 let strength = application.strength(for: entry.component)
@@ -94,7 +97,8 @@ public final class LoRAPatcher: @unchecked Sendable {
                 let (up, down) = Self.stacked(list)
                 addMatmul(into: weight, up, down, scale: 1, pool: pool)
             } else {
-                for update in list { addMatmul(into: weight, update.up, update.down, scale: update.scale, pool: pool) }
+                // Factors stored as fp16 or bf16 are widened here, into short-lived copies still in cache for the product.
+                for update in list { addMatmul(into: weight, update.up.float32(), update.down.float32(), scale: update.scale, pool: pool) }
             }
         }
         // Whole weights per thread, largest first (the pool hands them out as threads free up), so one merge is one
@@ -116,13 +120,13 @@ public final class LoRAPatcher: @unchecked Sendable {
     /// LoRA (`[out, in]` each time): it pays where the weight is the larger, Σr < out x (LoRAs - 1). An SD 1.5 layer (320
     /// to 1280 outputs) with two rank-64 LoRAs stacks; a small model's (32 to 128 outputs) does not, where copying the
     /// factors cost more than the product (`perf` of `bench workflow --workloads 0C/2L` on the embedded model).
-    static func stacks(_ updates: [(up: Tensor, down: Tensor, scale: Float)], rows: Int) -> Bool {
+    static func stacks(_ updates: [Update], rows: Int) -> Bool {
         updates.reduce(0) { $0 + $1.up.shape[1] } < rows * (updates.count - 1)
     }
 
-    /// `[s_1 up_1 | s_2 up_2 | ...]` `[out, Σr]` and `[down_1; down_2; ...]` `[Σr, in]`: their product is
+    /// `[s_1 up_1 | s_2 up_2 | ...]` `[out, Σr]` and `[down_1; down_2; ...]` `[Σr, in]` in fp32: their product is
     /// `Σ_i s_i up_i down_i`.
-    static func stacked(_ updates: [(up: Tensor, down: Tensor, scale: Float)]) -> (up: Tensor, down: Tensor) {
+    static func stacked(_ updates: [Update]) -> (up: Tensor, down: Tensor) {
         let rows = updates[0].up.shape[0], columns = updates[0].down.shape[1]
         let rank = updates.reduce(0) { $0 + $1.up.shape[1] }
         let up = Tensor(uninitializedShape: [rows, rank]), down = Tensor(uninitializedShape: [rank, columns])
@@ -132,15 +136,12 @@ public final class LoRAPatcher: @unchecked Sendable {
                 for update in updates {
                     let r = update.up.shape[1]
                     precondition(update.up.shape[0] == rows && update.down.shape == [r, columns], "LoRA factors of one weight differ in shape")
-                    update.up.withUnsafeBufferPointer { source in
+                    update.up.float32().withUnsafeBufferPointer { source in
                         for row in 0..<rows {
                             for j in 0..<r { stackedUp[row * rank + offset + j] = update.scale * source[row * r + j] }
                         }
                     }
-                    update.down.withUnsafeBufferPointer { source in
-                        UnsafeMutableBufferPointer(rebasing: stackedDown[(offset * columns)...]).baseAddress!
-                            .update(from: source.baseAddress!, count: r * columns)
-                    }
+                    update.down.widen(into: stackedDown.baseAddress! + offset * columns)
                     offset += r
                 }
             }
@@ -175,7 +176,8 @@ public final class LoRAPatcher: @unchecked Sendable {
     }
 
     private func attach(_ entry: ResolvedLoRA.Entry, strength: Float) {
-        let adapter = LowRankAdapter(down: entry.down, up: entry.up, scale: strength * entry.scale)
+        // The layer multiplies by the factors at every step: fp32 copies for as long as they are attached.
+        let adapter = LowRankAdapter(down: entry.down.float32(), up: entry.up.float32(), scale: strength * entry.scale)
         switch entry.layer {
         case .linear(let layer):
             layer.adapters.append(adapter)

@@ -99,21 +99,8 @@ public func channelsLastKernel(_ kernel: Tensor) -> Tensor {
 public func channelsLastKernelInPlace(_ kernel: Tensor) -> Tensor {
     precondition(kernel.rank == 4, "a conv kernel is [out, in, kh, kw], got \(kernel.shape)")
     let (outputs, inputs, taps) = (kernel.shape[0], kernel.shape[1], kernel.shape[2] * kernel.shape[3])
-    let result = kernel.reshaped([outputs, kernel.shape[2], kernel.shape[3], inputs])
-    let perOutput = inputs * taps
-    if taps == 1 || inputs == 1 || perOutput == 0 { return result }
-    let block = UnsafeMutablePointer<Float>.allocate(capacity: perOutput)
-    defer { block.deallocate() }
-    let base = kernel.storage.base
-    for output in 0..<outputs {
-        let channel = base + output * perOutput
-        block.update(from: channel, count: perOutput)
-        for tap in 0..<taps {
-            let row = channel + tap * inputs
-            for input in 0..<inputs { row[input] = block[input * taps + tap] }
-        }
-    }
-    return result
+    reorderChannelsLast(kernel.storage.base, outputs: outputs, inputs: inputs, taps: taps)
+    return kernel.reshaped([outputs, kernel.shape[2], kernel.shape[3], inputs])
 }
 
 /// The inverse of `channelsLastKernel`: `[out, kh, kw, in]` back to PyTorch's `[out, in, kh, kw]`.

@@ -71,7 +71,8 @@ public struct EngineConfiguration: Sendable {
     public var controlNetCacheBytes = 4 << 30
     /// Precision the models' linear and conv layers are loaded in (`serve --precision`).
     public var precision: ComputePrecision = .fp32
-    /// Parsed LoRA files kept in memory, in bytes.
+    /// Parsed LoRA files kept in memory, in bytes. Factors stay in their file's format, so a LoRA takes about its file's
+    /// size (an fp16 file is not widened to twice that).
     public var loraCacheBytes = 2 << 30
     /// TAESD (a diffusers AutoencoderTiny folder): decode with it instead of each model's VAE where it fits.
     public var taesdFolder: String?

@@ -57,7 +57,7 @@ final class LoRALibrary: @unchecked Sendable {
     func network(at path: String) throws -> LoRANetwork {
         try files.value(for: try Self.key(path)) {
             let network = try LoRANetwork.load(contentsOf: URL(fileURLWithPath: path))
-            return (network, network.modules.reduce(0) { $0 + 4 * ($1.down.count + $1.up.count) })
+            return (network, network.bytes)
         }
     }
 

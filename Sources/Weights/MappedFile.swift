@@ -18,6 +18,9 @@ final class MappedFile: @unchecked Sendable {
     /// The buffer a small file was read into instead of mapped (`readingUpTo`); nil for a mapping.
     private let readBuffer: TensorStorage?
 
+    /// True when `bytes` is this object's own read buffer (which its user may change), false for a read-only mapping.
+    var isWritable: Bool { readBuffer != nil }
+
     /// Maps the file; one of at most `readingUpTo` bytes is read into memory instead.
     ///
     /// Reading suits small files read whole and soon dropped (LoRAs): a mapping faults its pages in one by one and,

@@ -141,33 +141,45 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     /// Integer and boolean tensors are an error.
     public func tensor(_ name: String) throws -> Tensor { freshTensor(try floatingPointInfo(name)) }
 
-    /// Tensors of at most this many bytes together share one allocation in `tensors(_:)`. Larger sets get one each:
-    /// an allocation of 96 MiB or more would first give back the activation buffers the tensor buffer cache parks for
-    /// the UNet (`TensorBufferCache`), which a LoRA loading beside denoising should not take from it. (A smaller one can
-    /// still reuse a parked buffer of its size class.)
-    public static let sharedAllocationLimit = 64 << 20
-
-    /// The tensors as Float32: in one allocation (each starting on a 64-byte boundary, viewed by one tensor each) when
-    /// they take at most `sharedAllocationLimit` bytes, else one allocation each; each handed to `prepare` right after it
-    /// is widened.
-    public func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor] {
-        try tensors(names, sharingUpTo: Self.sharedAllocationLimit, prepare: prepare)
+    /// The tensors as stored (`WeightSource.storedTensors(_:prepare:)`): F16 and BF16 stay narrow, F32 as is, F64 and F8
+    /// are widened to F32. A file read into memory (`readingUpTo`, as LoRAs are) gives views of its read buffer, which
+    /// then stays alive with them and is what they hold (`bytes`: the whole file); only an element misaligned for its
+    /// type, or a widened one, gets an allocation of its own. A mapped file's tensors are copied out, one allocation
+    /// each (the mapping is read-only, and `prepare` may change a tensor in place).
+    public func storedTensors(
+        _ names: [String], prepare: (Int, StoredTensor) throws -> StoredTensor
+    ) throws -> (tensors: [StoredTensor], bytes: Int) {
+        let infos = try names.map { try floatingPointInfo($0) }
+        var viewsBuffer = false
+        var ownBytes = 0
+        let tensors = try infos.enumerated().map { index, info -> StoredTensor in
+            let source = UnsafeRawBufferPointer(rebasing: dataRegion[info.dataOffsets])
+            let stored: StoredTensor
+            if let format = Self.storedFormat(info.dtype) {
+                let address = source.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) }
+                if file.isWritable, let address, Int(bitPattern: address) % format.byteSize == 0 {
+                    stored = StoredTensor(format: format, shape: info.shape, bytes: address, owner: file)
+                    viewsBuffer = true
+                } else {
+                    stored = StoredTensor(copying: source, format: format, shape: info.shape)
+                    ownBytes += stored.byteCount
+                }
+            } else {
+                stored = StoredTensor(freshTensor(info))
+                ownBytes += stored.byteCount
+            }
+            return try prepare(index, stored)
+        }
+        return (tensors, ownBytes + (viewsBuffer ? file.bytes.count : 0))
     }
 
-    /// `tensors(_:prepare:)` with another limit for the shared allocation (tests).
-    public func tensors(_ names: [String], sharingUpTo limit: Int, prepare: (Int, Tensor) throws -> Tensor = { $1 }) throws -> [Tensor] {
-        let infos = try names.map { try floatingPointInfo($0) }
-        // Element counts are validated against the file's size when it is opened, so the sum cannot overflow.
-        let starts = infos.reduce(into: [0]) { starts, info in starts.append(starts.last! + (info.elementCount + 15) / 16 * 16) }
-        guard starts.last! * 4 <= limit else {
-            return try infos.enumerated().map { try prepare($0.offset, freshTensor($0.element)) }
-        }
-        let arena = TensorStorage(count: starts.last!)
-        return try zip(infos, starts).enumerated().map { index, pair in
-            let (info, start) = pair
-            let storage = TensorStorage(borrowing: arena.baseAddress + start, count: info.elementCount, owner: arena)
-            widen(info, into: UnsafeMutableBufferPointer(start: storage.baseAddress, count: info.elementCount))
-            return try prepare(index, Tensor(shape: info.shape, storage: storage))
+    /// The format a dtype is kept in by `storedTensors`; nil for one widened to F32.
+    private static func storedFormat(_ dtype: SafeTensorsDType) -> StoredTensor.Format? {
+        switch dtype {
+        case .float32: .float32
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        default: nil
         }
     }
 

@@ -17,21 +17,30 @@ public protocol WeightSource: Sendable {
     /// The tensor, which must have `shape` (the shape the architecture needs). Sources that synthesise
     /// parameters (random weights for benchmarks) implement this; files use the default, which checks.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor
-    /// Several tensors as Float32, in the order of `names`, each handed to `prepare` (its index in `names`, the tensor)
-    /// as soon as it is written and kept as `prepare` returns it. A file may put them in one allocation (a LoRA's factors:
-    /// one buffer instead of hundreds); `prepare` then sees each while its values are still in cache (a LoRA checks its
-    /// factors and reorders a convolution's there, instead of in passes over all of them afterwards). Each tensor is the
-    /// caller's own, as `tensor(_:)`'s are, so `prepare` may change it in place.
-    func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor]
+    /// Several tensors kept in the format the source stores them (`StoredTensor`: fp16 and bf16 stay narrow, fp32 as is,
+    /// other formats widened to fp32), in the order of `names`, with the bytes they hold together. Each is handed to
+    /// `prepare` (its index in `names`, the tensor) as soon as it is ready, while its values are still in cache, and kept
+    /// as `prepare` returns it: a LoRA checks its factors and reorders a convolution's there, instead of in passes over
+    /// all of them afterwards. Each is the caller's own, so `prepare` may change it in place. A file read into memory
+    /// gives views of its buffer (no copy); sources in memory give fp32 copies (the default).
+    func storedTensors(_ names: [String], prepare: (Int, StoredTensor) throws -> StoredTensor) throws -> (tensors: [StoredTensor], bytes: Int)
 }
 
 extension WeightSource {
-    public func tensors(_ names: [String], prepare: (Int, Tensor) throws -> Tensor) throws -> [Tensor] {
-        try names.enumerated().map { try prepare($0.offset, try tensor($0.element)) }
+    public func storedTensors(
+        _ names: [String], prepare: (Int, StoredTensor) throws -> StoredTensor
+    ) throws -> (tensors: [StoredTensor], bytes: Int) {
+        var bytes = 0
+        let tensors = try names.enumerated().map { index, name in
+            let tensor = StoredTensor(try tensor(name))
+            bytes += tensor.byteCount
+            return try prepare(index, tensor)
+        }
+        return (tensors, bytes)
     }
 
-    /// Several tensors as Float32, in the order of `names` (`tensors(_:prepare:)` keeping each as written).
-    public func tensors(_ names: [String]) throws -> [Tensor] { try tensors(names) { $1 } }
+    /// Several tensors as Float32, in the order of `names`.
+    public func tensors(_ names: [String]) throws -> [Tensor] { try names.map { try tensor($0) } }
 
     /// The tensor, checked to have `shape`; a loader's way to say which shape a parameter must have.
     public func tensor(_ name: String, shape expected: [Int]) throws -> Tensor {

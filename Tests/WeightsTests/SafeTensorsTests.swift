@@ -41,44 +41,75 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try file.shape(of: "layer.bias"), [3])
     }
 
-    /// A file read into memory (`readingUpTo`, as LoRAs are) gives what its mapping gives; `tensors(_:)` puts several in
-    /// one allocation, each 64-byte aligned, equal to `tensor(_:)` one by one, and still refuses integer tensors.
-    func testReadIntoMemoryAndBatchedTensorsMatchTheMapping() throws {
+    /// `storedTensors` keeps F16 narrow and F32 as is, with the values `tensor(_:)` widens, handing each to `prepare` in
+    /// order. A file read into memory (`readingUpTo`, as LoRAs are) gives views of its read buffer, which they then hold
+    /// (`bytes`: the whole file); a mapped file's are copied out (the mapping is read-only), `bytes` their own.
+    func testStoredTensorsKeepTheFilesFormatAndViewItsReadBuffer() throws {
         let tensors: [String: Tensor] = [
             "a": Tensor(shape: [3, 5], values: (0..<15).map { Float($0) * 0.5 - 3 }),
             "b": Tensor(shape: [7], values: (0..<7).map { Float($0) * 0.25 }),
             "c": Tensor(shape: [2, 2, 3, 3], values: (0..<36).map { Float($0 % 11) - 5 }),
             "scalar": Tensor(shape: [], values: [4]),
         ]
-        for precision in [SafeTensorsWriter.Precision.float32, .float16] {
-            let url = directory.file("lora-\(precision == .float32 ? 32 : 16).safetensors")
+        for (precision, format) in [(SafeTensorsWriter.Precision.float32, StoredTensor.Format.float32), (.float16, .float16)] {
+            let url = directory.file("lora-\(format).safetensors")
             try SafeTensorsWriter.write(tensors, precision: precision, to: url)
+            let fileSize = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int)
             let mapped = try SafeTensorsFile(contentsOf: url)
             let read = try SafeTensorsFile(contentsOf: url, readingUpTo: 1 << 20)
             XCTAssertEqual(read.names, mapped.names)
             let names = ["c", "a", "scalar", "b"]
-            let batch = try read.tensors(names)
-            for (name, tensor) in zip(names, batch) {
-                XCTAssertTrue(try read.tensor(name).isBitwiseEqual(to: mapped.tensor(name)), name)
-                XCTAssertTrue(tensor.isBitwiseEqual(to: try mapped.tensor(name)), name)
-                XCTAssertEqual(tensor.shape, try mapped.shape(of: name))
-                XCTAssertEqual(UInt(bitPattern: tensor.storage.baseAddress) % 64, 0, "\(name) is 64-byte aligned")
+            var handed: [Int] = []
+            let viewed = try read.storedTensors(names) { index, tensor in
+                handed.append(index)
+                return tensor
             }
-            XCTAssertEqual(try read.tensors([]).count, 0)
-            // Over the shared allocation's limit, one allocation each, with the same values.
-            let separate = try read.tensors(names, sharingUpTo: 64)
-            for (name, tensor) in zip(names, separate) { XCTAssertTrue(tensor.isBitwiseEqual(to: try mapped.tensor(name)), name) }
-            XCTAssertTrue(separate[0].storage.ownsMemory, "its own allocation")
-            XCTAssertFalse(batch[0].storage.ownsMemory, "a view of the shared allocation")
+            XCTAssertEqual(handed, [0, 1, 2, 3])
+            XCTAssertEqual(viewed.bytes, fileSize, "views of the read buffer hold the whole file")
+            let copied = try mapped.storedTensors(names) { $1 }
+            XCTAssertEqual(copied.bytes, try names.reduce(0) { $0 + (try mapped.info($1).elementCount) * format.byteSize })
+            for (name, (view, copy)) in zip(names, zip(viewed.tensors, copied.tensors)) {
+                XCTAssertEqual([view.format, copy.format], [format, format], name)
+                XCTAssertEqual(view.shape, try mapped.shape(of: name))
+                XCTAssertTrue(view.float32().isBitwiseEqual(to: try mapped.tensor(name)), name)
+                XCTAssertTrue(copy.float32().isBitwiseEqual(to: try mapped.tensor(name)), name)
+                XCTAssertTrue(try read.tensor(name).isBitwiseEqual(to: mapped.tensor(name)), name)
+            }
+            // `prepare` may change a tensor in place: a view changes the read buffer (what a second read of that file
+            // sees), a copy leaves the mapping alone.
+            for file in [read, mapped] {
+                _ = try file.storedTensors(["c"]) { $1.channelsLastKernelInPlace() }
+                let again = try file.storedTensors(["c"]) { $1 }.tensors[0].float32()
+                let expected = file === read ? permute(tensors["c"]!, [0, 2, 3, 1]).reshaped([2, 2, 3, 3]) : tensors["c"]!
+                XCTAssertTrue(again.isBitwiseEqual(to: expected), file === read ? "the view was reordered" : "the copy was")
+            }
+            XCTAssertEqual(try read.storedTensors([]) { $1 }.tensors.count, 0)
         }
         // A file over the limit is mapped as before; a file that is not a regular file is refused either way.
-        let url = directory.file("lora-32.safetensors")
+        let url = directory.file("lora-float32.safetensors")
         XCTAssertTrue(try SafeTensorsFile(contentsOf: url, readingUpTo: 16).tensor("a").isBitwiseEqual(to: tensors["a"]!))
         assertWeightsError(["directory"]) { try SafeTensorsFile(contentsOf: directory.url, readingUpTo: 1 << 20) }
         let integers = try open(
             header: #"{"f":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"i":{"dtype":"I32","shape":[1],"data_offsets":[4,8]}}"#,
             data: littleEndianBytes([Float(1), Float(2)]))
-        assertWeightsError(["I32"]) { try integers.tensors(["f", "i"]) }
+        assertWeightsError(["I32"]) { try integers.storedTensors(["f", "i"]) { $1 } }
+    }
+
+    /// An element misaligned for its type in the read buffer (an F32 after three F16s) is copied out, and an F64 widened
+    /// to F32: each in an allocation of its own, which `bytes` counts beside the buffer.
+    func testStoredTensorsCopyMisalignedAndWidenedOnes() throws {
+        var header = #"{"h":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},"f":{"dtype":"F32","shape":[2],"data_offsets":[6,14]},"#
+            + #""d":{"dtype":"F64","shape":[1],"data_offsets":[14,22]}}"#
+        while (8 + header.utf8.count) % 64 != 0 { header += " " }  // the data region starts 64-byte aligned in the buffer
+        let data = littleEndianBytes([UInt16(0x3C00), 0xC000, 0x3555]) + littleEndianBytes([Float(1.5), -7]) + littleEndianBytes([Double(0.1)])
+        let url = try directory.write(safetensorsBytes(header: header, data: data), to: "mixed.safetensors")
+        let read = try SafeTensorsFile(contentsOf: url, readingUpTo: 1 << 20)
+        let stored = try read.storedTensors(["h", "f", "d"]) { $1 }
+        XCTAssertEqual(stored.tensors.map(\.format), [.float16, .float32, .float32])
+        XCTAssertEqual(stored.tensors[0].float32().scalars, [1, -2, 0.333251953125])
+        XCTAssertEqual(stored.tensors[1].float32().scalars, [1.5, -7])
+        XCTAssertEqual(stored.tensors[2].float32().scalars, [Float(0.1)])
+        XCTAssertEqual(stored.bytes, 8 + header.utf8.count + data.count + 2 * 4 + 4, "the buffer, the copied F32 and the widened F64")
     }
 
     func testFloat16RoundTrip() throws {
