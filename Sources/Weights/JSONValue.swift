@@ -150,6 +150,7 @@ private struct JSONParser {
     private mutating func parseObject(depth: Int) throws -> JSONValue {
         position += 1
         var members: [(key: String, value: JSONValue)] = []
+        // Duplicate keys: a scan of the few members of a small object (every tensor entry), a set beyond that.
         var seen = Set<String>()
         skipWhitespace()
         if current == UInt8(ascii: "}") {
@@ -161,7 +162,14 @@ private struct JSONParser {
             guard current == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = position
             let key = try parseString()
-            guard seen.insert(key).inserted else {
+            let duplicate: Bool
+            if members.count < 8 {
+                duplicate = members.contains { $0.key == key }
+            } else {
+                if seen.isEmpty { seen = Set(members.map(\.key)) }
+                duplicate = !seen.insert(key).inserted
+            }
+            guard !duplicate else {
                 throw JSONParseError(offset: keyOffset, message: "duplicate key \"\(key)\"")
             }
             skipWhitespace()
@@ -300,12 +308,27 @@ private struct JSONParser {
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
             guard skipDigits() > 0 else { throw fail("invalid number: no digits in exponent") }
         }
+        if isInteger, let value = integer(start..<position) { return .integer(value) }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-        if isInteger, let value = Int(text) { return .integer(value) }
         guard let value = Double(text) else {
             throw JSONParseError(offset: start, message: "invalid number")
         }
         return .number(value)
+    }
+
+    /// The integer an optional '-' and digits at `range` spell, or nil when it does not fit in `Int` (without making a
+    /// string first: a header has a few numbers per tensor).
+    private func integer(_ range: Range<Int>) -> Int? {
+        let negative = bytes[range.lowerBound] == UInt8(ascii: "-")
+        var value = 0
+        for index in (negative ? range.lowerBound + 1 : range.lowerBound)..<range.upperBound {
+            let digit = Int(bytes[index] - UInt8(ascii: "0"))
+            let (scaled, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (next, carry) = negative ? scaled.subtractingReportingOverflow(digit) : scaled.addingReportingOverflow(digit)
+            guard !overflow, !carry else { return nil }
+            value = next
+        }
+        return value
     }
 
     @discardableResult

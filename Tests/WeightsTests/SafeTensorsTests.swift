@@ -297,6 +297,27 @@ final class SafeTensorsTests: XCTestCase {
                     + #""a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
                 data: [UInt8](repeating: 0, count: 8))
         }
+        // Inside an entry, and in an object of more members than the parser scans for duplicates (it keeps a set there).
+        assertWeightsError(["not valid JSON", "duplicate key \"shape\""]) {
+            try self.open(header: #"{"a":{"dtype":"F32","shape":[1],"shape":[1],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 4))
+        }
+        let entries = (0..<10).map { #""t\#($0)":{"dtype":"F32","shape":[1],"data_offsets":[\#(4 * $0),\#(4 * $0 + 4)]}"# }
+        assertWeightsError(["not valid JSON", "duplicate key \"t1\""]) {
+            try self.open(header: "{" + (entries + [entries[1]]).joined(separator: ",") + "}", data: [UInt8](repeating: 0, count: 44))
+        }
+        XCTAssertEqual(try open(header: "{" + entries.joined(separator: ",") + "}", data: [UInt8](repeating: 0, count: 40)).names.count, 10)
+    }
+
+    /// Integers up to Int.max are integers; one past it is a number like 1.5, which no shape or offset may be.
+    func testIntegersAtTheLimitsOfInt() throws {
+        let largest = try open(header: #"{"a":{"dtype":"F32","shape":[9223372036854775807,0],"data_offsets":[0,0]}}"#)
+        XCTAssertEqual(try largest.shape(of: "a"), [Int.max, 0])
+        for shape in ["[9223372036854775808,0]", "[-9223372036854775808,0]", "[1.0]", "[1e3]", "[-1]"] {
+            assertWeightsError(["is not a list of non-negative integers"]) {
+                try self.open(header: #"{"a":{"dtype":"F32","shape":"# + shape + #","data_offsets":[0,0]}}"#)
+            }
+        }
+        XCTAssertEqual(try open(header: #"{"a":{"dtype":"F32","shape":[-0,7],"data_offsets":[0,0]}}"#).shape(of: "a"), [0, 7])
     }
 
     func testMetadataMustMapStringsToStrings() {
