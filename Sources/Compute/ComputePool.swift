@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CCPUFeatures
 import Foundation
 import Synchronization
 
@@ -29,6 +30,19 @@ public final class ComputePool: @unchecked Sendable {
     private var job: ((Int) -> Void)?
     private var jobCount = 0
     private let nextIndex = Atomic<Int>(0)
+    // Mirrors of `generation` and `activeWorkers` that spinning threads read without the mutex.
+    private let publishedGeneration = Atomic<Int>(0)
+    private let workersLeft = Atomic<Int>(0)
+
+    /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds, about 30-60 µs
+    /// (`SWIFTDIFFUSION_POOL_SPIN`; 0 sleeps at once).
+    ///
+    /// A denoising step runs hundreds of parallel regions. A worker that sleeps on the condition variable between them
+    /// must be woken by the next one, and on a virtual machine waking a thread on another vCPU is an interrupt through
+    /// the hypervisor (`perf` of `bench workflow` on a 2-vCPU KVM guest: 24 % of the samples in the kernel's wake-up and
+    /// task-switch paths). Spinning for a short while first catches the next region, and the caller's wait for the
+    /// workers, without a system call; a pool with nothing to do sleeps after the spin, so an idle server takes no CPU.
+    static let spinRounds: Int = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_POOL_SPIN"].flatMap { Int($0) }.map { max(0, $0) } ?? 1000
 
     /// The process-wide pool, sized by `SWIFTDIFFUSION_THREADS` or the number of active cores.
     public static let shared: ComputePool = {
@@ -101,7 +115,9 @@ public final class ComputePool: @unchecked Sendable {
             jobCount = count
             nextIndex.store(0, ordering: .relaxed)
             activeWorkers = threadCount - 1
+            workersLeft.store(threadCount - 1, ordering: .relaxed)
             generation &+= 1
+            publishedGeneration.store(generation, ordering: .releasing)
             pthread_cond_broadcast(&wake)
             pthread_mutex_unlock(&mutex)
 
@@ -109,6 +125,11 @@ public final class ComputePool: @unchecked Sendable {
             drain(escapable, count: count)
             ThreadBinding.leaveParallelRegion()
 
+            var rounds = 0
+            while workersLeft.load(ordering: .acquiring) > 0 && rounds < Self.spinRounds {
+                sd_cpu_relax()
+                rounds += 1
+            }
             pthread_mutex_lock(&mutex)
             while activeWorkers > 0 { pthread_cond_wait(&done, &mutex) }
             job = nil
@@ -144,8 +165,14 @@ public final class ComputePool: @unchecked Sendable {
     private func workerLoop() {
         ThreadBinding.enterParallelRegion()
         var seen = 0
-        pthread_mutex_lock(&mutex)
         while true {
+            // Spin for the next region first (see `spinRounds`); the mutex then hands over the job.
+            var rounds = 0
+            while publishedGeneration.load(ordering: .acquiring) == seen && rounds < Self.spinRounds {
+                sd_cpu_relax()
+                rounds += 1
+            }
+            pthread_mutex_lock(&mutex)
             while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
             if shuttingDown { break }
             seen = generation
@@ -155,7 +182,9 @@ public final class ComputePool: @unchecked Sendable {
             drain(body, count: count)
             pthread_mutex_lock(&mutex)
             activeWorkers -= 1
+            workersLeft.store(activeWorkers, ordering: .releasing)
             if activeWorkers == 0 { pthread_cond_signal(&done) }
+            pthread_mutex_unlock(&mutex)
         }
         pthread_mutex_unlock(&mutex)
     }

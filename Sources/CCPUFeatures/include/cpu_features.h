@@ -5,6 +5,16 @@
 
 #include <stdbool.h>
 
+/// A spin-wait hint (`pause` on x86-64, `yield` on arm64): the waiting loop leaves the core's resources to the other
+/// hardware thread and costs less power, and leaving the loop does not flush the pipeline.
+static inline void sd_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 typedef struct {
     bool sse42;
     bool avx;
