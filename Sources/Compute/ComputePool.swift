@@ -34,8 +34,8 @@ public final class ComputePool: @unchecked Sendable {
     private let publishedGeneration = Atomic<Int>(0)
     private let workersLeft = Atomic<Int>(0)
 
-    /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds, about 30-60 µs
-    /// (`SWIFTDIFFUSION_POOL_SPIN`; 0 sleeps at once).
+    /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds (1000, 15 µs on the
+    /// Xeon of docs/benchmarks.md; `pause` takes longer on some processors), `SWIFTDIFFUSION_POOL_SPIN`; 0 sleeps at once.
     ///
     /// A denoising step runs hundreds of parallel regions. A worker that sleeps on the condition variable between them
     /// must be woken by the next one, and on a virtual machine waking a thread on another vCPU is an interrupt through
