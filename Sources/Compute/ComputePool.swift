@@ -176,10 +176,14 @@ public final class ComputePool: @unchecked Sendable {
             while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
             if shuttingDown { break }
             seen = generation
-            let body = job!
-            let count = jobCount
-            pthread_mutex_unlock(&mutex)
-            drain(body, count: count)
+            do {
+                // The job's closure is let go before the worker reports it done: the caller may return (and its
+                // `withoutActuallyEscaping` end) as soon as the count reaches zero, without the mutex.
+                let body = job!
+                let count = jobCount
+                pthread_mutex_unlock(&mutex)
+                drain(body, count: count)
+            }
             pthread_mutex_lock(&mutex)
             activeWorkers -= 1
             workersLeft.store(activeWorkers, ordering: .releasing)
