@@ -34,7 +34,7 @@ public final class ComputePool: @unchecked Sendable {
     private let publishedGeneration = Atomic<Int>(0)
     private let workersLeft = Atomic<Int>(0)
 
-    /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds (1000, 15 µs on the
+    /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds (5000, about 75 µs on the
     /// Xeon of docs/benchmarks.md; `pause` takes longer on some processors), `SWIFTDIFFUSION_POOL_SPIN`; 0 sleeps at once.
     ///
     /// A denoising step runs hundreds of parallel regions. A worker that sleeps on the condition variable between them
@@ -42,7 +42,7 @@ public final class ComputePool: @unchecked Sendable {
     /// the hypervisor (`perf` of `bench workflow` on a 2-vCPU KVM guest: 24 % of the samples in the kernel's wake-up and
     /// task-switch paths). Spinning for a short while first catches the next region, and the caller's wait for the
     /// workers, without a system call; a pool with nothing to do sleeps after the spin, so an idle server takes no CPU.
-    static let spinRounds: Int = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_POOL_SPIN"].flatMap { Int($0) }.map { max(0, $0) } ?? 1000
+    static let spinRounds: Int = ProcessInfo.processInfo.environment["SWIFTDIFFUSION_POOL_SPIN"].flatMap { Int($0) }.map { max(0, $0) } ?? 5000
 
     /// The process-wide pool, sized by `SWIFTDIFFUSION_THREADS` or the number of active cores.
     public static let shared: ComputePool = {
