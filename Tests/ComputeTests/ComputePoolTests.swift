@@ -51,8 +51,9 @@ final class ComputePoolTests: XCTestCase {
             let before = cpuSeconds()
             usleep(300_000)
             let used = cpuSeconds() - before
-            // Two spinning workers would take 0.6 s of CPU in 0.3 s.
-            XCTAssertLessThan(used, 0.1, "the process took \(used) s of CPU while its pool was idle")
+            // Two spinning workers would take 0.6 s of CPU in 0.3 s (the margin leaves room for other threads of the
+            // test process).
+            XCTAssertLessThan(used, 0.3, "the process took \(used) s of CPU while its pool was idle")
             // Shut down, the pool still runs what it is given (on the caller).
             pool.shutDown()
             let hits = Atomic<Int>(0)
