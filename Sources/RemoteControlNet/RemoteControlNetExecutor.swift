@@ -14,9 +14,11 @@ import Serving
 ///
 /// - ControlNet `i` of a request goes to healthy worker `i mod n` of those that serve it (what a worker serves is
 ///   known from its registration and its health checks; before that, any), so several workers share a step's ControlNets and
-///   each control image crosses the wire once per request and worker (the worker caches it under the request id).
-/// - A worker that fails or times out: the call runs here instead, the request finishes with local ControlNets
-///   (one logged warning), and the worker is left out of new calls for `retryAfter`. No request fails for it.
+///   each control image crosses the wire once per request and worker (the worker caches it under the request id). It
+///   stays on that worker for the rest of the request.
+/// - A worker that fails or times out, or fails its health check or leaves the registry while a request is on it:
+///   the call runs here instead, the request finishes with local ControlNets (one logged warning), and the worker is
+///   left out of new calls for `retryAfter`. No request fails for it.
 /// - Every message is bounded (`maximumMessageBytes`, both ways); a call whose inputs exceed it runs here.
 /// - Workers are the static addresses (`--controlnet-worker`) plus, with a `WorkerRegistry` (`serve --store
 ///   postgres://...`), the workers registered in the shared store (`worker --store`, issue 14 item 3), re-read every
@@ -137,6 +139,10 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
     private var closed = false
     /// Generations that run their ControlNets here for the rest of the request (bounded, oldest out first).
     private var localGenerations: [UUID] = []
+    /// The worker each ControlNet of a request runs on ("generation/control index"; bounded, oldest out first): a
+    /// request stays on its worker, and one that leaves the healthy set mid-request sends the request here.
+    private var assignments: [String: Worker] = [:]
+    private var assignmentOrder: [String] = []
     private var fallbacks = 0
 
     /// An executor over workers at `addresses` (HOST:PORT each) and, with a `registry`, the ControlNet workers
@@ -290,8 +296,21 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
         let tickets: [(ControlResidualsTicket, Worker)?] = calls.map { call in
             guard let modelID = call.modelID, !isLocal(call.generationID) else { return nil }
             let serving = healthy.filter { $0.serves(modelID) }
-            guard !serving.isEmpty else { return nil }
-            let worker = serving[call.controlIndex % serving.count]
+            let key = "\(call.generationID)/\(call.controlIndex)"
+            let worker: Worker
+            if let assigned = assignment(key) {
+                // A worker that failed its health check or left the registry since the request's last step: the
+                // request finishes here, as after a failed call.
+                guard serving.contains(where: { $0 === assigned }) else {
+                    fallBack(call, worker: assigned, error: RemoteControlNetError("it failed its health check or left the registry"))
+                    return nil
+                }
+                worker = assigned
+            } else {
+                guard !serving.isEmpty else { return nil }
+                worker = serving[call.controlIndex % serving.count]
+                assign(key, to: worker)
+            }
             let ticket = ControlResidualsTicket()
             let options = self.options
             Task.detached {
@@ -322,6 +341,18 @@ public final class RemoteControlNetExecutor: ControlNetExecutor, @unchecked Send
             residuals.append(try call())
         }
         return try up(down, ControlResiduals.sum(residuals))
+    }
+
+    private func assignment(_ key: String) -> Worker? {
+        lock.withLock { assignments[key] }
+    }
+
+    private func assign(_ key: String, to worker: Worker) {
+        lock.withLock {
+            assignments[key] = worker
+            assignmentOrder.append(key)
+            if assignmentOrder.count > 4096 { assignments.removeValue(forKey: assignmentOrder.removeFirst()) }
+        }
     }
 
     private func isLocal(_ generation: UUID) -> Bool {

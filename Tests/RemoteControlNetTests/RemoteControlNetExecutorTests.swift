@@ -317,6 +317,47 @@ final class RemoteControlNetExecutorTests: XCTestCase {
         var worker: RunningWorker?
     }
 
+    final class ExecutorHolder: @unchecked Sendable {
+        var executor: RemoteControlNetExecutor?
+    }
+
+    /// A worker that fails its health check while it serves a request (stopped during its second call, which it
+    /// still answers; the call returns only once the executor has left the worker out): the request's next steps
+    /// do not silently change course but count as a fallback, with the request's one warning, and give the
+    /// sequential latents. (Which of the two a dying worker meets first, the failed call or the failed check, is a
+    /// race; both end the same way.)
+    func testAWorkerFailingItsHealthCheckMidRequestIsAFallback() async throws {
+        let workerHolder = WorkerHolder(), executorHolder = ExecutorHolder()
+        let worker = try await RunningWorker(onCall: { number in
+            guard number == 2 else { return }
+            workerHolder.worker?.server.stop()
+            let deadline = Date().addingTimeInterval(20)
+            while executorHolder.executor?.workerAddresses.healthy.isEmpty == false, Date() < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        })
+        workerHolder.worker = worker
+        let job = Job(try sd1Pipeline(), try request(controls: 1))
+        let reference = try await onThread { try job.latents(with: SequentialControlNetExecutor()) }
+        let recorder = LogRecorder()
+        var options = RemoteControlNetExecutor.Options()
+        options.checkInterval = .milliseconds(100)
+        options.checkTimeout = .milliseconds(500)
+        let executor = try RemoteControlNetExecutor(workers: [worker.address], options: options, logger: recorder.logger)
+        executorHolder.executor = executor
+        defer { executor.close() }
+        let latents = try await onThread { try job.latents(with: executor) }
+        XCTAssertLessThan(latents.maxAbsDifference(reference), Self.tolerance)
+        XCTAssertTrue(executor.workerAddresses.healthy.isEmpty, "the worker failed its check during the request")
+        XCTAssertEqual(executor.fallbackCount, 1)
+        let fallbacks = recorder.lines.warnings.filter { $0.contains("finishes with local ControlNets") }
+        XCTAssertEqual(fallbacks.count, 1, "\(recorder.lines.warnings)")
+        XCTAssertTrue(fallbacks.first?.contains("failed its health check") ?? false, "\(fallbacks)")
+        XCTAssertEqual(worker.service.callCount, 2, "nothing more was sent to it")
+        executorHolder.executor = nil
+        workerHolder.worker = nil
+    }
+
     /// A worker slower than the deadline: the request finishes locally with a warning, within about the deadline.
     func testWorkerTimeoutFinishesLocally() async throws {
         let worker = try await RunningWorker(onCall: { _ in try? await Task.sleep(for: .seconds(3)) })
