@@ -24,15 +24,13 @@ public final class ComputePool: @unchecked Sendable {
     private let submitLock = NSLock()
 
     // Guarded by `mutex`.
-    private var generation = 0
-    private var activeWorkers = 0
+    // Changed under `mutex`; read without it by spinning threads (`spinRounds`).
+    private let generation = Atomic<Int>(0)
+    private let activeWorkers = Atomic<Int>(0)
     private var shuttingDown = false
     private var job: ((Int) -> Void)?
     private var jobCount = 0
     private let nextIndex = Atomic<Int>(0)
-    // Mirrors of `generation` and `activeWorkers` that spinning threads read without the mutex.
-    private let publishedGeneration = Atomic<Int>(0)
-    private let workersLeft = Atomic<Int>(0)
 
     /// How long a thread spins for the pool's next event before it sleeps: `sd_cpu_relax` rounds (5000, about 75 µs on the
     /// Xeon of docs/benchmarks.md; `pause` takes longer on some processors), `SWIFTDIFFUSION_POOL_SPIN`; 0 sleeps at once.
@@ -114,10 +112,8 @@ public final class ComputePool: @unchecked Sendable {
             job = escapable
             jobCount = count
             nextIndex.store(0, ordering: .relaxed)
-            activeWorkers = threadCount - 1
-            workersLeft.store(threadCount - 1, ordering: .relaxed)
-            generation &+= 1
-            publishedGeneration.store(generation, ordering: .releasing)
+            activeWorkers.store(threadCount - 1, ordering: .relaxed)
+            generation.wrappingAdd(1, ordering: .releasing)
             pthread_cond_broadcast(&wake)
             pthread_mutex_unlock(&mutex)
 
@@ -125,13 +121,9 @@ public final class ComputePool: @unchecked Sendable {
             drain(escapable, count: count)
             ThreadBinding.leaveParallelRegion()
 
-            var rounds = 0
-            while workersLeft.load(ordering: .acquiring) > 0 && rounds < Self.spinRounds {
-                sd_cpu_relax()
-                rounds += 1
-            }
+            Self.spin { activeWorkers.load(ordering: .acquiring) > 0 }
             pthread_mutex_lock(&mutex)
-            while activeWorkers > 0 { pthread_cond_wait(&done, &mutex) }
+            while activeWorkers.load(ordering: .acquiring) > 0 { pthread_cond_wait(&done, &mutex) }
             job = nil
             pthread_mutex_unlock(&mutex)
         }
@@ -162,20 +154,26 @@ public final class ComputePool: @unchecked Sendable {
         }
     }
 
+    /// Spins while `waiting()` holds, for at most `spinRounds` rounds.
+    @inline(__always)
+    private static func spin(while waiting: () -> Bool) {
+        var rounds = 0
+        while rounds < spinRounds && waiting() {
+            sd_cpu_relax()
+            rounds += 1
+        }
+    }
+
     private func workerLoop() {
         ThreadBinding.enterParallelRegion()
         var seen = 0
         while true {
             // Spin for the next region first (see `spinRounds`); the mutex then hands over the job.
-            var rounds = 0
-            while publishedGeneration.load(ordering: .acquiring) == seen && rounds < Self.spinRounds {
-                sd_cpu_relax()
-                rounds += 1
-            }
+            Self.spin { generation.load(ordering: .acquiring) == seen }
             pthread_mutex_lock(&mutex)
-            while generation == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
+            while generation.load(ordering: .acquiring) == seen && !shuttingDown { pthread_cond_wait(&wake, &mutex) }
             if shuttingDown { break }
-            seen = generation
+            seen = generation.load(ordering: .relaxed)
             do {
                 // The job's closure is let go before the worker reports it done: the caller may return (and its
                 // `withoutActuallyEscaping` end) as soon as the count reaches zero, without the mutex.
@@ -185,9 +183,7 @@ public final class ComputePool: @unchecked Sendable {
                 drain(body, count: count)
             }
             pthread_mutex_lock(&mutex)
-            activeWorkers -= 1
-            workersLeft.store(activeWorkers, ordering: .releasing)
-            if activeWorkers == 0 { pthread_cond_signal(&done) }
+            if activeWorkers.wrappingSubtract(1, ordering: .releasing).newValue == 0 { pthread_cond_signal(&done) }
             pthread_mutex_unlock(&mutex)
         }
         pthread_mutex_unlock(&mutex)
