@@ -23,10 +23,10 @@ public final class ComputePool: @unchecked Sendable {
     private var done = pthread_cond_t()
     private let submitLock = NSLock()
 
-    // Guarded by `mutex`.
     // Changed under `mutex`; read without it by spinning threads (`spinRounds`).
     private let generation = Atomic<Int>(0)
     private let activeWorkers = Atomic<Int>(0)
+    // Guarded by `mutex`.
     private var shuttingDown = false
     private var job: ((Int) -> Void)?
     private var jobCount = 0
